@@ -1,0 +1,37 @@
+# Two commands on a fresh machine: `make demo` (the try-on demo against the embedded emulator) and
+# `make test` (lint, types, the whole suite). Both create .venv and install the project first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+NPM_DIR := tests/conformance/js
+
+.PHONY: demo test lint bench clean js-deps
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+# The official JS SDK for the browser conformance test (skipped there when npm is missing).
+js-deps:
+	@if command -v npm >/dev/null 2>&1 && [ -f $(NPM_DIR)/package-lock.json ]; then \
+		cd $(NPM_DIR) && npm ci --no-audit --no-fund --loglevel=error; fi
+
+demo: $(STAMP)
+	$(PY) -m bot demo
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+test: $(STAMP) js-deps lint
+	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache $(NPM_DIR)/node_modules

@@ -1,0 +1,43 @@
+"""Command line: `python -m bot {run,demo,emulator,sync}`; start-up only, the work lives in the packages."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface of every entry point."""
+    parser = argparse.ArgumentParser(prog="tryon-bot", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    emulator = commands.add_parser("emulator", help="run the local Odyssey-compatible emulator")
+    emulator.add_argument("--host", default="127.0.0.1")
+    emulator.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    emulator.add_argument("--api-key", default=None, help="accepted API key (default: the development key)")
+
+    demo = commands.add_parser("demo", help="run a try-on against the emulator (or Odyssey with a key)")
+    demo.add_argument("--photo", default=None, help="photo to try outfits on (default: the sample photo)")
+    demo.add_argument("--outfit", action="append", default=None, help="an outfit prompt; repeat for more")
+    demo.add_argument("--out", default="out", help="folder for frames, snippets and recordings")
+    demo.add_argument("--landscape", action="store_true", help="stream 1280x704 instead of 704x1280")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the command line and run the chosen command."""
+    args = build_parser().parse_args(argv)
+    if args.command == "emulator":
+        from bot.emulator.cli import main as emulator_main
+
+        return emulator_main(args)
+    if args.command == "demo":
+        from bot.demo import main as demo_main
+
+        return demo_main(args)
+    raise SystemExit(f"unknown command {args.command!r}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

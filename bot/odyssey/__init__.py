@@ -1,0 +1,1 @@
+"""Odyssey platform client: REST (httpx), signaling websocket and WebRTC (aiortc)."""

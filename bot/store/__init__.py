@@ -1,0 +1,1 @@
+"""SQLite state via aiosqlite: versioned migrations, WAL, small repositories."""
