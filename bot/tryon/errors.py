@@ -1,0 +1,120 @@
+"""Errors a member (or moderator) can cause: each carries a human sentence and a short reason code.
+
+Front ends only render these: `str(error)` and `error.message` are the sentence to show, `error.reason` is a
+stable machine code (for logs, metrics and tests). Anything that is not a `TryOnError` is a bug or an outage
+and is reported as such, never shown verbatim.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+
+class TryOnError(Exception):
+    """Base class: something the member can understand and usually fix."""
+
+    default_reason = "error"
+    default_message = "That did not work."
+
+    def __init__(self, message: str | None = None, *, reason: str | None = None) -> None:
+        self.message = message if message is not None else self.default_message
+        self.reason = reason if reason is not None else self.default_reason
+        super().__init__(self.message)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(reason={self.reason!r}, message={self.message!r})"
+
+
+class PhotoRejected(TryOnError):
+    """The attached photo cannot be used (type, size, pixels, damage)."""
+
+    default_reason = "photo"
+    default_message = "That photo can't be used. Please attach a JPEG, PNG or WebP photo of yourself."
+
+
+class PromptRejected(TryOnError):
+    """The outfit prompt is empty, too long, or uses words this server does not allow."""
+
+    default_reason = "prompt"
+    default_message = "That outfit description can't be used. Please describe the outfit differently."
+
+
+class QuotaExceeded(TryOnError):
+    """The member has used up a daily or monthly allowance; says which one and when it resets."""
+
+    default_reason = "quota"
+    default_message = "You have used up your try-on time for now."
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        reason: str | None = None,
+        window: str | None = None,
+        resets_at: float | None = None,
+    ) -> None:
+        super().__init__(message, reason=reason)
+        self.window = window
+        self.resets_at = resets_at
+
+    @classmethod
+    def for_window(cls, window: str, what: str, resets_at: float | None) -> QuotaExceeded:
+        """Build the refusal for a spent `window` ("daily"/"monthly"); `what` is "time" or "sessions"."""
+        if resets_at is None:
+            when = ""
+        else:
+            stamp = dt.datetime.fromtimestamp(resets_at, tz=dt.UTC)
+            when = f" It resets at {stamp:%Y-%m-%d %H:%M} UTC."
+        noun = "try-on time" if what == "time" else "try-on sessions"
+        message = f"You have used all of your {window} {noun}.{when}"
+        return cls(message, reason=f"quota_{window}_{what}", window=window, resets_at=resets_at)
+
+
+class Blocked(TryOnError):
+    """A moderator has blocked this member from try-ons in this server."""
+
+    default_reason = "blocked"
+    default_message = "A moderator has blocked you from using try-on in this server."
+
+
+class QueueFull(TryOnError):
+    """The server's waiting line is full; try again in a little while."""
+
+    default_reason = "queue_full"
+    default_message = "The try-on queue for this server is full right now. Please try again in a few minutes."
+
+
+class AlreadyInSession(TryOnError):
+    """The member already has a live or queued session (one at a time)."""
+
+    default_reason = "already_in_session"
+    default_message = "You already have a try-on running. Stop it first, or steer it with a new outfit."
+
+    def __init__(
+        self, message: str | None = None, *, reason: str | None = None, session_id: str | None = None
+    ) -> None:
+        super().__init__(message, reason=reason)
+        self.session_id = session_id
+
+
+class NoSuchSession(TryOnError):
+    """The session id is unknown, finished, or belongs to another server."""
+
+    default_reason = "no_such_session"
+    default_message = "That try-on session doesn't exist or has already finished."
+
+
+class NotAllowed(TryOnError):
+    """The member may not do this (for example press another member's buttons)."""
+
+    default_reason = "not_allowed"
+    default_message = "You're not allowed to do that."
+
+
+class ChannelNotAllowed(TryOnError):
+    """Try-ons are not enabled in this channel by the server's moderators."""
+
+    default_reason = "channel_not_allowed"
+    default_message = (
+        "Try-on isn't enabled in this channel. Please use one of the channels the moderators allow."
+    )
