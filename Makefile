@@ -14,10 +14,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# The official JS SDK for the browser conformance test (skipped there when npm is missing).
+# The official JS SDK for the browser conformance test (skipped there when npm is missing). The test
+# drives the system Chromium: no npm package may download a browser of its own.
 js-deps:
 	@if command -v npm >/dev/null 2>&1 && [ -f $(NPM_DIR)/package-lock.json ]; then \
-		cd $(NPM_DIR) && npm ci --no-audit --no-fund --loglevel=error; fi
+		cd $(NPM_DIR) && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error; fi
 
 demo: $(STAMP)
 	$(PY) -m bot demo

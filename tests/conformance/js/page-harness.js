@@ -1,0 +1,205 @@
+// In-page half of the conformance runner: wraps the official SDK's public API in small steps that
+// runner.mjs calls one at a time, and keeps a log of every SDK callback. Runs inside Chromium.
+import { Odyssey } from "/sdk/odyssey.js";
+
+const events = [];
+let client = null;
+
+function record(name, detail) {
+  events.push({ name, detail: detail === undefined ? null : detail, at_ms: Math.round(performance.now()) });
+}
+
+function describeError(error) {
+  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+}
+
+const handlers = {
+  onConnected: () => record("connected"),
+  onDisconnected: () => record("disconnected"),
+  onStatusChange: (status, message) => record("status", { status, message: message ?? null }),
+  onStreamStarted: (streamId) => record("stream_started", { streamId }),
+  onStreamEnded: () => record("stream_ended"),
+  onInteractAcknowledged: (prompt) => record("interact_acknowledged", { prompt }),
+  onStreamError: (reason, message) => record("stream_error", { reason, message }),
+  onError: (error, fatal) => record("error", { error: describeError(error), fatal }),
+  onBroadcastReady: (info) => record("broadcast_ready", info),
+};
+
+function videoElement() {
+  return document.getElementById("video");
+}
+
+async function statsOfType(type) {
+  const report = await client.pc.getStats();
+  return [...report.values()].filter((entry) => entry.type === type);
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function connect({ apiKey }) {
+  client = new Odyssey({ apiKey });
+  const stream = await client.connect(handlers);
+  const video = videoElement();
+  video.srcObject = stream;
+  await video.play().catch(() => undefined);
+  return {
+    status: client.currentStatus,
+    sessionId: client.currentSessionId,
+    apiUrl: client.config.apiUrl,
+    capabilities: client.capabilities,
+    videoTracks: stream.getVideoTracks().length,
+    connectionState: client.connectionState,
+  };
+}
+
+async function startStream({ prompt, imageUrl, portrait }) {
+  const response = await fetch(imageUrl);
+  const image = await response.blob();
+  const streamId = await client.startStream({ prompt, portrait, image });
+  return { streamId, lastAppliedPrompt: client.lastAppliedPrompt, imageBytes: image.size, imageType: image.type };
+}
+
+// Waits until the browser has decoded `more` frames beyond what it had when called.
+async function waitForFrames({ more, pollMs }) {
+  const decodedNow = async () => {
+    const inbound = (await statsOfType("inbound-rtp")).find((entry) => entry.kind === "video");
+    return inbound ?? { framesDecoded: 0 };
+  };
+  const start = (await decodedNow()).framesDecoded ?? 0;
+  for (;;) {
+    const inbound = await decodedNow();
+    if ((inbound.framesDecoded ?? 0) >= start + more) {
+      const codec = (await statsOfType("codec")).find((entry) => entry.id === inbound.codecId);
+      const video = videoElement();
+      return {
+        framesDecoded: inbound.framesDecoded,
+        frameWidth: inbound.frameWidth ?? null,
+        frameHeight: inbound.frameHeight ?? null,
+        codec: codec ? codec.mimeType : null,
+        videoElementWidth: video.videoWidth,
+        videoElementHeight: video.videoHeight,
+      };
+    }
+    await sleep(pollMs);
+  }
+}
+
+async function interact({ prompt }) {
+  const acknowledged = await client.interact({ prompt });
+  return { acknowledged, lastAppliedPrompt: client.lastAppliedPrompt };
+}
+
+function candidateLines(sdp) {
+  return (sdp ?? "").split(/\r?\n/).filter((line) => line.startsWith("a=candidate:"));
+}
+
+function describeCandidate(candidate) {
+  if (!candidate) return null;
+  return {
+    address: candidate.address ?? candidate.ip ?? null,
+    port: candidate.port ?? null,
+    protocol: candidate.protocol ?? null,
+    candidateType: candidate.candidateType ?? null,
+  };
+}
+
+// Where the media really flows: the selected ICE pair and every candidate both sides put forward.
+async function iceReport() {
+  const report = await client.pc.getStats();
+  const byId = (id) => report.get(id);
+  const transport = [...report.values()].find((entry) => entry.type === "transport");
+  let pair = transport && transport.selectedCandidatePairId ? byId(transport.selectedCandidatePairId) : null;
+  if (!pair) {
+    pair = [...report.values()].find((entry) => entry.type === "candidate-pair" && entry.nominated && entry.state === "succeeded");
+  }
+  const all = (type) => [...report.values()].filter((entry) => entry.type === type).map(describeCandidate);
+  return {
+    selectedPair: pair
+      ? {
+          local: describeCandidate(byId(pair.localCandidateId)),
+          remote: describeCandidate(byId(pair.remoteCandidateId)),
+          bytesReceived: pair.bytesReceived ?? null,
+        }
+      : null,
+    localCandidates: all("local-candidate"),
+    remoteCandidates: all("remote-candidate"),
+    offerCandidateLines: candidateLines(client.pc.remoteDescription?.sdp),
+    answerCandidateLines: candidateLines(client.pc.localDescription?.sdp),
+    offerHasMsid: /^a=msid:/m.test(client.pc.remoteDescription?.sdp ?? ""),
+  };
+}
+
+async function endStream() {
+  await client.endStream();
+  return { status: client.currentStatus };
+}
+
+// The emulator may store the recording a moment after `stream_ended`, so "not found" is retried briefly.
+async function getRecording({ streamId, retryForMs, pollMs }) {
+  const deadline = performance.now() + retryForMs;
+  let attempts = 0;
+  for (;;) {
+    attempts += 1;
+    try {
+      const recording = await client.getRecording(streamId);
+      return { recording, attempts };
+    } catch (error) {
+      if (!String(error.message).includes("not found") || performance.now() > deadline) throw error;
+    }
+    await sleep(pollMs);
+  }
+}
+
+function loadVideoMetadata(url) {
+  return new Promise((resolve) => {
+    const video = document.createElement("video");
+    video.muted = true;
+    video.preload = "metadata";
+    video.onloadedmetadata = () =>
+      resolve({ loaded: true, duration: video.duration, width: video.videoWidth, height: video.videoHeight });
+    video.onerror = () => resolve({ loaded: false, error: video.error ? `${video.error.code} ${video.error.message}` : "error" });
+    video.src = url;
+  });
+}
+
+function loadImage(url) {
+  return new Promise((resolve) => {
+    const image = new Image();
+    image.onload = () => resolve({ loaded: true, width: image.naturalWidth, height: image.naturalHeight });
+    image.onerror = () => resolve({ loaded: false });
+    image.src = url;
+  });
+}
+
+// What a web page does with recording URLs: play them in media elements (no CORS needed for that).
+async function loadRecordingMedia({ videoUrl, thumbnailUrl, previewUrl }) {
+  return {
+    video: videoUrl ? await loadVideoMetadata(videoUrl) : null,
+    preview: previewUrl ? await loadVideoMetadata(previewUrl) : null,
+    thumbnail: thumbnailUrl ? await loadImage(thumbnailUrl) : null,
+  };
+}
+
+async function listStreamRecordings({ limit }) {
+  return await client.listStreamRecordings({ limit });
+}
+
+function disconnect() {
+  if (client) client.disconnect();
+  return { status: client ? client.currentStatus : null };
+}
+
+window.conformance = {
+  connect,
+  startStream,
+  waitForFrames,
+  interact,
+  iceReport,
+  endStream,
+  getRecording,
+  loadRecordingMedia,
+  listStreamRecordings,
+  disconnect,
+  events: () => events,
+};
+window.dispatchEvent(new Event("conformance-ready"));
