@@ -1,0 +1,147 @@
+"""`Store`: opens the SQLite file (WAL, foreign keys, busy timeout), migrates it, holds the repositories."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from pathlib import Path
+from types import TracebackType
+
+import aiosqlite
+
+from bot.store.audit import AuditLog
+from bot.store.blocks import Blocks
+from bot.store.database import Clock, Database
+from bot.store.guilds import GuildRules
+from bot.store.migrations import MIGRATIONS, Migration, migrate, schema_version
+from bot.store.prompts import Prompts
+from bot.store.quotas import QuotaOverrides
+from bot.store.records import UNFINISHED_STATES, ForgetResult
+from bot.store.sessions import Sessions
+from bot.store.streams import Streams
+from bot.store.usage import UsageLedger
+
+BUSY_TIMEOUT_SECONDS = 10.0
+_UNFINISHED = ", ".join(f"'{state}'" for state in UNFINISHED_STATES)
+
+
+def month_start(now: float) -> float:
+    """Start of the UTC calendar month containing `now`."""
+    moment = dt.datetime.fromtimestamp(now, tz=dt.UTC)
+    return moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp()
+
+
+class Store:
+    """The bot's state in one SQLite file: `await Store.open(path)` (also usable with `async with`)."""
+
+    def __init__(self, conn: aiosqlite.Connection, path: Path, clock: Clock) -> None:
+        self._conn = conn
+        self.path = path
+        self.db = Database(conn, clock)
+        self.guilds = GuildRules(self.db)
+        self.quotas = QuotaOverrides(self.db)
+        self.blocks = Blocks(self.db)
+        self.sessions = Sessions(self.db)
+        self.streams = Streams(self.db)
+        self.prompts = Prompts(self.db)
+        self.usage = UsageLedger(self.db)
+        self.audit = AuditLog(self.db)
+
+    @classmethod
+    async def open(
+        cls,
+        path: str | Path,
+        *,
+        clock: Clock = time.time,
+        migrations: tuple[Migration, ...] = MIGRATIONS,
+    ) -> Store:
+        """Open (creating if needed) and migrate the database at `path`."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: autocommit, so BEGIN/COMMIT are explicit and ours (see Database.transaction).
+        conn = await aiosqlite.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_SECONDS)
+        try:
+            conn.row_factory = aiosqlite.Row
+            await conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+            await conn.execute("PRAGMA journal_mode = WAL")
+            # NORMAL is durable across a crash of the bot process in WAL mode; only power loss can lose the
+            # last commits, which for heartbeats is a few seconds of usage.
+            await conn.execute("PRAGMA synchronous = NORMAL")
+            await conn.execute("PRAGMA foreign_keys = ON")
+            await migrate(conn, migrations)
+        except BaseException:
+            await conn.close()
+            raise
+        return cls(conn, path, clock)
+
+    async def close(self) -> None:
+        """Close the connection (idempotent)."""
+        await self._conn.close()
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def schema_version(self) -> int:
+        """The file's schema version."""
+        return await schema_version(self._conn)
+
+    async def integrity_check(self) -> str:
+        """SQLite's own integrity check: "ok" when the file is sound."""
+        rows = await self.db.fetch_all("PRAGMA integrity_check")
+        return "; ".join(str(row[0]) for row in rows)
+
+    async def pragma(self, name: str) -> str:
+        """Read one PRAGMA (for tests and diagnostics)."""
+        if not name.isidentifier():
+            raise ValueError(f"bad pragma name {name!r}")
+        row = await self.db.fetch_one(f"PRAGMA {name}")
+        return "" if row is None else str(row[0])
+
+    async def forget(self, user_id: int, *, now: float | None = None) -> ForgetResult:
+        """Delete a member's own data in every guild: finished sessions with their streams and prompts.
+
+        Kept on purpose:
+        - queued/live sessions (stop them first; the engine is still using them);
+        - usage ledger rows of the current UTC month, stripped of their session link, because quotas are
+          enforced from them: deleting them would let anyone reset a monthly quota by forgetting. Older rows
+          can no longer affect any quota window and are deleted.
+        - moderators' records (blocks, overrides, audit entries), because they are the guild's, not the
+          member's; the member's own words in them (`details["prompt"]`, e.g. refused prompts) are removed.
+        """
+        moment = self.db.now(now)
+        async with self.db.transaction() as tx:
+            live = await tx.fetch_one(
+                f"SELECT COUNT(*) AS n FROM sessions WHERE user_id = ? AND state IN ({_UNFINISHED})",
+                (user_id,),
+            )
+            gone = await tx.fetch_all(
+                f"SELECT id FROM sessions WHERE user_id = ? AND state NOT IN ({_UNFINISHED})", (user_id,)
+            )
+            gone_ids = [row["id"] for row in gone]
+            marks = ", ".join("?" for _ in gone_ids)
+            sessions_deleted = await tx.execute(f"DELETE FROM sessions WHERE id IN ({marks})", gone_ids)
+            ledger_deleted = await tx.execute(
+                "DELETE FROM usage_ledger WHERE user_id = ? AND at < ?", (user_id, month_start(moment))
+            )
+            ledger_anonymised = await tx.execute(
+                f"UPDATE usage_ledger SET session_id = NULL WHERE user_id = ? AND session_id IN ({marks})",
+                (user_id, *gone_ids),
+            )
+            audit_redacted = await tx.execute(
+                "UPDATE audit_log SET details = json_set(json_remove(details, '$.prompt'), '$.redacted', 1)"
+                " WHERE (actor_id = ? OR target_user_id = ?)"
+                " AND json_extract(details, '$.prompt') IS NOT NULL",
+                (user_id, user_id),
+            )
+        return ForgetResult(
+            sessions_deleted=sessions_deleted,
+            live_sessions_kept=0 if live is None else int(live["n"]),
+            ledger_rows_deleted=ledger_deleted,
+            ledger_rows_anonymised=ledger_anonymised,
+            audit_rows_redacted=audit_redacted,
+        )
