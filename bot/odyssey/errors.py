@@ -116,8 +116,9 @@ def usage_error_from_body(body: Any) -> OdysseyError:
             action_url=action_url if isinstance(action_url, str) else None,
             details=details if isinstance(details, dict) else None,
         )
-    if isinstance(payload, str) and payload:
-        return OdysseyUsageError(payload, code="UNKNOWN")
+    detail = body.get("detail") if isinstance(body, dict) else None
+    if isinstance(detail, str) and detail:
+        return OdysseyUsageError(detail, code="UNKNOWN")
     return OdysseyUsageError("Request limit exceeded", code="UNKNOWN")
 
 

@@ -37,7 +37,8 @@ class RegionProber:
                     task = asyncio.create_task(self._ping(region_id, ping_url))
                     self._pings.add(task)
                     task.add_done_callback(self._pings.discard)
-                await asyncio.wait(set(self._pings))
+                if self._pings:
+                    await asyncio.wait(set(self._pings))
         except TimeoutError:
             log.debug("region probe deadline passed; %d pings still running", len(self._pings))
 
