@@ -5,3 +5,38 @@ from __future__ import annotations
 from bot.loopback_ice import restrict_ice_to_loopback
 
 restrict_ice_to_loopback()
+
+
+# ---- emulator fixtures (owner: emulator engineer) -------------------------------------------------------
+
+from collections.abc import AsyncIterator, Awaitable, Callable  # noqa: E402
+
+import pytest  # noqa: E402
+
+from bot.emulator import Emulator, EmulatorConfig  # noqa: E402
+
+EmulatorFactory = Callable[..., Awaitable[Emulator]]
+
+
+@pytest.fixture
+async def emulator_factory() -> AsyncIterator[EmulatorFactory]:
+    """Start emulators with small, fast settings plus any `EmulatorConfig` overrides; all stop at teardown."""
+    started: list[Emulator] = []
+
+    async def start(**overrides: object) -> Emulator:
+        emulator = Emulator(EmulatorConfig.small(**overrides))
+        await emulator.start()
+        started.append(emulator)
+        return emulator
+
+    try:
+        yield start
+    finally:
+        for emulator in reversed(started):
+            await emulator.stop()
+
+
+@pytest.fixture
+async def emulator(emulator_factory: EmulatorFactory) -> Emulator:
+    """A running emulator (quarter-size frames, 8 fps, 1 s loops) accepting `DEV_API_KEY`."""
+    return await emulator_factory()

@@ -1,1 +1,16 @@
-"""A local Odyssey-compatible service: the embedded default backend for running and testing offline."""
+"""A local Odyssey-compatible service: the embedded default backend for running and testing offline.
+
+Start it with `async with Emulator(EmulatorConfig()) as emu:` (then point a client at `emu.url`) or from the
+command line with `python -m bot emulator --host 127.0.0.1 --port 0 [--api-key KEY]`. Without a configured
+key it accepts the development key `DEV_API_KEY` = "ody_emulator_dev_key".
+
+Deliberate choices where the real service cannot be observed: the emulator is the WebRTC offerer and sends
+VP8 only; the idle timeout counts time without a running stream (keepalives do not reset it); broadcast
+(`broadcast: true`) is accepted but no `broadcast_ready`/WHEP spectator endpoint is offered.
+"""
+
+from bot.emulator.config import DEV_API_KEY, ApiKey, EmulatorConfig, Faults
+from bot.emulator.scene import garment_box, parse_outfit
+from bot.emulator.server import Emulator
+
+__all__ = ["DEV_API_KEY", "ApiKey", "Emulator", "EmulatorConfig", "Faults", "garment_box", "parse_outfit"]

@@ -1,0 +1,400 @@
+"""The streamer side of one signaling connection: the WebRTC offer, data channels and stream logic."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import WSMsgType, web
+from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc.sdp import candidate_from_sdp
+
+from bot.emulator.loops import Scene
+from bot.emulator.recordings import Segment
+from bot.emulator.track import LoopTrack
+from bot.loopback_ice import is_loopback_candidate_address
+
+if TYPE_CHECKING:
+    from bot.emulator.server import Emulator, Session
+
+log = logging.getLogger(__name__)
+
+WATCHDOG_INTERVAL_SECONDS = 0.1
+SEND_TIMEOUT_SECONDS = 10.0
+
+
+class StreamRefused(Exception):
+    """A start or update the streamer answers with `interactive_stream_error`."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass
+class ActiveStream:
+    """The stream currently playing on a connection."""
+
+    stream_id: str
+    portrait: bool
+    size: tuple[int, int]
+    image_bytes: bytes | None
+    scene: Scene
+    started: float
+    started_at: float
+    segments: list[Segment] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def elapsed(self) -> float:
+        """Seconds since `stream_started`."""
+        return time.monotonic() - self.started
+
+    def log_event(self, event_type: str, **fields: Any) -> None:
+        """Append a line to the stream's events log."""
+        self.events.append({"type": event_type, "t": round(self.elapsed(), 3), **fields})
+
+
+class QueuedChannel:
+    """Sends on a data channel, holding messages until it opens (aiortc raises before that)."""
+
+    def __init__(self, channel: RTCDataChannel) -> None:
+        self.channel = channel
+        self._pending: list[str] = []
+        channel.on("open", self._flush)
+
+    def send(self, message: dict[str, Any]) -> None:
+        """Send now if open, later if still connecting, never if closed."""
+        text = json.dumps(message)
+        if self.channel.readyState == "open":
+            self.channel.send(text)
+        elif self.channel.readyState == "connecting":
+            self._pending.append(text)
+
+    def _flush(self) -> None:
+        for text in self._pending:
+            self.channel.send(text)
+        self._pending.clear()
+
+
+def decode_data_url(value: object, max_bytes: int) -> bytes | None:
+    """The image bytes of an `input_image_base64` value (missing/null → None); raises StreamRefused."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise StreamRefused("invalid_image", "input_image_base64 must be a data URL string")
+    payload = value.split(",", 1)[1] if value.startswith("data:") and "," in value else value
+    if len(payload) * 3 // 4 > max_bytes + 3:
+        raise StreamRefused("invalid_image", f"Image exceeds maximum size of {max_bytes // (1024 * 1024)}MB")
+    try:
+        image = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise StreamRefused("invalid_image", "Image is not valid base64") from error
+    if len(image) > max_bytes:
+        raise StreamRefused("invalid_image", f"Image exceeds maximum size of {max_bytes // (1024 * 1024)}MB")
+    if not image:
+        raise StreamRefused("invalid_image", "Image is empty")
+    return image
+
+
+class StreamerConnection:
+    """One client's signaling websocket and the peer connection behind it."""
+
+    def __init__(self, emulator: Emulator, session: Session, ws: web.WebSocketResponse) -> None:
+        self.emulator = emulator
+        self.config = emulator.config
+        self.session = session
+        self.ws = ws
+        self.pc: RTCPeerConnection | None = None
+        self.track: LoopTrack | None = None
+        self.outbox: QueuedChannel | None = None
+        self.stream: ActiveStream | None = None
+        self.connected_at = time.monotonic()
+        self.idle_since = time.monotonic()
+        self._starting = False
+        self._stream_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closing = False
+
+    # ---- lifecycle -------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Offer, then handle websocket messages until either side closes."""
+        faults = self.emulator.faults
+        try:
+            if faults.signaling_error_reason is not None:
+                await self._send_ws({"type": "error", "reason": faults.signaling_error_reason})
+                await self.ws.close(code=1000, message=b"error")
+                return
+            await self._offer()
+            if faults.ws_close_code_on_connect is not None:
+                await self.ws.close(code=faults.ws_close_code_on_connect, message=b"injected close")
+                return
+            self._spawn(self._watchdog())
+            async for message in self.ws:
+                if message.type == WSMsgType.TEXT:
+                    await self._on_ws_text(message.data)
+                elif message.type in (WSMsgType.ERROR, WSMsgType.CLOSE):
+                    break
+        finally:
+            await self.close()
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """End the stream (keeping its recording), close the peer connection and the websocket."""
+        if self._closing:
+            return
+        self._closing = True
+        self._finish_stream("connection_closed")
+        current = asyncio.current_task()
+        for task in list(self._tasks):
+            if task is not current:
+                task.cancel()
+        await asyncio.gather(*(t for t in self._tasks if t is not current), return_exceptions=True)
+        await self._close_peer()
+        if not self.ws.closed:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    self.ws.close(code=code, message=reason.encode()), SEND_TIMEOUT_SECONDS
+                )
+        self.emulator.release_session(self.session)
+
+    async def _close_peer(self) -> None:
+        pc, self.pc = self.pc, None
+        if self.track is not None:
+            self.track.stop()
+        if pc is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(pc.close(), SEND_TIMEOUT_SECONDS)
+
+    async def drop_peer(self) -> None:
+        """Fault injection: the streamer's peer connection vanishes while the websocket stays up."""
+        self._finish_stream("peer_dropped")
+        await self._close_peer()
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("streamer task failed", exc_info=task.exception())
+
+    # ---- signaling ------------------------------------------------------------------------------------
+
+    async def _offer(self) -> None:
+        size = self.config.frame_size(portrait=True)
+        idle = await self.emulator.library.idle(size)
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.track = LoopTrack(self.config.fps, idle.loop)
+        sender = self.pc.addTrack(self.track)
+        self.track.sender = sender
+        transceiver = next(t for t in self.pc.getTransceivers() if t.sender is sender)
+        vp8 = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType.lower() == "video/vp8"]
+        transceiver.setCodecPreferences(vp8)
+        inbound = self.pc.createDataChannel("clientToStreamer")
+        self.outbox = QueuedChannel(self.pc.createDataChannel("streamerToClient"))
+        inbound.on("message", self._on_dc_message)
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        await self._send_ws({"type": "offer", "sdp": self.pc.localDescription.sdp})
+
+    async def _send_ws(self, message: dict[str, Any]) -> None:
+        if not self.ws.closed:
+            await asyncio.wait_for(self.ws.send_str(json.dumps(message)), SEND_TIMEOUT_SECONDS)
+
+    async def _on_ws_text(self, text: str) -> None:
+        try:
+            message = json.loads(text)
+        except ValueError:
+            return
+        if not isinstance(message, dict):
+            return
+        kind = message.get("type")
+        if kind == "answer" and self.pc is not None and isinstance(message.get("sdp"), str):
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=message["sdp"], type="answer"))
+        elif kind == "ice_candidate":
+            await self._add_remote_candidate(message)
+        elif kind == "client_disconnecting":
+            self._spawn(self.close())
+        elif kind == "interactive_stream_start":
+            self._spawn(self._handle(message))
+
+    async def _add_remote_candidate(self, message: dict[str, Any]) -> None:
+        text = message.get("candidate")
+        if self.pc is None or not isinstance(text, str) or not text.strip():
+            return
+        try:
+            candidate = candidate_from_sdp(text.split(":", 1)[1] if text.startswith("candidate:") else text)
+        except (ValueError, IndexError):
+            return
+        if not is_loopback_candidate_address(candidate.ip):
+            return  # browsers send mDNS names or their LAN address; loopback checks still reach us
+        candidate.sdpMid = message.get("sdpMid")
+        candidate.sdpMLineIndex = message.get("sdpMLineIndex")
+        with contextlib.suppress(Exception):
+            await self.pc.addIceCandidate(candidate)
+
+    def _on_dc_message(self, data: str | bytes) -> None:
+        try:
+            message = json.loads(data)
+        except ValueError:
+            return
+        if isinstance(message, dict) and not self._closing:
+            self._spawn(self._handle(message))
+
+    # ---- stream logic ---------------------------------------------------------------------------------
+
+    def _send(self, message: dict[str, Any]) -> None:
+        if self.outbox is not None:
+            self.outbox.send(message)
+
+    async def _handle(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        try:
+            if kind == "interactive_stream_start":
+                await self._start(message)
+            elif kind == "update":
+                await self._update(message)
+            elif kind == "interactive_stream_end":
+                self._finish_stream("client_end")
+                self._send({"type": "stream_ended"})
+        except StreamRefused as refusal:
+            self._send(
+                {"type": "interactive_stream_error", "reason": refusal.reason, "message": refusal.message}
+            )
+
+    async def _start(self, message: dict[str, Any]) -> None:
+        if self.stream is not None or self._starting:
+            raise StreamRefused("stream_already_active", "A stream is already running on this connection")
+        self._starting = True
+        try:
+            await self._start_stream(message)
+        finally:
+            self._starting = False
+
+    async def _start_stream(self, message: dict[str, Any]) -> None:
+        prompt = message.get("prompt", "")
+        portrait = message.get("portrait", True)
+        if not isinstance(prompt, str) or not isinstance(portrait, bool):
+            raise StreamRefused("invalid_request", "prompt must be a string and portrait a boolean")
+        image = decode_data_url(message.get("input_image_base64"), self.config.max_image_bytes)
+        if message.get("bypass_vlm_expansion") and not self.emulator.is_privileged(self.session.api_key):
+            raise StreamRefused("bypass_not_allowed", "Bypassing prompt expansion needs a privileged account")
+        faults = self.emulator.faults
+        if faults.stream_error_reason is not None:
+            raise StreamRefused(faults.stream_error_reason, faults.stream_error_message)
+        size = self.config.frame_size(portrait)
+        try:
+            scene = await self.emulator.library.scene(size, prompt.strip(), image)
+        except (OSError, ValueError) as error:  # Pillow cannot read the image
+            raise StreamRefused("invalid_image", f"Could not decode the image: {error}") from error
+        delay = faults.stream_start_delay_seconds
+        await asyncio.sleep(self.config.stream_start_delay_seconds if delay is None else delay)
+        if self._closing or self.track is None:
+            return
+        self.track.show(scene.loop)
+        stream = ActiveStream(
+            stream_id=str(uuid.uuid4()),
+            portrait=portrait,
+            size=size,
+            image_bytes=image,
+            scene=scene,
+            started=time.monotonic(),
+            started_at=time.time(),
+        )
+        stream.segments.append(Segment(0.0, scene))
+        stream.log_event("stream_started", prompt=scene.prompt, portrait=portrait, image=image is not None)
+        self.stream = stream
+        self._send({"type": "stream_started", "stream_id": stream.stream_id, "applied_prompt": scene.prompt})
+
+    async def _update(self, message: dict[str, Any]) -> None:
+        prompt = message.get("prompt")
+        if not isinstance(prompt, str):
+            raise StreamRefused("invalid_request", "prompt must be a string")
+        async with self._stream_lock:
+            stream = self.stream
+            if stream is None or self.track is None:
+                raise StreamRefused("no_active_stream", "No stream is running on this connection")
+            library = self.emulator.library
+            scene = await library.scene(stream.size, prompt.strip(), stream.image_bytes)
+            transition = await library.transition(stream.scene, scene, self.track.loop_position)
+            if self.stream is not stream or self.track is None:
+                return
+            self.track.show(scene.loop, intro=transition)
+            stream.scene = scene
+            stream.segments.append(Segment(stream.elapsed(), scene))
+            stream.log_event("update", prompt=scene.prompt)
+            self._send({"type": "update_acknowledged", "prompt": scene.prompt})
+
+    def _finish_stream(self, why: str) -> None:
+        stream, self.stream = self.stream, None
+        if stream is None:
+            return
+        duration = stream.elapsed()
+        stream.log_event("stream_ended", reason=why)
+        self.idle_since = time.monotonic()
+        if self.track is not None and not self._closing:
+            idle = self.emulator.library.idle_now(self.config.frame_size(True))
+            if idle is not None:
+                self.track.show(idle.loop)
+        self.emulator.recordings.add(
+            stream.stream_id,
+            self.session.api_key,
+            stream.segments,
+            duration,
+            stream.started_at,
+            stream.events,
+        )
+
+    def stream_error(self, reason: str, message: str) -> None:
+        """Fault injection: fail the running stream with a reason."""
+        if self.stream is not None:
+            self._finish_stream(reason)
+            self._send({"type": "interactive_stream_error", "reason": reason, "message": message})
+
+    async def _watchdog(self) -> None:
+        config = self.config
+        dropped_peer = False
+        while not self._closing:
+            await asyncio.sleep(WATCHDOG_INTERVAL_SECONDS)
+            now = time.monotonic()
+            stream = self.stream
+            if stream is not None and stream.elapsed() >= config.stream_cap_seconds:
+                self.stream_error("session_timeout", "Stream ended: credit lease expired")
+                await asyncio.sleep(0.2)  # let the error leave on the data channel before the drop
+                self._spawn(self.close(1000, "Stream ended: credit lease expired"))
+                return
+            drop_after = self.emulator.faults.drop_peer_after_seconds
+            if (
+                stream is not None
+                and drop_after is not None
+                and not dropped_peer
+                and stream.elapsed() >= drop_after
+            ):
+                dropped_peer = True
+                await self.drop_peer()
+            if self._connection_expired(now):
+                await self._send_ws({"type": "error", "reason": "duration_limit_reached"})
+                self._spawn(self.close(1000, "Connection exceeded maximum allowed duration"))
+                return
+            if self._idle_expired(now):
+                self._spawn(self.close(1000, "Connection timed out due to inactivity"))
+                return
+
+    def _idle_expired(self, now: float) -> bool:
+        limit = self.config.idle_timeout_seconds
+        busy = self.stream is not None or self._starting
+        return limit is not None and not busy and now - self.idle_since >= limit
+
+    def _connection_expired(self, now: float) -> bool:
+        limit = self.config.connection_max_seconds
+        return limit is not None and now - self.connected_at >= limit

@@ -1,0 +1,93 @@
+"""A video track that replays pre-encoded VP8 loops, so serving a stream costs no encoding."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from fractions import Fraction
+
+import av
+from aiortc import MediaStreamTrack, RTCRtpSender
+from aiortc.mediastreams import MediaStreamError
+
+from bot.emulator.loops import EncodedClip
+
+VIDEO_CLOCK = 90_000
+MAX_LAG_SECONDS = 1.0
+
+
+class LoopTrack(MediaStreamTrack):
+    """Streams an optional intro clip and then a loop, paced at the frame rate, as `av.Packet`s."""
+
+    kind = "video"
+
+    def __init__(self, fps: int, loop: EncodedClip) -> None:
+        super().__init__()
+        self.fps = fps
+        self.sender: RTCRtpSender | None = None
+        self.frames_sent = 0
+        self.keyframe_restarts = 0
+        self._clip = loop
+        self._intro: EncodedClip | None = None
+        self._index = 0
+        self._clock_start: float | None = None
+
+    @property
+    def loop_position(self) -> int:
+        """Index of the next loop frame (0 while an intro plays)."""
+        return 0 if self._intro is not None else self._index
+
+    def show(self, loop: EncodedClip, intro: EncodedClip | None = None) -> None:
+        """Switch at the next frame: play `intro` once (if given), then `loop` from its keyframe."""
+        self._clip = loop
+        self._intro = intro if intro is not None and intro.packets else None
+        self._index = 0
+
+    async def recv(self) -> av.Packet:  # type: ignore[type-arg]
+        """The next frame's packet, released at its presentation time."""
+        if self.readyState != "live":
+            raise MediaStreamError
+        await self._wait_for_frame_time()
+        if self._keyframe_requested():
+            self.keyframe_restarts += 1
+            self._intro = None
+            self._index = 0
+        packet = av.Packet(self._next_payload())
+        packet.pts = self.frames_sent * VIDEO_CLOCK // self.fps
+        packet.time_base = Fraction(1, VIDEO_CLOCK)
+        self.frames_sent += 1
+        return packet
+
+    def _next_payload(self) -> bytes:
+        if self._intro is not None:
+            payload: bytes = self._intro.packets[self._index]
+            self._index += 1
+            if self._index >= len(self._intro.packets):
+                self._intro = None
+                self._index = 0
+            return payload
+        looped: bytes = self._clip.packets[self._index % len(self._clip.packets)]
+        self._index = (self._index + 1) % len(self._clip.packets)
+        return looped
+
+    async def _wait_for_frame_time(self) -> None:
+        now = time.monotonic()
+        if self._clock_start is None:
+            self._clock_start = now
+        due = self._clock_start + self.frames_sent / self.fps
+        if now - due > MAX_LAG_SECONDS:  # fell far behind (overload): resume the clock instead of bursting
+            self._clock_start = now - self.frames_sent / self.fps
+            return
+        if due > now:
+            await asyncio.sleep(due - now)
+
+    def _keyframe_requested(self) -> bool:
+        # aiortc records a receiver's PLI/FIR only for the encoder it would run on raw frames; with
+        # pre-encoded packets we read that private flag and answer by restarting at a keyframe.
+        if self.sender is None:
+            return False
+        attribute = "_RTCRtpSender__force_keyframe"
+        if getattr(self.sender, attribute, False):
+            setattr(self.sender, attribute, False)
+            return True
+        return False

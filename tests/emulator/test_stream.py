@@ -1,0 +1,59 @@
+"""A full stream over real WebRTC on loopback against the emulator, with a raw aiortc answerer."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+from bot.emulator import Emulator, garment_box
+from tests.emulator.peer import connected_peer
+
+
+def garment_mean(frame):
+    pixels = frame.to_ndarray(format="rgb24")
+    left, top, right, bottom = garment_box(frame.width, frame.height)
+    return pixels[top:bottom, left:right].reshape(-1, 3).mean(axis=0)
+
+
+async def frame_after(peer, seconds: float):
+    deadline = asyncio.get_running_loop().time() + seconds
+    frame = await peer.frame()
+    while asyncio.get_running_loop().time() < deadline:
+        frame = await peer.frame()
+    return frame
+
+
+async def test_offer_has_loopback_candidates_two_channels_and_msid(emulator: Emulator) -> None:
+    async with connected_peer(emulator.url) as peer:
+        candidates = re.findall(r"a=candidate:\S+ \d \S+ \d+ (\S+) \d+ typ (\S+)", peer.offer_sdp)
+        assert candidates and all(ip == "127.0.0.1" and kind == "host" for ip, kind in candidates)
+        assert "a=msid:" in peer.offer_sdp
+        assert "m=application" in peer.offer_sdp and "VP8" in peer.offer_sdp
+        await peer.wait_ready()
+        assert set(peer.channels) == {"clientToStreamer", "streamerToClient"}
+
+
+async def test_full_stream_changes_frames_with_the_prompt(emulator: Emulator) -> None:
+    async with connected_peer(emulator.url) as peer:
+        idle = await peer.frame()
+        assert idle.to_ndarray(format="rgb24").mean() < 30
+        peer.send(
+            {
+                "type": "interactive_stream_start",
+                "prompt": "a red shirt",
+                "portrait": True,
+                "input_image_base64": None,
+                "broadcast": False,
+            }
+        )
+        started = await peer.expect("stream_started")
+        assert started["applied_prompt"] == "a red shirt" and started["stream_id"]
+        red = garment_mean(await frame_after(peer, 0.6))
+        assert red[0] > red[2] + 40
+        peer.send({"type": "update", "prompt": "a blue shirt"})
+        ack = await peer.expect("update_acknowledged")
+        assert ack["prompt"] == "a blue shirt"
+        blue = garment_mean(await frame_after(peer, 1.2))
+        assert blue[2] > blue[0] + 40
+        peer.send({"type": "interactive_stream_end"})
+        await peer.expect("stream_ended")
