@@ -62,7 +62,10 @@ async def test_region_probe_returns_by_the_deadline_and_slow_pings_update_later(
     async def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/regions":
             assert request.headers["authorization"] == "Bearer tok"
-            regions = [{"id": "fast", "ping_url": "http://fast/ping"}, {"id": "slow", "ping_url": "http://slow/p"}]
+            regions = [
+                {"id": "fast", "ping_url": "http://fast/ping"},
+                {"id": "slow", "ping_url": "http://slow/p"},
+            ]
             return httpx.Response(200, json={"regions": regions})
         if request.url.host == "slow":
             await asyncio.sleep(0.6)
@@ -103,7 +106,11 @@ def test_signaling_urls(url: str, socket: str, config: str) -> None:
 
 def test_ice_servers_keep_turn_credentials() -> None:
     server = ice_server_from_json({"urls": ["turn:t:3478"], "username": "u", "credential": "c"})
-    assert server is not None and (server.urls, server.username, server.credential) == (["turn:t:3478"], "u", "c")
+    assert server is not None and (server.urls, server.username, server.credential) == (
+        ["turn:t:3478"],
+        "u",
+        "c",
+    )
     assert ice_server_from_json({"url": "stun:s"}) is not None
     assert ice_server_from_json({"username": "u"}) is None
 
