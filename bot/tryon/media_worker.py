@@ -1,0 +1,82 @@
+"""Encoding jobs run in worker processes: frames in (contiguous uint8), GIF or MP4 bytes out."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Literal
+
+import av
+import numpy as np
+
+from bot.tryon.gif_encoder import encode_rgba_clip
+
+PixelFormat = Literal["yuv420p", "rgb24"]
+SnippetKind = Literal["gif", "mp4"]
+
+
+@dataclass(frozen=True, slots=True)
+class ClipJob:
+    """One encoding request; cheap to pickle (one stacked array plus a few numbers)."""
+
+    pixels: np.ndarray  # yuv420p: (n, h * 3 // 2, w); rgb24: (n, h, w, 3)
+    pixel_format: PixelFormat
+    width: int  # output size
+    height: int
+    fps: float
+    kind: SnippetKind
+    change_threshold: int = 6
+    crf: int = 23
+
+
+@dataclass(frozen=True, slots=True)
+class JobResult:
+    """Encoded bytes and the CPU seconds the worker process spent on them."""
+
+    data: bytes
+    cpu_seconds: float
+
+
+def _scaled_frames(job: ClipJob, pixel_format: str) -> list[av.VideoFrame]:
+    """Convert and scale in one libswscale pass per frame."""
+    return [
+        av.VideoFrame.from_ndarray(pixels, format=job.pixel_format).reformat(
+            job.width, job.height, pixel_format, interpolation="AREA"
+        )
+        for pixels in job.pixels
+    ]
+
+
+def _encode_gif(job: ClipJob) -> bytes:
+    rgba = np.stack([frame.to_ndarray() for frame in _scaled_frames(job, "rgba")])
+    return encode_rgba_clip(rgba, job.fps, job.change_threshold)
+
+
+def _encode_mp4(job: ClipJob) -> bytes:
+    # faststart rewrites the file to move the index to the front, which needs a real file, not a BytesIO.
+    with tempfile.TemporaryDirectory(prefix="snippet-") as directory:
+        path = Path(directory) / "snippet.mp4"
+        _write_mp4(job, path)
+        return path.read_bytes()
+
+
+def _write_mp4(job: ClipJob, path: Path) -> None:
+    with av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"}) as container:
+        stream = container.add_stream("libx264", rate=Fraction(job.fps).limit_denominator(1001))
+        stream.width, stream.height, stream.pix_fmt = job.width, job.height, "yuv420p"
+        stream.codec_context.thread_count = 1  # one worker process is one core
+        stream.options = {"crf": str(job.crf), "preset": "veryfast"}
+        for index, frame in enumerate(_scaled_frames(job, "yuv420p")):
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+
+
+def run_job(job: ClipJob) -> JobResult:
+    """Entry point in the worker process (module level, so it pickles under the spawn start method)."""
+    started = time.process_time()
+    data = _encode_gif(job) if job.kind == "gif" else _encode_mp4(job)
+    return JobResult(data=data, cpu_seconds=time.process_time() - started)
