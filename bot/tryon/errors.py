@@ -38,6 +38,13 @@ class PromptRejected(TryOnError):
     default_reason = "prompt"
     default_message = "That outfit description can't be used. Please describe the outfit differently."
 
+    def __init__(
+        self, message: str | None = None, *, reason: str | None = None, blocked_entry: str | None = None
+    ) -> None:
+        super().__init__(message, reason=reason)
+        # The blocklist entry that matched, for the moderators' log; not part of the member's message.
+        self.blocked_entry = blocked_entry
+
 
 class QuotaExceeded(TryOnError):
     """The member has used up a daily or monthly allowance; says which one and when it resets."""
