@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from bot.emulator import ApiKey, Emulator, EmulatorConfig
+from tests.conftest import EmulatorFactory
 
 JS_DIR = Path(__file__).parent / "js"
 RUNNER = JS_DIR / "runner.mjs"
@@ -23,7 +24,9 @@ SAMPLE_PHOTO = Path(__file__).parents[2] / "examples" / "astronaut.jpg"
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 NPM_PACKAGES = ("@odysseyml/odyssey", "playwright-core")
 API_KEY = "ody_conformance_key"
-RUNNER_TIMEOUT_SECONDS = 90.0
+DISABLED_KEY = "ody_conformance_disabled"
+LIMITED_KEY = "ody_conformance_no_slots"
+RUNNER_TIMEOUT_SECONDS = 60.0
 LOOPBACK = "127.0.0.1"
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(150)]
@@ -53,7 +56,7 @@ def browser_prerequisites() -> None:
     pytest.skip(missing)
 
 
-async def run_js_sdk(api_url: str, api_key: str, image: Path) -> tuple[Report, str]:
+async def run_js_sdk(api_url: str, api_key: str, image: Path, *options: str) -> tuple[Report, str]:
     """Run the node runner to completion and return its JSON report and its stderr."""
     process = await asyncio.create_subprocess_exec(
         "node",
@@ -61,6 +64,7 @@ async def run_js_sdk(api_url: str, api_key: str, image: Path) -> tuple[Report, s
         api_url,
         api_key,
         str(image),
+        *options,
         cwd=JS_DIR,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -132,22 +136,57 @@ async def watch_emulator_ice(emulator: Emulator, view: EmulatorIceView) -> None:
         await asyncio.sleep(0.05)
 
 
-async def test_official_js_sdk_full_flow(browser_prerequisites: None) -> None:
-    config = EmulatorConfig.small(api_keys={API_KEY: ApiKey()})
+async def test_official_js_sdk_full_flow(
+    browser_prerequisites: None, emulator_factory: EmulatorFactory
+) -> None:
+    emulator = await emulator_factory(api_keys={API_KEY: ApiKey()})
     view = EmulatorIceView()
-    async with Emulator(config) as emulator:
-        watcher = asyncio.create_task(watch_emulator_ice(emulator, view))
-        try:
-            report, stderr = await run_js_sdk(emulator.url, API_KEY, SAMPLE_PHOTO)
-        finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
-        assert report["ok"], explain(report, stderr)
-        check_session(report, emulator.url, config)
-        check_loopback(step_result(report, "ice"), view)
-        recording = check_recording(report)
-        await check_recording_downloads(recording)
+    watcher = asyncio.create_task(watch_emulator_ice(emulator, view))
+    try:
+        report, stderr = await run_js_sdk(emulator.url, API_KEY, SAMPLE_PHOTO)
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+    assert report["ok"], explain(report, stderr)
+    check_session(report, emulator.url, emulator.config)
+    check_loopback(step_result(report, "ice"), view)
+    recording = check_recording(report)
+    await check_recording_downloads(recording)
+
+
+async def test_official_js_sdk_error_paths(
+    browser_prerequisites: None, emulator_factory: EmulatorFactory
+) -> None:
+    keys = {API_KEY: ApiKey(), DISABLED_KEY: ApiKey(disabled=True), LIMITED_KEY: ApiKey(concurrency_limit=0)}
+    emulator = await emulator_factory(api_keys=keys)
+    emulator.faults.stream_error_reason = "moderation_rejected"
+    emulator.faults.stream_error_message = "The outfit prompt was rejected"
+    report, stderr = await run_js_sdk(
+        emulator.url,
+        API_KEY,
+        SAMPLE_PHOTO,
+        "--scenario=errors",
+        f"--disabled-key={DISABLED_KEY}",
+        f"--limited-key={LIMITED_KEY}",
+    )
+    assert report["ok"], explain(report, stderr)
+
+    unknown = step_result(report, "unknownKey")
+    assert (unknown["rejected"], unknown["message"], unknown["status"]) == (True, "Invalid API key", "failed")
+    disabled = step_result(report, "disabledKey")  # the SDK shows the 403 body's `detail`
+    assert disabled["rejected"] and "disabled" in disabled["message"].lower(), disabled
+    limited = step_result(report, "limitedKey")
+    assert limited["rejected"] and limited["name"] == "ConcurrentLimitReachedError", limited
+    assert limited["code"] == "CONCURRENT_LIMIT_REACHED"
+    assert limited["details"] == {"active_count": 0, "limit": 0}
+
+    refused = step_result(report, "refusedStart")
+    assert refused["rejected"], refused
+    assert refused["message"] == "Stream error: moderation_rejected - The outfit prompt was rejected"
+    assert refused["status"] == "connected"  # a refused start leaves the connection usable
+    stream_errors = [e["detail"] for e in report["events"] if e["name"] == "stream_error"]
+    assert stream_errors == [{"reason": "moderation_rejected", "message": "The outfit prompt was rejected"}]
 
 
 def check_session(report: Report, api_url: str, config: EmulatorConfig) -> None:

@@ -184,6 +184,35 @@ async function listStreamRecordings({ limit }) {
   return await client.listStreamRecordings({ limit });
 }
 
+// For error paths: a fresh client whose connect() must fail; reports what the SDK raised.
+async function connectExpectingFailure({ apiKey }) {
+  const probe = new Odyssey({ apiKey });
+  try {
+    await probe.connect(handlers);
+  } catch (error) {
+    return {
+      rejected: true,
+      name: error.name,
+      message: error.message,
+      code: error.code ?? null,
+      details: error.details ?? null,
+      status: probe.currentStatus,
+    };
+  } finally {
+    probe.disconnect();
+  }
+  return { rejected: false };
+}
+
+async function startStreamExpectingFailure({ prompt }) {
+  try {
+    const streamId = await client.startStream({ prompt });
+    return { rejected: false, streamId };
+  } catch (error) {
+    return { rejected: true, name: error.name, message: error.message, status: client.currentStatus };
+  }
+}
+
 function disconnect() {
   if (client) client.disconnect();
   return { status: client ? client.currentStatus : null };
@@ -199,6 +228,8 @@ window.conformance = {
   getRecording,
   loadRecordingMedia,
   listStreamRecordings,
+  connectExpectingFailure,
+  startStreamExpectingFailure,
   disconnect,
   events: () => events,
 };

@@ -1,13 +1,18 @@
 // Drives the official Odyssey JS SDK (npm @odysseyml/odyssey) in headless Chromium against an
 // Odyssey-compatible API (our emulator) and prints one JSON report on stdout.
 //
-// Usage: node runner.mjs <api_url> <api_key> <image_path>
+// Usage: node runner.mjs <api_url> <api_key> <image_path> [--scenario=flow|errors]
+//                        [--disabled-key=KEY] [--limited-key=KEY]
+//   flow:   connect, start with the image, interact twice, end, getRecording, listStreamRecordings.
+//   errors: connect with an unknown, a disabled (403) and a zero-concurrency (429) key, then connect with
+//           <api_key> and start a stream the emulator is set to refuse.
 // Env:   CHROMIUM_PATH (default /usr/bin/chromium), CONFORMANCE_STEP_TIMEOUT_MS (default 15000)
 // Exit:  0 all steps passed, 1 a step failed (the report says which), 2 bad usage or the browser failed.
 import http from "node:http";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
 import { chromium } from "playwright-core";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -75,13 +80,32 @@ function withTimeout(promise, ms, what) {
 }
 
 async function main() {
-  const [apiUrl, apiKey, imagePath] = process.argv.slice(2);
-  if (!apiUrl || !apiKey || !imagePath) {
-    process.stderr.write("usage: node runner.mjs <api_url> <api_key> <image_path>\n");
+  const { positionals, values: options } = parseArgs({
+    allowPositionals: true,
+    options: {
+      scenario: { type: "string", default: "flow" },
+      "disabled-key": { type: "string" },
+      "limited-key": { type: "string" },
+    },
+  });
+  const [apiUrl, apiKey, imagePath] = positionals;
+  const scenario = SCENARIOS[options.scenario];
+  if (!apiUrl || !apiKey || !imagePath || !scenario) {
+    process.stderr.write("usage: node runner.mjs <api_url> <api_key> <image_path> [--scenario=flow|errors]\n");
     process.exit(2);
   }
   const sdkVersion = JSON.parse(await readFile(SDK_PACKAGE_FILE, "utf8")).version;
-  const report = { ok: false, sdkVersion, apiUrl, pageOrigin: null, steps: {}, order: [], failedStep: null, error: null };
+  const report = {
+    ok: false,
+    scenario: options.scenario,
+    sdkVersion,
+    apiUrl,
+    pageOrigin: null,
+    steps: {},
+    order: [],
+    failedStep: null,
+    error: null,
+  };
   const diagnostics = { console: [], pageErrors: [], failedRequests: [] };
   const { server, origin } = await startPageServer(apiUrl, imagePath);
   report.pageOrigin = origin;
@@ -121,7 +145,7 @@ async function main() {
     };
 
     try {
-      await runFlow(step, apiKey);
+      await scenario(step, { apiKey, ...options });
       report.ok = true;
     } catch (error) {
       report.error = String(error.message ?? error);
@@ -149,7 +173,7 @@ async function main() {
   process.exit(report.ok ? 0 : report.failedStep === "browser" ? 2 : 1);
 }
 
-async function runFlow(step, apiKey) {
+async function runFlow(step, { apiKey }) {
   await step("connect", "connect", { apiKey });
   const started = await step("startStream", "startStream", {
     prompt: "a person in a plain white t-shirt",
@@ -174,5 +198,15 @@ async function runFlow(step, apiKey) {
   });
   await step("listStreamRecordings", "listStreamRecordings", { limit: 10 });
 }
+
+async function runErrorPaths(step, options) {
+  await step("unknownKey", "connectExpectingFailure", { apiKey: "ody_not_a_key" });
+  await step("disabledKey", "connectExpectingFailure", { apiKey: options["disabled-key"] });
+  await step("limitedKey", "connectExpectingFailure", { apiKey: options["limited-key"] });
+  await step("connect", "connect", { apiKey: options.apiKey });
+  await step("refusedStart", "startStreamExpectingFailure", { prompt: "a green raincoat" });
+}
+
+const SCENARIOS = { flow: runFlow, errors: runErrorPaths };
 
 await main();
