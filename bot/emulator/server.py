@@ -105,6 +105,7 @@ class Emulator:
         self._runner: web.AppRunner | None = None
         self._port = 0
         self._connection_tasks: set[asyncio.Task[None]] = set()
+        self._stopped = False
         cfg = self.config
         self.library = SceneLibrary(
             cfg.fps, cfg.loop_seconds, cfg.transition_seconds, cfg.vp8_bitrate, cfg.render_workers
@@ -134,7 +135,10 @@ class Emulator:
         self._runner = runner
 
     async def stop(self) -> None:
-        """Close every connection, task, thread and temporary file."""
+        """Close every connection, task, thread and temporary file (safe to call twice)."""
+        if self._stopped:
+            return
+        self._stopped = True
         await self.drop_connections(code=1001)
         await self.simulations.close()
         if self._runner is not None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import io
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -14,6 +16,7 @@ import httpx
 import websockets
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
+from PIL import Image
 from websockets.asyncio.client import ClientConnection
 
 from bot.emulator import DEV_API_KEY
@@ -144,3 +147,21 @@ async def connected_peer(base_url: str, api_key: str = DEV_API_KEY) -> AsyncIter
         yield peer
     finally:
         await peer.close()
+
+
+def photo_data_url(colour: tuple[int, int, int], size: tuple[int, int] = (300, 400)) -> str:
+    """A plain-colour JPEG as a data URL (sizes other than the frame size get cover-cropped)."""
+    buffer = io.BytesIO()
+    Image.new("RGB", size, colour).save(buffer, "JPEG", quality=90)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def start_message(prompt: str, image: str | None = None, portrait: bool = True) -> dict[str, Any]:
+    """An `interactive_stream_start` as the official Python SDK sends it."""
+    return {
+        "type": "interactive_stream_start",
+        "prompt": prompt,
+        "portrait": portrait,
+        "input_image_base64": image,
+        "broadcast": False,
+    }

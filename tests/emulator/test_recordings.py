@@ -1,0 +1,109 @@
+"""Recordings written at stream end: playable MP4 of the right length, thumbnail, preview, events, URLs."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+
+import av
+import httpx
+from PIL import Image
+
+from bot.emulator import ApiKey, Emulator
+from tests.emulator.peer import connected_peer, get_token, start_message
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def run_stream(peer, prompt: str, seconds: float, update: str | None = None) -> str:
+    peer.send(start_message(prompt))
+    stream_id = (await peer.expect("stream_started"))["stream_id"]
+    if update is not None:
+        await asyncio.sleep(seconds / 2)
+        peer.send({"type": "update", "prompt": update})
+        await peer.expect("update_acknowledged")
+        await asyncio.sleep(seconds / 2)
+    else:
+        await asyncio.sleep(seconds)
+    peer.send({"type": "interactive_stream_end"})
+    await peer.expect("stream_ended")
+    return str(stream_id)
+
+
+async def test_recording_files_are_real_and_match_the_stream(emulator: Emulator) -> None:
+    async with connected_peer(emulator.url) as peer:
+        stream_id = await run_stream(peer, "green linen shirt", 2.0, update="black leather jacket")
+    async with httpx.AsyncClient(base_url=emulator.url, timeout=30) as http:
+        token = await get_token(http)
+        response = await http.get(f"/recordings/{stream_id}", headers=bearer(token))
+        assert response.status_code == 200
+        recording = response.json()
+        assert 1.8 <= recording["duration_seconds"] <= 2.8
+        assert recording["frame_count"] == round(recording["duration_seconds"] * emulator.config.fps)
+        video = (await http.get(recording["video_url"])).content
+        with av.open(io.BytesIO(video), "r") as container:
+            stream = container.streams.video[0]
+            assert stream.codec_context.name == "h264"
+            frames = list(container.decode(stream))
+            assert container.duration is not None
+            duration = container.duration / 1_000_000
+        assert len(frames) == recording["frame_count"]
+        assert abs(duration - recording["duration_seconds"]) < 0.2
+        first, last = frames[0].to_ndarray(format="rgb24"), frames[-1].to_ndarray(format="rgb24")
+        assert abs(first.astype(int) - last.astype(int)).mean() > 3  # the outfit changed mid-stream
+        preview = (await http.get(recording["preview_url"])).content
+        with av.open(io.BytesIO(preview), "r") as container:
+            assert 0 < len(list(container.decode(video=0))) <= emulator.config.preview_seconds * 8 + 1
+        thumbnail = Image.open(io.BytesIO((await http.get(recording["thumbnail_url"])).content))
+        assert thumbnail.format == "JPEG" and thumbnail.size == (frames[0].width, frames[0].height)
+        events = [json.loads(line) for line in (await http.get(recording["events_url"])).text.splitlines()]
+        assert [e["type"] for e in events] == ["stream_started", "update", "stream_ended"]
+
+
+async def test_listing_is_paginated_recent_first_and_per_key(emulator_factory) -> None:
+    emu = await emulator_factory(api_keys={"a": ApiKey(), "b": ApiKey()})
+    async with connected_peer(emu.url, "a") as peer:
+        ids = [await run_stream(peer, f"shirt {n}", 0.2) for n in range(3)]
+    async with httpx.AsyncClient(base_url=emu.url, timeout=30) as http:
+        token_a, token_b = await get_token(http, "a"), await get_token(http, "b")
+        first = (await http.get("/stream-recordings", params={"limit": 2}, headers=bearer(token_a))).json()
+        assert first["total"] == 3 and first["limit"] == 2 and first["offset"] == 0
+        assert [r["stream_id"] for r in first["recordings"]] == [ids[2], ids[1]]
+        second = (await http.get("/stream-recordings?limit=2&offset=2", headers=bearer(token_a))).json()
+        assert [r["stream_id"] for r in second["recordings"]] == [ids[0]]
+        item = second["recordings"][0]
+        assert (item["width"], item["height"]) == emu.config.frame_size(True)
+        assert item["started_at"].endswith("Z") and item["duration_seconds"] > 0
+        theirs = (await http.get("/stream-recordings", headers=bearer(token_b))).json()
+        assert theirs["total"] == 0 and theirs["recordings"] == []
+        assert (await http.get(f"/recordings/{ids[0]}", headers=bearer(token_b))).status_code == 404
+        assert (await http.get("/stream-recordings")).status_code == 401
+        assert (await http.get("/recordings/unknown", headers=bearer(token_a))).status_code == 404
+
+
+async def test_signed_urls_expire_and_resist_tampering(emulator_factory) -> None:
+    emu = await emulator_factory(signed_url_ttl_seconds=1)
+    async with connected_peer(emu.url) as peer:
+        stream_id = await run_stream(peer, "red shirt", 0.2)
+    async with httpx.AsyncClient(base_url=emu.url, timeout=30) as http:
+        token = await get_token(http)
+        recording = (await http.get(f"/recordings/{stream_id}", headers=bearer(token))).json()
+        assert (await http.get(recording["thumbnail_url"])).status_code == 200
+        tampered = recording["thumbnail_url"].replace("thumbnail.jpg", "video.mp4")
+        assert (await http.get(tampered)).status_code == 403
+        await asyncio.sleep(2.1)
+        assert (await http.get(recording["thumbnail_url"])).status_code == 403
+
+
+async def test_stop_removes_temporary_files(emulator_factory) -> None:
+    emu = await emulator_factory()
+    async with connected_peer(emu.url) as peer:
+        await run_stream(peer, "red shirt", 0.2)
+    root = emu.recordings.root
+    await asyncio.sleep(0.5)
+    assert any(root.iterdir())
+    await emu.stop()
+    assert not root.exists()
