@@ -1,0 +1,66 @@
+"""The `python -m bot emulator` command and the packet-replaying track's keyframe handling."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from types import SimpleNamespace
+
+import httpx
+
+from bot.emulator.loops import EncodedClip
+from bot.emulator.track import LoopTrack
+
+
+async def test_cli_prints_url_first_and_stops_on_sigterm() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        "emulator",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--api-key",
+        "KEY",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode().strip()
+        assert line.startswith("ODYSSEY_API_URL=http://127.0.0.1:")
+        url = line.split("=", 1)[1]
+        async with httpx.AsyncClient(base_url=url) as http:
+            assert (await http.post("/auth/token", json={"api_key": "KEY"})).status_code == 200
+            assert (
+                await http.post("/auth/token", json={"api_key": "ody_emulator_dev_key"})
+            ).status_code == 401
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 30) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+def clip(tag: bytes, count: int) -> EncodedClip:
+    return EncodedClip(packets=tuple(tag + bytes([i]) for i in range(count)), width=16, height=16)
+
+
+async def test_track_paces_loops_intros_and_restarts_at_keyframe_on_request() -> None:
+    track = LoopTrack(fps=100, loop=clip(b"idle", 2))
+    sender = SimpleNamespace(_RTCRtpSender__force_keyframe=False)
+    track.sender = sender  # type: ignore[assignment]
+    got = [bytes(await track.recv()) for _ in range(3)]
+    assert got == [b"idle\x00", b"idle\x01", b"idle\x00"]
+    track.show(clip(b"loop", 3), intro=clip(b"fade", 2))
+    got = [bytes(await track.recv()) for _ in range(4)]
+    assert got == [b"fade\x00", b"fade\x01", b"loop\x00", b"loop\x01"]
+    sender._RTCRtpSender__force_keyframe = True  # what aiortc sets when the receiver sends a PLI
+    packet = await track.recv()
+    assert bytes(packet) == b"loop\x00" and track.keyframe_restarts == 1
+    assert not sender._RTCRtpSender__force_keyframe
+    assert packet.pts == 7 * 90_000 // 100 and packet.time_base.denominator == 90_000
+    track.stop()
