@@ -149,6 +149,7 @@ async def test_official_js_sdk_full_flow(
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
     assert report["ok"], explain(report, stderr)
+    await check_slot_released(emulator)
     check_session(report, emulator.url, emulator.config)
     check_loopback(step_result(report, "ice"), view)
     recording = check_recording(report)
@@ -187,6 +188,17 @@ async def test_official_js_sdk_error_paths(
     assert refused["status"] == "connected"  # a refused start leaves the connection usable
     stream_errors = [e["detail"] for e in report["events"] if e["name"] == "stream_error"]
     assert stream_errors == [{"reason": "moderation_rejected", "message": "The outfit prompt was rejected"}]
+
+
+async def check_slot_released(emulator: Emulator) -> None:
+    """The SDK's clean disconnect (client_disconnecting, close 1000) freed the streamer slot."""
+    for _ in range(100):
+        if not emulator.active_sessions() and not emulator.connections:
+            break
+        await asyncio.sleep(0.05)
+    assert emulator.active_sessions() == []
+    assert not emulator.connections
+    assert list(emulator.observed.region_latencies[0]) == ["local"]  # the SDK probed /regions first
 
 
 def check_session(report: Report, api_url: str, config: EmulatorConfig) -> None:
