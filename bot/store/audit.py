@@ -9,6 +9,7 @@ import aiosqlite
 from bot.store.database import Database, Tx
 from bot.store.records import AuditEntry, dumps_json, loads_json
 
+PROMPT_REFUSED = "prompt_refused"
 _COLUMNS = "id, guild_id, at, actor_id, action, target_user_id, target, details"
 
 
@@ -76,6 +77,34 @@ class AuditLog:
                 target=target,
                 details=details,
             )
+
+    async def prompt_refused(
+        self,
+        guild_id: int,
+        user_id: int,
+        prompt: str,
+        *,
+        reason: str,
+        blocked_entry: str | None = None,
+        session_id: str | None = None,
+        at: float | None = None,
+    ) -> AuditEntry:
+        """Record a refused prompt for the moderators (actor and target: the member).
+
+        The member's words go under `details["prompt"]`, the key `Store.forget` removes.
+        """
+        details: dict[str, Any] = {"prompt": prompt, "reason": reason}
+        if blocked_entry is not None:
+            details["blocked_entry"] = blocked_entry
+        return await self.record(
+            guild_id,
+            PROMPT_REFUSED,
+            actor_id=user_id,
+            target_user_id=user_id,
+            target=session_id,
+            details=details,
+            at=at,
+        )
 
     async def list(
         self,

@@ -280,13 +280,16 @@ class QuotaPolicy:
     ) -> LedgerEntry | None:
         """End-of-session settlement: charge what streamed, or refund a session that never streamed.
 
-        Also used at start-up for interrupted sessions, with the seconds of their last heartbeat.
+        Also used at start-up for interrupted sessions, with the seconds of their last heartbeat. A session
+        that was never reserved (e.g. a crash between creating and reserving it) has nothing to settle: None.
         """
+        entries = {entry.kind: entry for entry in await self._store.usage.for_session(session_id)}
+        if "session" not in entries:
+            return None
         if streamed_seconds > 0:
             return await self.charge(session_id, streamed_seconds, now=now)
-        charged = [e for e in await self._store.usage.for_session(session_id) if e.kind == "charge"]
-        if charged:
-            return charged[0]
+        if "charge" in entries:
+            return entries["charge"]
         return await self.refund(session_id, now=now)
 
     async def adjust(

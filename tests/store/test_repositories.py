@@ -224,3 +224,23 @@ async def test_audit_is_scoped_and_paged(store: Store, clock):
     assert all(e.guild_id == G1 for e in await store.audit.list(G1, limit=100))
     assert [e.action for e in await store.audit.list(G2)] == ["block"]
     assert await store.audit.list(G1, action="block") == []
+
+
+async def test_prompt_refused_is_audited_and_forgettable(store: Store):
+    entry = await store.audit.prompt_refused(
+        G1, 3, "a naked mannequin", reason="prompt_blocked_word", blocked_entry="naked", session_id="abc"
+    )
+    assert (entry.action, entry.actor_id, entry.target_user_id, entry.target) == (
+        "prompt_refused",
+        3,
+        3,
+        "abc",
+    )
+    assert entry.details == {
+        "prompt": "a naked mannequin",
+        "reason": "prompt_blocked_word",
+        "blocked_entry": "naked",
+    }
+    assert (await store.forget(3)).audit_rows_redacted == 1
+    (kept,) = await store.audit.list(G1)
+    assert kept.details == {"reason": "prompt_blocked_word", "blocked_entry": "naked", "redacted": 1}

@@ -214,3 +214,10 @@ async def test_usage_in_one_guild_does_not_touch_another(policy: QuotaPolicy, st
     await _use(policy, store, 300.0, now, guild_id=G2)
     assert (await policy.remaining(G1, USER, now=now)).seconds_left == 300
     assert (await policy.remaining(G2, USER, now=now)).seconds_left == 0
+
+
+async def test_settling_a_session_that_was_never_reserved_is_a_no_op(policy: QuotaPolicy, store: Store):
+    session_id = await _session(store)  # e.g. a crash between creating the session and reserving quota
+    assert await policy.settle(session_id, 0.0) is None
+    assert await policy.settle(session_id, 12.0) is None
+    assert await store.usage.for_session(session_id) == []
