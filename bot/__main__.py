@@ -17,6 +17,13 @@ def build_parser() -> argparse.ArgumentParser:
     emulator.add_argument("--port", type=int, default=0, help="0 picks a free port")
     emulator.add_argument("--api-key", default=None, help="accepted API key (default: the development key)")
 
+    run = commands.add_parser("run", help="run the Discord bot")
+    run.add_argument("--config", default=None, help="configuration file (default: ./config.toml if present)")
+
+    sync = commands.add_parser("sync", help="publish the slash commands to Discord (global or one guild)")
+    sync.add_argument("--config", default=None, help="configuration file (default: ./config.toml if present)")
+    sync.add_argument("--guild", type=int, default=None, help="publish to this guild only (instant)")
+
     demo = commands.add_parser("demo", help="run a try-on against the emulator (or Odyssey with a key)")
     demo.add_argument("--photo", default=None, help="photo to try outfits on (default: the sample photo)")
     demo.add_argument("--outfit", action="append", default=None, help="an outfit prompt; repeat for more")
@@ -36,6 +43,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bot.demo import main as demo_main
 
         return demo_main(args)
+    if args.command in ("run", "sync"):
+        from bot.app import main as app_main
+
+        return app_main(args)
     raise SystemExit(f"unknown command {args.command!r}")
 
 

@@ -1,0 +1,270 @@
+"""The Discord bot: the `commands.Bot` subclass, its error-handling command tree, `run` and `sync`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import logging
+import signal
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.config import BotConfig, ConfigError, load_config
+from bot.emulator import DEV_API_KEY, Emulator, EmulatorConfig
+from bot.store import Store
+from bot.tryon.errors import TryOnError
+
+log = logging.getLogger(__name__)
+
+EXTENSIONS = ("cogs.meta", "cogs.admin")
+NO_MENTIONS = discord.AllowedMentions.none()
+
+
+@dataclasses.dataclass
+class Runtime:
+    """What the cogs work with: configuration, the store, and the Odyssey backend in use."""
+
+    config: BotConfig
+    store: Store
+    odyssey_url: str
+    odyssey_api_key: str = dataclasses.field(repr=False)
+
+
+async def open_runtime(config: BotConfig, resources: contextlib.AsyncExitStack) -> Runtime:
+    """Open the store and pick the Odyssey backend (the embedded emulator without an API key).
+
+    Everything opened is registered on `resources`, which closes it in reverse order.
+    """
+    store = await Store.open(config.store.database)
+    resources.push_async_callback(store.close)
+    if config.odyssey.api_key:
+        url, key = config.odyssey.api_url, config.odyssey.api_key
+    else:
+        emulator = Emulator(
+            EmulatorConfig(host=config.odyssey.emulator_host, port=config.odyssey.emulator_port)
+        )
+        await emulator.start()
+        resources.push_async_callback(emulator.stop)
+        url, key = emulator.url, DEV_API_KEY
+        log.info("no ODYSSEY_API_KEY: using the embedded emulator at %s", url)
+    return Runtime(config=config, store=store, odyssey_url=url, odyssey_api_key=key)
+
+
+RuntimeOpener = Callable[[BotConfig, contextlib.AsyncExitStack], Awaitable[Runtime]]
+
+
+class TryOnCommandTree(app_commands.CommandTree["TryOnBot"]):
+    """The one place app-command errors are turned into replies: members' errors politely, bugs with an id."""
+
+    async def interaction_check(self, interaction: discord.Interaction[TryOnBot]) -> bool:
+        """Every command works in servers only; a DM (should Discord deliver one) gets a clear answer."""
+        if interaction.guild_id is None:
+            await send_reply(interaction, "Try-on only works inside a server, not in direct messages.")
+            return False
+        return True
+
+    async def on_error(
+        self, interaction: discord.Interaction[TryOnBot], error: app_commands.AppCommandError
+    ) -> None:
+        """Render what went wrong for the member; log anything unexpected with an id they can quote."""
+        await send_reply(interaction, describe_error(error, interaction))
+
+
+def describe_error(error: BaseException, interaction: discord.Interaction[Any] | None = None) -> str:
+    """The sentence a member sees for `error`; unexpected errors are logged under a fresh id."""
+    cause = error.original if isinstance(error, app_commands.CommandInvokeError) else error
+    if isinstance(cause, TryOnError):
+        return cause.message
+    if isinstance(cause, app_commands.MissingPermissions):
+        return "You need the Manage Server permission to do that."
+    if isinstance(cause, app_commands.NoPrivateMessage):
+        return "Try-on only works inside a server, not in direct messages."
+    if isinstance(cause, app_commands.CommandOnCooldown):
+        retry_at = discord.utils.utcnow() + dt.timedelta(seconds=cause.retry_after)
+        return f"Slow down a little: try again {discord.utils.format_dt(retry_at, 'R')}."
+    if isinstance(cause, app_commands.CheckFailure):
+        return "You're not allowed to do that."
+    if isinstance(cause, app_commands.TransformerError):
+        return f"That value can't be used for `{cause.transformer._error_display_name}`: {cause.value!s:.100}"
+    error_id = uuid.uuid4().hex[:8]
+    command = interaction.command.qualified_name if interaction and interaction.command else "?"
+    log.error("unexpected error %s in /%s", error_id, command, exc_info=cause)
+    return f"Something went wrong on our side. If it keeps happening, tell a moderator error id `{error_id}`."
+
+
+async def send_reply(
+    interaction: discord.Interaction[Any],
+    content: str | None = None,
+    *,
+    embed: discord.Embed | None = None,
+    view: discord.ui.View | None = None,
+    file: discord.File | None = None,
+    ephemeral: bool = True,
+) -> discord.Message | None:
+    """Answer the interaction, or follow up if it is answered, or post in its channel once the token expired.
+
+    Ephemeral answers cannot go through the channel; after the token expired they are dropped (and logged).
+    """
+    extra: dict[str, Any] = {} if view is None else {"view": view}
+    if file is not None:
+        extra["file"] = file
+    try:
+        if interaction.is_expired():
+            raise _TokenExpired
+        if not interaction.response.is_done():
+            await interaction.response.send_message(
+                content,
+                embed=embed or discord.utils.MISSING,
+                ephemeral=ephemeral,
+                allowed_mentions=NO_MENTIONS,
+                **extra,
+            )
+            return None
+        return await interaction.followup.send(
+            content or discord.utils.MISSING,
+            embed=embed or discord.utils.MISSING,
+            ephemeral=ephemeral,
+            allowed_mentions=NO_MENTIONS,
+            wait=True,
+            **extra,
+        )
+    except (_TokenExpired, discord.NotFound, discord.HTTPException) as error:
+        if isinstance(error, discord.HTTPException) and error.code != 50027 and error.status != 404:
+            raise
+        channel = interaction.channel
+        if ephemeral or not isinstance(channel, discord.abc.Messageable):
+            log.info("interaction %s expired; private reply dropped", interaction.id)
+            return None
+        if embed is not None:
+            extra["embed"] = embed
+        return await channel.send(content, allowed_mentions=NO_MENTIONS, **extra)
+
+
+class _TokenExpired(Exception):
+    """Internal: the interaction token is past Discord's 15-minute lifetime."""
+
+
+class TryOnBot(commands.Bot):
+    """The try-on bot: loads the cogs in `setup_hook`, owns the runtime (store, engine, Odyssey backend)."""
+
+    def __init__(
+        self,
+        config: BotConfig,
+        *,
+        open_runtime: RuntimeOpener | None = open_runtime,
+        intents: discord.Intents | None = None,
+        **options: Any,
+    ) -> None:
+        # No privileged intents: interactions carry the member, roles and permissions they need.
+        intents = intents or discord.Intents.default()
+        super().__init__(
+            # Without the privileged message-content intent, prefix commands still arrive in DMs and
+            # when the bot is mentioned, which is enough for the owner-only `!sync`.
+            command_prefix=commands.when_mentioned_or(config.discord.command_prefix),
+            intents=intents,
+            tree_cls=TryOnCommandTree,
+            allowed_mentions=NO_MENTIONS,
+            help_command=None,
+            **options,
+        )
+        self.config = config
+        self._open_runtime = open_runtime
+        self._runtime: Runtime | None = None
+        self._resources = contextlib.AsyncExitStack()
+        self._closing = False
+
+    @property
+    def runtime(self) -> Runtime:
+        """Store and engine; present once `setup_hook` has run (absent in `sync`, which needs no engine)."""
+        if self._runtime is None:
+            raise RuntimeError("the bot was started without a runtime (sync-only mode)")
+        return self._runtime
+
+    async def setup_hook(self) -> None:
+        """Open the runtime, then load every extension (commands are synced only on request)."""
+        if self._open_runtime is not None:
+            self._runtime = await self._open_runtime(self.config, self._resources)
+        for extension in EXTENSIONS:
+            await self.load_extension(extension)
+
+    async def is_owner(self, user: discord.abc.User) -> bool:
+        """The application's owner(s) and the users listed in `discord.owner_ids`."""
+        return user.id in self.config.discord.owner_ids or await super().is_owner(user)
+
+    async def close(self) -> None:
+        """End and settle every session, close the store and the emulator, then disconnect."""
+        if self._closing:
+            return
+        self._closing = True
+        try:
+            await self._resources.aclose()
+        finally:
+            await super().close()
+
+
+async def sync_commands(bot: TryOnBot, guild_id: int | None = None) -> list[app_commands.AppCommand]:
+    """Publish the slash commands globally, or copy them to one guild (instant, for testing)."""
+    if guild_id is None:
+        return await bot.tree.sync()
+    guild = discord.Object(id=guild_id)
+    bot.tree.copy_global_to(guild=guild)
+    return await bot.tree.sync(guild=guild)
+
+
+async def run_bot(config: BotConfig) -> None:
+    """Run until SIGINT/SIGTERM, then shut down cleanly (sessions ended and settled)."""
+    if not config.discord.token:
+        raise SystemExit("discord.token: set DISCORD_TOKEN in the environment or token in config.toml")
+    bot = TryOnBot(config)
+    loop = asyncio.get_running_loop()
+    stop_requested = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop_requested.set)
+    runner = asyncio.create_task(bot.start(config.discord.token))
+    stopper = asyncio.create_task(stop_requested.wait())
+    try:
+        await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+        log.info("shutting down: ending every session")
+        await bot.close()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+async def sync_once(config: BotConfig, guild_id: int | None) -> int:
+    """`python -m bot sync`: log in over HTTP only, publish the commands, print what was published."""
+    if not config.discord.token:
+        raise SystemExit("discord.token: set DISCORD_TOKEN in the environment or token in config.toml")
+    async with TryOnBot(config, open_runtime=None) as bot:
+        await bot.login(config.discord.token)
+        published = await sync_commands(bot, guild_id)
+    where = f"guild {guild_id}" if guild_id else "every server (global; may take up to an hour)"
+    print(f"published {len(published)} commands to {where}: {', '.join(c.name for c in published)}")
+    return 0
+
+
+def main(args: argparse.Namespace) -> int:
+    """`python -m bot run|sync`: load the configuration (stopping on errors that name the key), then go."""
+    try:
+        config = load_config(Path(args.config) if args.config else None)
+    except ConfigError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "sync":
+        return asyncio.run(sync_once(config, args.guild))
+    asyncio.run(run_bot(config))
+    return 0

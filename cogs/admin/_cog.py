@@ -1,0 +1,381 @@
+"""`/tryonadmin`: quotas, blocks, channels, prompt blocklist, live sessions, usage, mod-log, audit log."""
+
+from __future__ import annotations
+
+import time
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.app import TryOnBot, send_reply
+from bot.store import Store
+from bot.store.records import AuditEntry, QuotaLimits
+from bot.store.store import month_start
+from cogs.utils.formatting import audit_line, duration, limits_text, quote_safely, timestamp
+from cogs.utils.modlog import post_to_mod_log
+
+DAY = 86400.0
+Minutes = app_commands.Range[float, 0, 44640]  # up to a 31-day month
+Sessions = app_commands.Range[int, 0, 10000]
+
+
+def is_moderator(interaction: discord.Interaction[TryOnBot]) -> bool:
+    """Manage Server in this guild (what `default_permissions` hides the commands behind)."""
+    return interaction.guild is not None and interaction.permissions.manage_guild
+
+
+def _limits(
+    daily_minutes: float | None,
+    monthly_minutes: float | None,
+    daily_sessions: int | None,
+    monthly_sessions: int | None,
+) -> QuotaLimits:
+    return QuotaLimits(
+        daily_seconds=None if daily_minutes is None else daily_minutes * 60,
+        monthly_seconds=None if monthly_minutes is None else monthly_minutes * 60,
+        daily_sessions=daily_sessions,
+        monthly_sessions=monthly_sessions,
+    )
+
+
+def _normalise_word(word: str) -> str:
+    return " ".join(word.casefold().split())
+
+
+_LIMIT_DESCRIBE = {
+    "daily_minutes": "Streaming minutes per UTC day (leave out to inherit)",
+    "monthly_minutes": "Streaming minutes per calendar month (leave out to inherit)",
+    "daily_sessions": "Sessions per UTC day (leave out to inherit)",
+    "monthly_sessions": "Sessions per calendar month (leave out to inherit)",
+}
+
+
+@app_commands.default_permissions(manage_guild=True)
+@app_commands.allowed_contexts(guilds=True, dms=False, private_channels=False)
+@app_commands.allowed_installs(guilds=True, users=False)
+class TryOnAdmin(
+    commands.GroupCog, group_name="tryonadmin", group_description="Moderate try-on in this server"
+):
+    """Moderator tools; each action is guild-scoped, audited, and posted to the mod-log."""
+
+    quota = app_commands.Group(name="quota", description="Streaming allowances")
+    channels = app_commands.Group(name="channels", description="Where try-on may be used")
+    blocklist = app_commands.Group(name="blocklist", description="Words outfit prompts may not use")
+
+    def __init__(self, bot: TryOnBot) -> None:
+        self.bot = bot
+        super().__init__()
+
+    async def interaction_check(self, interaction: discord.Interaction[TryOnBot]) -> bool:  # type: ignore[override]
+        """Enforce Manage Server at run time: server admins can override `default_permissions`."""
+        if not is_moderator(interaction):
+            raise app_commands.MissingPermissions(["manage_guild"])
+        return True
+
+    @property
+    def store(self) -> Store:
+        """The bot's store."""
+        return self.bot.runtime.store
+
+    async def _done(
+        self, interaction: discord.Interaction[TryOnBot], text: str, entry: AuditEntry | None
+    ) -> None:
+        await send_reply(interaction, text)
+        await post_to_mod_log(self.bot, entry)
+
+    @staticmethod
+    def _guild_id(interaction: discord.Interaction[TryOnBot]) -> int:
+        assert interaction.guild_id is not None  # the tree's interaction_check refuses DMs
+        return interaction.guild_id
+
+    # quotas
+
+    @quota.command(name="set-member", description="Set a member's own allowance")
+    @app_commands.describe(member="Whose allowance", **_LIMIT_DESCRIBE)
+    async def quota_set_member(
+        self,
+        interaction: discord.Interaction[TryOnBot],
+        member: discord.Member,
+        daily_minutes: Minutes | None = None,
+        monthly_minutes: Minutes | None = None,
+        daily_sessions: Sessions | None = None,
+        monthly_sessions: Sessions | None = None,
+    ) -> None:
+        limits = _limits(daily_minutes, monthly_minutes, daily_sessions, monthly_sessions)
+        entry = await self.store.quotas.set_user(
+            self._guild_id(interaction), member.id, limits, moderator_id=interaction.user.id
+        )
+        await self._done(interaction, f"{member.mention}'s quota is now: {limits_text(limits)}.", entry)
+
+    @quota.command(name="set-role", description="Set the allowance of everyone with a role")
+    @app_commands.describe(role="Which role (the most generous role of a member wins)", **_LIMIT_DESCRIBE)
+    async def quota_set_role(
+        self,
+        interaction: discord.Interaction[TryOnBot],
+        role: discord.Role,
+        daily_minutes: Minutes | None = None,
+        monthly_minutes: Minutes | None = None,
+        daily_sessions: Sessions | None = None,
+        monthly_sessions: Sessions | None = None,
+    ) -> None:
+        limits = _limits(daily_minutes, monthly_minutes, daily_sessions, monthly_sessions)
+        entry = await self.store.quotas.set_role(
+            self._guild_id(interaction), role.id, limits, moderator_id=interaction.user.id
+        )
+        await self._done(interaction, f"{role.mention}'s quota is now: {limits_text(limits)}.", entry)
+
+    @quota.command(name="set-default", description="Set the server's default allowance")
+    @app_commands.describe(**_LIMIT_DESCRIBE)
+    async def quota_set_default(
+        self,
+        interaction: discord.Interaction[TryOnBot],
+        daily_minutes: Minutes | None = None,
+        monthly_minutes: Minutes | None = None,
+        daily_sessions: Sessions | None = None,
+        monthly_sessions: Sessions | None = None,
+    ) -> None:
+        limits = _limits(daily_minutes, monthly_minutes, daily_sessions, monthly_sessions)
+        entry = await self.store.guilds.set_default_limits(
+            self._guild_id(interaction), limits, moderator_id=interaction.user.id
+        )
+        await self._done(interaction, f"The server's default quota is now: {limits_text(limits)}.", entry)
+
+    @quota.command(name="reset-member", description="Remove a member's own allowance (inherit again)")
+    async def quota_reset_member(
+        self, interaction: discord.Interaction[TryOnBot], member: discord.Member
+    ) -> None:
+        entry = await self.store.quotas.clear_user(
+            self._guild_id(interaction), member.id, moderator_id=interaction.user.id
+        )
+        text = (
+            f"{member.mention} now inherits their quota." if entry else f"{member.mention} had no own quota."
+        )
+        await self._done(interaction, text, entry)
+
+    @quota.command(name="reset-role", description="Remove a role's allowance")
+    async def quota_reset_role(self, interaction: discord.Interaction[TryOnBot], role: discord.Role) -> None:
+        entry = await self.store.quotas.clear_role(
+            self._guild_id(interaction), role.id, moderator_id=interaction.user.id
+        )
+        text = f"{role.mention} no longer has a quota." if entry else f"{role.mention} had no quota."
+        await self._done(interaction, text, entry)
+
+    @quota.command(name="reset-default", description="Go back to the bot's built-in default allowance")
+    async def quota_reset_default(self, interaction: discord.Interaction[TryOnBot]) -> None:
+        entry = await self.store.guilds.set_default_limits(
+            self._guild_id(interaction), QuotaLimits(), moderator_id=interaction.user.id
+        )
+        await self._done(interaction, "The server uses the bot's built-in default quota again.", entry)
+
+    @quota.command(name="show", description="Show the allowance of a member, a role, or the server")
+    @app_commands.describe(member="A member (their usage too)", role="A role")
+    async def quota_show(
+        self,
+        interaction: discord.Interaction[TryOnBot],
+        member: discord.Member | None = None,
+        role: discord.Role | None = None,
+    ) -> None:
+        guild_id = self._guild_id(interaction)
+        settings = await self.store.guilds.get(guild_id)
+        embed = discord.Embed(title="Try-on quota")
+        embed.add_field(name="Server default", value=limits_text(settings.default_limits), inline=False)
+        if role is not None:
+            override = await self.store.quotas.get_role(guild_id, role.id)
+            limits = override.limits if override else None
+            embed.add_field(name=f"Role @{role.name}", value=limits_text(limits), inline=False)
+        if member is not None:
+            await self._describe_member(embed, guild_id, member)
+        await send_reply(interaction, embed=embed)
+
+    async def _describe_member(self, embed: discord.Embed, guild_id: int, member: discord.Member) -> None:
+        own = await self.store.quotas.get_user(guild_id, member.id)
+        roles = await self.store.quotas.for_roles(guild_id, [r.id for r in member.roles])
+        block = await self.store.blocks.get(guild_id, member.id)
+        now = time.time()
+        today = await self.store.usage.totals(guild_id, member.id, since=now - now % DAY, until=now + 1)
+        month = await self.store.usage.totals(guild_id, member.id, since=month_start(now), until=now + 1)
+        embed.add_field(
+            name=f"{member.display_name}'s own", value=limits_text(own.limits if own else None), inline=False
+        )
+        for override in roles:
+            embed.add_field(
+                name=f"Role <@&{override.subject_id}>", value=limits_text(override.limits), inline=False
+            )
+        embed.add_field(
+            name="Used",
+            value=f"today {duration(today.seconds)} in {today.sessions} sessions; "
+            f"this month {duration(month.seconds)} in {month.sessions} sessions",
+            inline=False,
+        )
+        if block is not None:
+            embed.add_field(
+                name="Blocked", value=quote_safely(block.reason or "no reason given"), inline=False
+            )
+
+    # blocks
+
+    @app_commands.command(name="block", description="Block a member from try-on in this server")
+    @app_commands.describe(
+        member="Who", reason="Shown in the audit log", days="Lift the block after this many days"
+    )
+    async def block(
+        self,
+        interaction: discord.Interaction[TryOnBot],
+        member: discord.Member,
+        reason: app_commands.Range[str, 1, 200] | None = None,
+        days: app_commands.Range[int, 1, 365] | None = None,
+    ) -> None:
+        expires_at = None if days is None else time.time() + days * DAY
+        entry = await self.store.blocks.block(
+            self._guild_id(interaction),
+            member.id,
+            moderator_id=interaction.user.id,
+            reason=reason,
+            expires_at=expires_at,
+        )
+        until = f" until {timestamp(expires_at)}" if expires_at else ""
+        await self._done(interaction, f"{member.mention} is blocked from try-on{until}.", entry)
+
+    @app_commands.command(name="unblock", description="Lift a member's block")
+    async def unblock(self, interaction: discord.Interaction[TryOnBot], member: discord.Member) -> None:
+        entry = await self.store.blocks.unblock(
+            self._guild_id(interaction), member.id, moderator_id=interaction.user.id
+        )
+        text = f"{member.mention} may use try-on again." if entry else f"{member.mention} was not blocked."
+        await self._done(interaction, text, entry)
+
+    # channels
+
+    @channels.command(name="allow", description="Allow try-on in a channel (once any is allowed, only those)")
+    async def channels_allow(
+        self, interaction: discord.Interaction[TryOnBot], channel: discord.TextChannel
+    ) -> None:
+        entry = await self.store.guilds.allow_channel(
+            self._guild_id(interaction), channel.id, moderator_id=interaction.user.id
+        )
+        text = (
+            f"Try-on is allowed in {channel.mention}." if entry else f"{channel.mention} was already allowed."
+        )
+        await self._done(interaction, text, entry)
+
+    @channels.command(name="remove", description="Remove a channel from the allowed channels")
+    async def channels_remove(
+        self, interaction: discord.Interaction[TryOnBot], channel: discord.TextChannel
+    ) -> None:
+        entry = await self.store.guilds.disallow_channel(
+            self._guild_id(interaction), channel.id, moderator_id=interaction.user.id
+        )
+        text = (
+            f"{channel.mention} is no longer allowed." if entry else f"{channel.mention} was not in the list."
+        )
+        await self._done(interaction, text, entry)
+
+    @channels.command(name="list", description="Show the allowed channels")
+    async def channels_list(self, interaction: discord.Interaction[TryOnBot]) -> None:
+        allowed = await self.store.guilds.allowed_channels(self._guild_id(interaction))
+        if not allowed:
+            await send_reply(interaction, "Try-on is allowed in every channel (no allowlist).")
+            return
+        await send_reply(
+            interaction, "Try-on is allowed in: " + ", ".join(f"<#{c}>" for c in sorted(allowed))
+        )
+
+    # prompt blocklist
+
+    @blocklist.command(name="add", description="Refuse outfit prompts containing this word or phrase")
+    async def blocklist_add(
+        self, interaction: discord.Interaction[TryOnBot], word: app_commands.Range[str, 1, 60]
+    ) -> None:
+        normalised = _normalise_word(word)
+        entry = await self.store.guilds.add_blocked_word(
+            self._guild_id(interaction), normalised, moderator_id=interaction.user.id
+        )
+        shown = quote_safely(normalised)
+        await self._done(
+            interaction, f"Blocked “{shown}”." if entry else f"“{shown}” was already blocked.", entry
+        )
+
+    @blocklist.command(name="remove", description="Allow a blocked word again")
+    async def blocklist_remove(
+        self, interaction: discord.Interaction[TryOnBot], word: app_commands.Range[str, 1, 60]
+    ) -> None:
+        normalised = _normalise_word(word)
+        entry = await self.store.guilds.remove_blocked_word(
+            self._guild_id(interaction), normalised, moderator_id=interaction.user.id
+        )
+        shown = quote_safely(normalised)
+        await self._done(
+            interaction, f"Unblocked “{shown}”." if entry else f"“{shown}” was not blocked.", entry
+        )
+
+    @blocklist.command(name="list", description="Show the blocked words")
+    async def blocklist_list(self, interaction: discord.Interaction[TryOnBot]) -> None:
+        words = await self.store.guilds.blocked_words(self._guild_id(interaction))
+        text = ", ".join(f"“{quote_safely(w)}”" for w in words) if words else "No words are blocked."
+        await send_reply(interaction, text[:1900])
+
+    # reports and logs
+
+    @app_commands.command(name="usage", description="Usage report: totals, top members, by day")
+    @app_commands.describe(days="How many days back (default 30)")
+    async def usage(
+        self, interaction: discord.Interaction[TryOnBot], days: app_commands.Range[int, 1, 366] = 30
+    ) -> None:
+        now = time.time()
+        report = await self.store.usage.report(
+            self._guild_id(interaction), since=now - days * DAY, until=now + 1
+        )
+        embed = discord.Embed(title=f"Try-on usage, last {days} days")
+        embed.add_field(
+            name="Total",
+            value=f"{duration(report.totals.seconds)} in {report.totals.sessions} sessions",
+            inline=False,
+        )
+        top = "\n".join(
+            f"<@{m.user_id}>: {duration(m.seconds)}, {m.sessions} sessions" for m in report.top_members
+        )
+        embed.add_field(name="Top members", value=top or "nobody yet", inline=False)
+        by_day = "\n".join(
+            f"{d.day}: {duration(d.seconds)}, {d.sessions} sessions" for d in report.by_day[-14:]
+        )
+        embed.add_field(name="By day", value=by_day or "no usage", inline=False)
+        await send_reply(interaction, embed=embed)
+
+    @app_commands.command(
+        name="modlog", description="Post moderator actions and refused prompts to a channel"
+    )
+    @app_commands.describe(channel="Where to post (leave out to stop posting)")
+    async def modlog(
+        self, interaction: discord.Interaction[TryOnBot], channel: discord.TextChannel | None = None
+    ) -> None:
+        entry = await self.store.guilds.set_mod_log_channel(
+            self._guild_id(interaction), channel.id if channel else None, moderator_id=interaction.user.id
+        )
+        text = f"The mod-log now goes to {channel.mention}." if channel else "The mod-log is switched off."
+        await self._done(interaction, text, entry)
+
+    @app_commands.command(name="audit", description="Recent moderator actions and refused prompts")
+    @app_commands.describe(member="Only entries about this member", page="Page, newest first")
+    async def audit(
+        self,
+        interaction: discord.Interaction[TryOnBot],
+        member: discord.Member | None = None,
+        page: app_commands.Range[int, 1, 100] = 1,
+    ) -> None:
+        entries = await self.store.audit.list(
+            self._guild_id(interaction), limit=page * 15, target_user_id=member.id if member else None
+        )
+        shown = entries[(page - 1) * 15 :]
+        if not shown:
+            await send_reply(interaction, "No audit entries.")
+            return
+        embed = discord.Embed(
+            title=f"Audit log, page {page}", description="\n".join(map(audit_line, shown))[:4000]
+        )
+        await send_reply(interaction, embed=embed)
+
+
+async def setup(bot: TryOnBot) -> None:
+    """Extension entry point."""
+    await bot.add_cog(TryOnAdmin(bot))

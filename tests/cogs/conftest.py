@@ -1,0 +1,71 @@
+"""Fixtures for the front-end tests: the real TryOnBot logged in against the fake Discord."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.app import TryOnBot
+from bot.config import BotConfig, DiscordSettings, OdysseySettings, StoreSettings
+from tests.fakediscord import BotDriver, FakeDiscord
+from tests.fakediscord import payloads as p
+from tests.fakediscord.fixtures import fake_discord
+
+__all__ = ["fake_discord"]
+
+
+def make_config(tmp_path: Path, **overrides: Any) -> BotConfig:
+    """A configuration for tests: database under tmp_path, Odyssey pointed at nothing unless overridden."""
+    values: dict[str, Any] = {
+        "discord": DiscordSettings(token="fake", status_edit_seconds=0.2),
+        "odyssey": OdysseySettings(api_key="unused-in-this-test", api_url="http://127.0.0.1:9"),
+        "store": StoreSettings(database=tmp_path / "tryon.db"),
+    }
+    values.update(overrides)
+    return BotConfig(**values)
+
+
+@pytest.fixture
+def bot_config(tmp_path: Path) -> BotConfig:
+    """The configuration `driver` starts the bot with (override the fixture to change it)."""
+    return make_config(tmp_path)
+
+
+@pytest.fixture
+async def driver(fake_discord: FakeDiscord, bot_config: BotConfig) -> AsyncIterator[BotDriver]:
+    """A logged-in TryOnBot (runtime opened, extensions loaded) and the link to feed it interactions."""
+    bot = TryOnBot(bot_config)
+    driver = BotDriver(fake_discord, bot)
+    try:
+        await driver.login()
+        yield driver
+    finally:
+        await bot.close()
+
+
+@pytest.fixture
+def bot(driver: BotDriver) -> TryOnBot:
+    """The running bot."""
+    assert isinstance(driver.client, TryOnBot)
+    return driver.client
+
+
+@pytest.fixture
+def world(driver: BotDriver) -> p.GuildWorld:
+    """A guild the bot has joined (GUILD_CREATE delivered)."""
+    guild = p.guild_world()
+    driver.add_guild(guild)
+    return guild
+
+
+@pytest.fixture
+def as_member(driver: BotDriver, world: p.GuildWorld) -> Callable[..., p.InteractionContext]:
+    """`as_member("alice", moderator=True)` -> an interaction context for a new member of `world`."""
+
+    def make(name: str, *, moderator: bool = False, **kwargs: Any) -> p.InteractionContext:
+        return driver.context(world, world.add_member(name, moderator=moderator), **kwargs)
+
+    return make

@@ -1,0 +1,84 @@
+"""Configuration: defaults, file + environment overlay, and errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.config import BotConfig, ConfigError, load_config
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults_without_file_or_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = load_config(environ={})
+    assert config == BotConfig()
+    assert config.uses_emulator
+    assert config.discord.token is None
+
+
+def test_file_then_environment_overlay(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        log_level = "debug"
+        [discord]
+        token = "from-file"
+        owner_ids = [1, 2]
+        status_edit_seconds = 1.5
+        [engine]
+        slots = 3
+        idle_seconds = 30
+        [store]
+        database = "x/y.db"
+        """,
+    )
+    config = load_config(path, {"DISCORD_TOKEN": "from-env", "ODYSSEY_API_KEY": "ody"})
+    assert config.discord.token == "from-env"
+    assert config.discord.owner_ids == (1, 2)
+    assert config.discord.status_edit_seconds == 1.5
+    assert config.engine.slots == 3 and config.engine.idle_seconds == 30.0
+    assert config.store.database == Path("x/y.db")
+    assert config.log_level == "DEBUG"
+    assert config.odyssey.api_key == "ody" and not config.uses_emulator
+
+
+def test_secrets_are_not_in_repr(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, ""), {"DISCORD_TOKEN": "sekrit", "ODYSSEY_API_KEY": "ody-sekrit"})
+    assert "sekrit" not in repr(config)
+
+
+@pytest.mark.parametrize(
+    ("text", "environ", "names"),
+    [
+        ("[engine]\nslots = 'five'", {}, "engine.slots"),
+        ("[engine]\nslots = 0", {}, "engine: slots must be at least 1"),
+        ("[discord]\nprefix = '?'", {}, "discord.prefix: unknown setting"),
+        ("[discord]\nowner_ids = 'me'", {}, "discord.owner_ids"),
+        ("[discord]\nhistory_page_size = 50", {}, "history_page_size must be between 1 and 10"),
+        ("[odyssey]\napi_url = 'ftp://x'", {}, "odyssey: api_url"),
+        ("[odyssey]\nemulator_port = true", {}, "odyssey.emulator_port"),
+        ("colour = 'red'", {}, "colour: unknown setting"),
+        ("discord = 3", {}, "discord: must be a table"),
+        ("log_level = 'LOUD'", {}, "log_level"),
+        ("[engine", {}, "not valid TOML"),
+        ("", {"TRYON_LOG_LEVEL": "chatty"}, "log_level"),
+        ("", {"ODYSSEY_API_URL": "nope"}, "odyssey: api_url"),
+    ],
+)
+def test_invalid_settings_name_the_key(
+    tmp_path: Path, text: str, environ: dict[str, str], names: str
+) -> None:
+    with pytest.raises(ConfigError, match=names):
+        load_config(write(tmp_path, text), environ)
+
+
+def test_missing_explicit_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "absent.toml", {})
