@@ -51,6 +51,9 @@ class ConnectionTimeouts:
     send: float = 10.0
     close: float = 5.0
     keepalive_interval: float = 10.0
+    # A server that ends a connection on purpose closes the peer connection first, then the socket
+    # (code 1000): wait this long for the socket before calling a lost channel/peer a failure.
+    transport_grace: float = 1.0
 
 
 class _Pending:
@@ -137,6 +140,7 @@ class StreamConnection:
         self._connected = False
         self._closing = False
         self._teardown: asyncio.Task[None] | None = None
+        self._transport_lost = False
 
     # -- life cycle ---------------------------------------------------------------------------------
 
@@ -270,6 +274,8 @@ class StreamConnection:
             self._on_socket_closed()
 
     def _on_socket_closed(self) -> None:
+        if self._closing:
+            return
         code, reason = self._ws.close_code, self._ws.close_reason or ""
         if code in (1000, 1001):
             log.info("signaling closed by the server (%s %s)", code, reason)
@@ -296,6 +302,8 @@ class StreamConnection:
                 await asyncio.wait_for(self._ws.send(keepalive), self._timeouts.send)
 
     async def _on_offer(self, sdp: str) -> None:
+        if self._closing:
+            return
         if self._pc is not None:
             log.warning("ignoring a second offer: renegotiation is not supported")
             return
@@ -343,15 +351,26 @@ class StreamConnection:
             channel.on("message", self._on_streamer_message)
         else:
             return
-        channel.on(
-            "close", lambda: self._lost(OdysseyConnectionError(f"Data channel {channel.label} closed"))
-        )
+        channel.on("close", lambda: self._on_transport_lost(f"Data channel {channel.label} closed"))
         self._check_ready()
 
     def _on_peer_state(self) -> None:
         state = self._pc.connectionState if self._pc else "closed"
         if state in ("failed", "closed"):
-            self._lost(OdysseyConnectionError(f"Peer connection {state}"))
+            self._on_transport_lost(f"Peer connection {state}")
+
+    def _on_transport_lost(self, what: str) -> None:
+        if not self._closing and not self._transport_lost:
+            self._transport_lost = True
+            self._spawn(self._fail_unless_socket_closes(OdysseyConnectionError(what)), "transport-lost")
+
+    async def _fail_unless_socket_closes(self, error: OdysseyError) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ws.wait_closed(), self._timeouts.transport_grace)
+        if self._ws.close_code is not None:
+            self._on_socket_closed()  # the server's close code says whether this was on purpose
+        else:
+            self._lost(error)
 
     def _readiness(self) -> dict[str, bool]:
         channel = self._to_streamer
@@ -452,9 +471,9 @@ class StreamConnection:
             self._set_status(ConnectionStatus.FAILED, str(error))
             self._runner.call(self._callbacks.on_error, error, True)
         self.frames.close()
+        await self._stop_tasks()  # first, so the reader can't build a peer connection after this
         await self._close_peer()
         await self._close_socket()
-        await self._stop_tasks()
         if error is None:
             self._set_status(status, None)
         if self._connected:

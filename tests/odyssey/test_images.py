@@ -124,4 +124,4 @@ def test_missing_file_and_bad_array_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(OdysseyStreamError, match="not found"):
         load_image_bytes(tmp_path / "nope.jpg")
     with pytest.raises(OdysseyStreamError, match="RGB uint8"):
-        load_image_bytes(np.zeros((10, 10), np.float32))  # type: ignore[arg-type]
+        load_image_bytes(np.zeros((10, 10), np.float32))

@@ -33,7 +33,7 @@ async def test_token_is_cached_until_sixty_seconds_before_expiry() -> None:
     now = [0.0]
     async with http(handler) as client:
         cache = TokenCache(client, "http://api", "ody_key", clock=lambda: now[0])
-        assert await asyncio.gather(cache.token(), cache.token(), cache.token()) == ["t1"] * 3
+        assert list(await asyncio.gather(cache.token(), cache.token(), cache.token())) == ["t1"] * 3
         now[0] = 39.0
         assert await cache.token() == "t1"
         now[0] = 40.0

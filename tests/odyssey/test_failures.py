@@ -1,0 +1,317 @@
+"""Every error path of the client against the emulator; each test also ends leak-free (see conftest)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from bot.emulator import DEV_API_KEY
+from bot.emulator.config import ApiKey
+from bot.odyssey import (
+    AccountSuspendedError,
+    ClientCredentials,
+    ConcurrentLimitReachedError,
+    ConnectionStatus,
+    ConnectionTimeouts,
+    MonthlyLimitReachedError,
+    OdysseyAuthError,
+    OdysseyConnectionError,
+    OdysseyError,
+    OdysseyStreamError,
+    OdysseyUsageError,
+    RateLimitError,
+    StreamDurationExceededError,
+)
+from tests.odyssey.conftest import ClientHarness
+
+
+class Recorder:
+    """Collects callback invocations."""
+
+    def __init__(self) -> None:
+        self.errors: list[tuple[Exception, bool]] = []
+        self.stream_errors: list[tuple[str, str]] = []
+        self.statuses: list[ConnectionStatus] = []
+        self.disconnected = asyncio.Event()
+        self.disconnects = 0
+
+    def callbacks(self) -> dict[str, Any]:
+        return {
+            "on_error": lambda error, fatal: self.errors.append((error, fatal)),
+            "on_stream_error": lambda reason, message: self.stream_errors.append((reason, message)),
+            "on_status_change": lambda status, _: self.statuses.append(status),
+            "on_disconnected": self._on_disconnected,
+        }
+
+    def _on_disconnected(self) -> None:
+        self.disconnects += 1
+        self.disconnected.set()
+
+    async def wait_disconnected(self) -> None:
+        async with asyncio.timeout(10):
+            await self.disconnected.wait()
+
+
+async def test_unknown_key_is_an_auth_error(harness: ClientHarness) -> None:
+    emu = await harness.emulator()
+    client = harness.client(emu, api_key="ody_wrong")
+    seen = Recorder()
+    with pytest.raises(OdysseyAuthError, match="Invalid API key"):
+        await client.connect(**seen.callbacks())
+    assert client.current_status is ConnectionStatus.FAILED
+    assert [fatal for _, fatal in seen.errors] == [True] and seen.disconnects == 0
+    with pytest.raises(OdysseyAuthError):
+        await client.get_recording("anything")
+
+
+async def test_disabled_key_is_an_auth_error(harness: ClientHarness) -> None:
+    emu = await harness.emulator(api_keys={DEV_API_KEY: ApiKey(), "ody_off": ApiKey(disabled=True)})
+    with pytest.raises(OdysseyAuthError):
+        await harness.client(emu, api_key="ody_off").connect()
+
+
+@pytest.mark.parametrize(
+    ("code", "cls"),
+    [
+        ("MONTHLY_LIMIT_REACHED", MonthlyLimitReachedError),
+        ("CONCURRENT_LIMIT_REACHED", ConcurrentLimitReachedError),
+        ("STREAM_DURATION_EXCEEDED", StreamDurationExceededError),
+        ("ACCOUNT_SUSPENDED", AccountSuspendedError),
+        ("RATE_LIMITED", RateLimitError),
+        ("BRAND_NEW_CODE", OdysseyUsageError),
+    ],
+)
+async def test_429_usage_errors_are_typed(harness: ClientHarness, code: str, cls: type) -> None:
+    emu = await harness.emulator()
+    emu.faults.force_429_code = code
+    with pytest.raises(OdysseyUsageError) as caught:
+        await harness.client(emu).connect()
+    assert type(caught.value) is cls and caught.value.code == code and caught.value.action
+    assert emu.observed.session_requests == 1  # usage errors are not retried
+
+
+async def test_real_concurrency_limit(harness: ClientHarness) -> None:
+    emu = await harness.emulator(concurrency_limit=1)
+    first = harness.client(emu)
+    await first.connect()
+    with pytest.raises(ConcurrentLimitReachedError) as caught:
+        await harness.client(emu).connect()
+    assert caught.value.limit == 1
+    await first.disconnect()
+
+
+async def test_503_queues_then_connects(harness: ClientHarness) -> None:
+    emu = await harness.emulator()
+    emu.faults.fail_503_times = 2
+    waited: list[float] = []
+    client = harness.client(emu, queue_timeout=10)
+    await client.connect(on_queue=waited.append)
+    assert len(waited) == 2 and waited[0] < waited[1]
+    assert emu.observed.session_requests == 3
+    await client.disconnect()
+
+
+async def test_queue_until_another_client_frees_the_streamer(harness: ClientHarness) -> None:
+    emu = await harness.emulator(streamer_slots=1)
+    holder = harness.client(emu)
+    await holder.connect()
+    waiter = harness.client(emu, queue_timeout=10)
+    queued = asyncio.Event()
+    connecting = asyncio.create_task(waiter.connect(on_queue=lambda _: queued.set()))
+    async with asyncio.timeout(10):
+        await queued.wait()
+    await holder.disconnect()
+    await connecting
+    assert waiter.is_connected
+    await waiter.disconnect()
+
+
+async def test_503_queue_timeout(harness: ClientHarness) -> None:
+    emu = await harness.emulator()
+    emu.faults.fail_503_times = 100
+    with pytest.raises(OdysseyConnectionError, match="Timed out waiting for a streamer"):
+        await harness.client(emu, queue_timeout=1.5).connect()
+    with pytest.raises(OdysseyConnectionError, match="No streamers available"):
+        await harness.client(emu, queue_timeout=0).connect()
+
+
+async def test_signaling_error_fails_connect_and_cleans_up(harness: ClientHarness) -> None:
+    emu = await harness.emulator()
+    emu.faults.signaling_error_reason = "streamer_not_available"
+    client = harness.client(emu)
+    seen = Recorder()
+    with pytest.raises(OdysseyConnectionError, match="Streamer not available"):
+        await client.connect(**seen.callbacks())
+    assert client.current_status is ConnectionStatus.FAILED
+    assert isinstance(seen.errors[0][0], OdysseyConnectionError) and seen.errors[0][1] is True
+    assert seen.disconnects == 0  # never reached CONNECTED
+
+
+async def test_socket_closed_before_ready_fails_fast(harness: ClientHarness) -> None:
+    emu = await harness.emulator()
+    emu.faults.ws_close_code_on_connect = 1011
+    client = harness.client(emu, timeouts=ConnectionTimeouts(ready=30))
+    async with asyncio.timeout(10):  # not the 30 s readiness timeout
+        with pytest.raises(OdysseyConnectionError):
+            await client.connect()
+
+
+async def test_abnormal_close_rejects_pending_waits_and_notifies(harness: ClientHarness) -> None:
+    emu = await harness.emulator()
+    client = harness.client(emu)
+    seen = Recorder()
+    await client.connect(**seen.callbacks())
+    emu.faults.stream_start_delay_seconds = 30
+    pending = asyncio.create_task(client.start_stream("a coat"))
+    await asyncio.sleep(0.2)
+    await emu.drop_connections(code=1011)
+    with pytest.raises(OdysseyConnectionError):
+        await asyncio.wait_for(pending, 5)
+    await seen.wait_disconnected()
+    assert client.current_status is ConnectionStatus.FAILED
+    # The emulator closes its peer connection first, so either the channel or the socket reports it.
+    assert [fatal for e, fatal in seen.errors if isinstance(e, OdysseyConnectionError)] == [True]
+    async with asyncio.timeout(5):
+        leftover = [f async for f in client.frames]  # iteration ends once closed
+    assert len(leftover) <= client.frames.maxsize
+    with pytest.raises(OdysseyStreamError, match="Not connected"):
+        await client.interact("anything")
+    await client.disconnect()
+    assert seen.disconnects == 1
+
+
+async def test_normal_server_close_is_a_clean_disconnect(harness: ClientHarness) -> None:
+    emu = await harness.emulator()
+    client = harness.client(emu)
+    seen = Recorder()
+    await client.connect(**seen.callbacks())
+    await emu.drop_connections(code=1000)
+    await seen.wait_disconnected()
+    assert client.current_status is ConnectionStatus.DISCONNECTED and not seen.errors
+    await client.connect()  # a fresh session after the server let go
+    assert client.is_connected
+    await client.disconnect()
+
+
+async def test_dropped_peer_connection_mid_stream(harness: ClientHarness) -> None:
+    emu = await harness.emulator()
+    client = harness.client(emu)
+    seen = Recorder()
+    await client.connect(**seen.callbacks())
+    await client.start_stream("a coat")
+    await emu.drop_peer_connections()
+    await seen.wait_disconnected()
+    assert client.current_status is ConnectionStatus.FAILED and seen.errors[0][1] is True
+    with pytest.raises(OdysseyStreamError):
+        await client.interact("a hat")
+    assert seen.disconnects == 1
+
+
+@pytest.mark.parametrize(
+    ("reason", "cls"),
+    [
+        ("moderation_blocked", OdysseyStreamError),
+        ("quota_exceeded", MonthlyLimitReachedError),
+        ("concurrent_limit_exceeded", ConcurrentLimitReachedError),
+        ("session_timeout", StreamDurationExceededError),
+        ("lease_denied", OdysseyStreamError),
+    ],
+)
+async def test_stream_errors_at_start_map_to_exceptions(
+    harness: ClientHarness, reason: str, cls: type
+) -> None:
+    emu = await harness.emulator()
+    client = harness.client(emu)
+    seen = Recorder()
+    await client.connect(**seen.callbacks())
+    emu.faults.stream_error_reason = reason
+    with pytest.raises(cls) as caught:
+        await client.start_stream("a coat")
+    assert type(caught.value) is cls
+    assert seen.stream_errors[0][0] == reason
+    emu.faults.stream_error_reason = None
+    assert await client.start_stream("a coat")  # the connection is still usable
+    await client.end_stream()
+    await client.disconnect()
+
+
+async def test_stream_error_while_streaming_fails_the_next_interact(harness: ClientHarness) -> None:
+    emu = await harness.emulator()
+    client = harness.client(emu)
+    seen = Recorder()
+    await client.connect(**seen.callbacks())
+    await client.start_stream("a coat")
+    emu.fail_streams("moderation_blocked", "not allowed")
+    with pytest.raises(OdysseyError):
+        await client.interact("a hat")  # the stream is gone
+    assert ("moderation_blocked", "not allowed") in seen.stream_errors
+    await client.disconnect()
+
+
+async def test_session_timeout_ends_stream_and_connection(harness: ClientHarness) -> None:
+    emu = await harness.emulator(stream_cap_seconds=1.0)
+    client = harness.client(emu)
+    seen = Recorder()
+    await client.connect(**seen.callbacks())
+    await client.start_stream("a coat")
+    await seen.wait_disconnected()
+    assert seen.stream_errors and seen.stream_errors[0][0] == "session_timeout"
+    with pytest.raises(OdysseyStreamError, match="Not connected"):
+        await client.interact("a hat")
+    await client.connect()  # reconnecting gives a fresh session for the next stream
+    assert await client.start_stream("a hat")
+    await client.disconnect()
+
+
+async def test_readiness_timeout(harness: ClientHarness) -> None:
+    emu = await harness.emulator()
+    client = harness.client(emu, timeouts=ConnectionTimeouts(ready=0.001))
+    with pytest.raises(OdysseyConnectionError, match="timed out waiting for"):
+        await client.connect()
+    assert client.current_status is ConnectionStatus.FAILED
+
+
+async def test_reply_timeout_leaves_the_connection_usable(harness: ClientHarness) -> None:
+    emu = await harness.emulator()
+    client = harness.client(emu, timeouts=ConnectionTimeouts(start=0.3))
+    await client.connect()
+    emu.faults.stream_start_delay_seconds = 1.0
+    with pytest.raises(OdysseyStreamError, match="Timed out"):
+        await client.start_stream("a coat")
+    emu.faults.stream_start_delay_seconds = None
+    for _ in range(100):  # the late stream_started still arrives
+        if client.current_stream_id is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert client.current_stream_id is not None
+    await client.end_stream()
+    await client.disconnect()
+
+
+async def test_signaling_retries_then_fails_without_leaking_the_token(harness: ClientHarness) -> None:
+    emu = await harness.emulator()
+    credentials = await harness.client(emu).create_client_credentials()
+    header, _, signature = credentials.session_token.split(".")
+    forged_token = credentials.session_token[:-4] + ("AAAA" if not signature.endswith("AAAA") else "BBBB")
+    forged = ClientCredentials(signaling_url=credentials.signaling_url, session_token=forged_token)
+    client = harness.client(emu, api_key="")
+    with pytest.raises(OdysseyConnectionError) as caught:
+        await client.connect_with_credentials(forged)
+    assert forged_token not in str(caught.value)
+    assert header
+
+
+async def test_usage_mistakes(harness: ClientHarness) -> None:
+    emu = await harness.emulator()
+    client = harness.client(emu)
+    with pytest.raises(OdysseyStreamError, match="Not connected"):
+        await client.start_stream("a coat")
+    await client.connect()
+    with pytest.raises(OdysseyConnectionError, match="Already connected"):
+        await client.connect()
+    with pytest.raises(OdysseyStreamError, match="not found"):
+        await client.start_stream("a coat", image="/nonexistent/photo.jpg")
+    await client.disconnect()
+    await client.disconnect()  # idempotent
