@@ -315,9 +315,12 @@ class StreamConnection:
         self._max_message_size = remote_max_message_size(sdp)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         await pc.setLocalDescription(await pc.createAnswer())
-        if self._closing:
+        if self._closed_meanwhile():
             return
         await self._send_on_socket(json.dumps({"type": "answer", "sdp": pc.localDescription.sdp}))
+
+    def _closed_meanwhile(self) -> bool:
+        return self._closing
 
     async def _on_remote_candidate(self, message: dict[str, Any]) -> None:
         text = message.get("candidate")
