@@ -190,7 +190,8 @@ def report(results: list[dict[str, float]], baseline: float, seconds: float) -> 
     for row in results:
         lines.append(
             f"| {row['streams']:.0f} | {row['cpu_share']:.3f} | {row['cpu_per_stream']:.4f} "
-            f"| {row['min_fps']:.1f} | {row['mean_fps']:.1f} | {row['total_fps']:.0f} | {row['cpu_per_stream'] / baseline:.3f}x |"
+            f"| {row['min_fps']:.1f} | {row['mean_fps']:.1f} | {row['total_fps']:.0f} "
+            f"| {row['cpu_per_stream'] / baseline:.3f}x |"
         )
     lines += [
         "",
