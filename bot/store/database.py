@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 
@@ -84,12 +85,32 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
-        """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK if the block raises."""
+        """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK if the block raises (including on cancellation)."""
         async with self._lock:
-            await self._conn.execute("BEGIN IMMEDIATE")
+            await self._begin()
             try:
                 yield self._tx
             except BaseException:
-                await self._conn.execute("ROLLBACK")
+                await self._rollback_quietly()
                 raise
             await self._conn.execute("COMMIT")
+
+    async def _begin(self) -> None:
+        try:
+            await self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as error:
+            if "within a transaction" not in str(error):
+                raise
+            # A holder of the lock was cancelled twice before its ROLLBACK ran, leaving its uncommitted
+            # work open. It can never commit now (we hold the lock), so roll it back and start ours.
+            await self._rollback_quietly()
+            await self._conn.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            # Cancelled while BEGIN was queued: it may still run on aiosqlite's thread. Statements run in
+            # order there, so a ROLLBACK queued now closes it if it did.
+            await self._rollback_quietly()
+            raise
+
+    async def _rollback_quietly(self) -> None:
+        with contextlib.suppress(sqlite3.OperationalError):  # "no transaction is active"
+            await self._conn.execute("ROLLBACK")

@@ -110,3 +110,32 @@ async def test_concurrent_settlement_charges_once(tmp_path):
         assert len({entry.id for entry in results}) == 1
         charges = [e for e in await store.usage.for_session(session.id) if e.kind == "charge"]
         assert len(charges) == 1
+
+
+async def test_cancelled_transaction_rolls_back_and_frees_the_connection(tmp_path):
+    async with await Store.open(tmp_path / "bot.db") as store:
+        inside = asyncio.Event()
+
+        async def cancelled_writer() -> None:
+            async with store.db.transaction() as tx:
+                await tx.execute("INSERT INTO blocked_words (guild_id, word, added_at) VALUES (1, 'x', 0)")
+                inside.set()
+                await asyncio.Event().wait()  # cancelled here, mid-transaction
+
+        task = asyncio.create_task(cancelled_writer())
+        await inside.wait()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        assert task.cancelled()
+        assert await store.guilds.blocked_words(1) == []  # rolled back
+        await store.guilds.add_blocked_word(1, "y", moderator_id=None)  # the connection still works
+        assert await store.guilds.blocked_words(1) == ["y"]
+
+
+async def test_a_transaction_left_open_is_rolled_back_by_the_next_one(tmp_path):
+    async with await Store.open(tmp_path / "bot.db") as store:
+        raw = store.db._conn  # simulate what a doubly-cancelled holder could leave behind
+        await raw.execute("BEGIN IMMEDIATE")
+        await raw.execute("INSERT INTO blocked_words (guild_id, word, added_at) VALUES (1, 'left', 0)")
+        await store.guilds.add_blocked_word(1, "mine", moderator_id=None)
+        assert await store.guilds.blocked_words(1) == ["mine"]
