@@ -202,7 +202,7 @@ async def check_slot_released(emulator: Emulator) -> None:
 
 
 def check_session(report: Report, api_url: str, config: EmulatorConfig) -> None:
-    """Connect, start with an image, two interacts and end all behaved as the SDK documents."""
+    """Connect, an image start, two interacts, end and a second stream all behaved as the SDK documents."""
     connected = step_result(report, "connect")
     assert connected["apiUrl"] == api_url  # window.__ODYSSEY_API_URL__ was honoured
     assert connected["status"] == "connected"
@@ -225,10 +225,19 @@ def check_session(report: Report, api_url: str, config: EmulatorConfig) -> None:
         assert ack["lastAppliedPrompt"] == ack["acknowledged"]
 
     step_result(report, "endStream")
+    landscape = step_result(report, "startLandscape")  # text-only: sent over the data channel
+    assert landscape["streamId"] not in ("", started["streamId"])
+    assert landscape["lastAppliedPrompt"]
+    landscape_frames = step_result(report, "framesLandscape")
+    assert (landscape_frames["frameWidth"], landscape_frames["frameHeight"]) == config.frame_size(
+        portrait=False
+    )
+    step_result(report, "endLandscape")
+
     names = event_names(report)
-    assert names.count("stream_started") == 1
+    assert names.count("stream_started") == 2
     assert names.count("interact_acknowledged") == 2
-    assert names.count("stream_ended") == 1
+    assert names.count("stream_ended") == 2
     assert "stream_error" not in names and "error" not in names, report["events"]
     assert not report["diagnostics"]["pageErrors"], report["diagnostics"]
 
@@ -265,11 +274,14 @@ def check_recording(report: Report) -> Report:
     assert media["video"]["duration"] > 0
 
     listing = step_result(report, "listStreamRecordings")
-    assert listing["total"] >= 1
-    assert listing["recordings"][0]["stream_id"] == stream_id  # most recent first
-    listed = listing["recordings"][0]
-    assert listed["width"] > 0 and listed["height"] > 0
-    assert isinstance(listed["started_at"], str)
+    landscape_id = step_result(report, "startLandscape")["streamId"]
+    assert listing["total"] == 2
+    assert [r["stream_id"] for r in listing["recordings"]] == [landscape_id, stream_id]  # most recent first
+    landscape, portrait = listing["recordings"]
+    assert landscape["width"] > landscape["height"] and portrait["width"] < portrait["height"]
+    for listed in listing["recordings"]:
+        assert isinstance(listed["started_at"], str) and isinstance(listed["ended_at"], str)
+        assert listed["duration_seconds"] > 0
     return recording
 
 

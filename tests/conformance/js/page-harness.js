@@ -52,11 +52,16 @@ async function connect({ apiKey }) {
   };
 }
 
+// With an image the SDK sends the start over the websocket; text-only starts go over the data channel.
 async function startStream({ prompt, imageUrl, portrait }) {
-  const response = await fetch(imageUrl);
-  const image = await response.blob();
+  const image = imageUrl ? await (await fetch(imageUrl)).blob() : undefined;
   const streamId = await client.startStream({ prompt, portrait, image });
-  return { streamId, lastAppliedPrompt: client.lastAppliedPrompt, imageBytes: image.size, imageType: image.type };
+  return {
+    streamId,
+    lastAppliedPrompt: client.lastAppliedPrompt,
+    imageBytes: image ? image.size : null,
+    imageType: image ? image.type : null,
+  };
 }
 
 // Waits until the browser has decoded `more` frames beyond what it had when called.

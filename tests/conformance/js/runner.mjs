@@ -3,7 +3,8 @@
 //
 // Usage: node runner.mjs <api_url> <api_key> <image_path> [--scenario=flow|errors]
 //                        [--disabled-key=KEY] [--limited-key=KEY]
-//   flow:   connect, start with the image, interact twice, end, getRecording, listStreamRecordings.
+//   flow:   connect, start with the image, interact twice, end, a second (landscape, text-only) stream on
+//           the same connection, getRecording of the first, listStreamRecordings.
 //   errors: connect with an unknown, a disabled (403) and a zero-concurrency (429) key, then connect with
 //           <api_key> and start a stream the emulator is set to refuse.
 // Env:   CHROMIUM_PATH (default /usr/bin/chromium), CONFORMANCE_STEP_TIMEOUT_MS (default 15000)
@@ -186,6 +187,9 @@ async function runFlow(step, { apiKey }) {
   await step("framesAfterInteract", "waitForFrames", { more: 3, pollMs: 100 });
   await step("ice", "iceReport");
   await step("endStream", "endStream");
+  await step("startLandscape", "startStream", { prompt: "a person in a yellow raincoat", portrait: false });
+  await step("framesLandscape", "waitForFrames", { more: 5, pollMs: 100 });
+  await step("endLandscape", "endStream");
   const { recording } = await step("getRecording", "getRecording", {
     streamId: started.streamId,
     retryForMs: 10000,
