@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from bot.store.records import QuotaLimits
 from bot.tryon.settings import EngineSettings
 
 DEFAULT_CONFIG_PATH = Path("config.toml")
@@ -71,6 +72,26 @@ class StoreSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class QuotaSettings:
+    """The bot-wide default allowance per member; guilds, roles and members may override it."""
+
+    daily_seconds: float | None = 600.0
+    monthly_seconds: float | None = 3600.0
+    daily_sessions: int | None = None
+    monthly_sessions: int | None = None
+
+    def __post_init__(self) -> None:
+        for name, value in dataclasses.asdict(self).items():
+            if value is not None and value < 0:
+                raise ValueError(f"{name} must not be negative")
+
+    @property
+    def limits(self) -> QuotaLimits:
+        """As the store's limits record."""
+        return QuotaLimits(**dataclasses.asdict(self))
+
+
+@dataclasses.dataclass(frozen=True)
 class BotConfig:
     """Everything `python -m bot run` needs."""
 
@@ -78,6 +99,7 @@ class BotConfig:
     odyssey: OdysseySettings = dataclasses.field(default_factory=OdysseySettings)
     store: StoreSettings = dataclasses.field(default_factory=StoreSettings)
     engine: EngineSettings = dataclasses.field(default_factory=EngineSettings)
+    quota: QuotaSettings = dataclasses.field(default_factory=QuotaSettings)
     log_level: str = "INFO"
 
     @property
@@ -99,6 +121,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "odyssey": OdysseySettings,
     "store": StoreSettings,
     "engine": EngineSettings,
+    "quota": QuotaSettings,
 }
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -165,8 +188,8 @@ def _section(name: str, cls: type[Any], values: dict[str, Any]) -> Any:
 def _convert(key: str, hint: Any, value: Any) -> Any:
     """Coerce a TOML or environment value to the field's type, or raise ConfigError naming `key`."""
     args = typing.get_args(hint)
-    if type(None) in args:  # Optional[X]: empty means unset
-        if value is None or value == "":
+    if type(None) in args:  # Optional[X]: "unlimited" (TOML has no null) or empty means unset
+        if value is None or value == "" or value == "unlimited":
             return None
         hint = next(arg for arg in args if arg is not type(None))
     try:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from bot.config import BotConfig, ConfigError, load_config
+from bot.store.records import QuotaLimits
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -82,3 +84,22 @@ def test_invalid_settings_name_the_key(
 def test_missing_explicit_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "absent.toml", {})
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
+
+
+def test_example_documents_every_setting_with_its_default() -> None:
+    assert load_config(EXAMPLE, {}) == BotConfig()
+    text = EXAMPLE.read_text(encoding="utf-8")
+    config = BotConfig()
+    for section in ("discord", "odyssey", "store", "quota", "engine"):
+        for field in dataclasses.fields(getattr(config, section)):
+            assert f"\n{field.name} = " in text or f"\n# {field.name} = " in text, f"{section}.{field.name}"
+
+
+def test_quota_defaults_and_unlimited(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, "[quota]\ndaily_seconds = 'unlimited'\nmonthly_sessions = 4"), {})
+    assert config.quota.limits == QuotaLimits(monthly_seconds=3600.0, monthly_sessions=4)
+    with pytest.raises(ConfigError, match="quota: daily_seconds must not be negative"):
+        load_config(write(tmp_path, "[quota]\ndaily_seconds = -1"), {})

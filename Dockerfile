@@ -1,0 +1,32 @@
+# The try-on Discord bot. Build: `docker build -t tryon-bot .`
+# Run:   docker run -e DISCORD_TOKEN=... [-e ODYSSEY_API_KEY=...] -v tryon-data:/data tryon-bot
+# Without ODYSSEY_API_KEY the bot runs the embedded Odyssey emulator on loopback inside the container.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    TRYON_DATABASE=/data/tryon.db
+
+WORKDIR /app
+
+# Dependencies first (their wheels bundle FFmpeg/libvpx/libopus), so code edits reuse this layer.
+COPY pyproject.toml README.md ./
+COPY bot ./bot
+COPY cogs ./cogs
+RUN pip install . \
+    && useradd --create-home --uid 10001 tryon \
+    && mkdir -p /data \
+    && chown tryon:tryon /data
+
+COPY config.example.toml ./
+
+USER tryon
+# The SQLite database (and its WAL files) live here; mount a volume to keep them across restarts.
+VOLUME ["/data"]
+
+# SIGTERM (docker stop) ends and settles every session before exiting; allow it time, e.g.
+# `docker run --stop-timeout 60 ...` (the default is 10 s).
+STOPSIGNAL SIGTERM
+CMD ["python", "-m", "bot", "run"]
