@@ -144,11 +144,11 @@ def _format_list(names: list[str]) -> str:
 
 async def check_photo(data: bytes, limits: PhotoLimits = PhotoLimits()) -> CheckedPhoto:
     """Check and normalise an uploaded photo off the event loop; raise `PhotoRejected` with the reason."""
-    _check_bytes(data, limits)  # cheap, and spares a thread for the commonest refusals
+    _check_size(data, limits)  # instant, and spares a thread for the commonest refusals
     return await asyncio.to_thread(check_photo_sync, data, limits)
 
 
-def _check_bytes(data: bytes, limits: PhotoLimits) -> str:
+def _check_size(data: bytes, limits: PhotoLimits) -> None:
     if not data:
         raise PhotoRejected("The attached file is empty. Please attach a photo.", reason="photo_empty")
     if len(data) > limits.max_bytes:
@@ -157,6 +157,9 @@ def _check_bytes(data: bytes, limits: PhotoLimits) -> str:
             "Please send a smaller photo.",
             reason="photo_too_large",
         )
+
+
+def _check_type(data: bytes) -> str:
     kind = sniff_format(data)
     supported = supported_formats()
     if kind is None or kind not in supported:
@@ -169,7 +172,8 @@ def _check_bytes(data: bytes, limits: PhotoLimits) -> str:
 
 def check_photo_sync(data: bytes, limits: PhotoLimits = PhotoLimits()) -> CheckedPhoto:
     """The blocking part of `check_photo` (call it from a worker thread)."""
-    kind = _check_bytes(data, limits)
+    _check_size(data, limits)
+    kind = _check_type(data)  # may import the HEIF plugin the first time: off the loop too
     with _DECODE_SLOTS:
         image = _open_header(data, kind, limits)
         with image:
