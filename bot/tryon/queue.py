@@ -43,12 +43,15 @@ class FairQueue(Generic[T]):
     def __contains__(self, key: object) -> bool:
         return key in self._guild_of
 
-    def push(self, key: str, guild: Hashable, item: T) -> int:
-        """Add `item` at the back of its guild's line and return its position; QueueFull past the cap."""
+    def push(self, key: str, guild: Hashable, item: T, *, cap: int | None = None) -> int:
+        """Add `item` at the back of its guild's line and return its position; QueueFull past the cap.
+
+        `cap` overrides `cap_per_guild` for this guild (a guild's own setting).
+        """
         if key in self._guild_of:
             raise ValueError(f"{key!r} is already queued")
         line = self._lines.get(guild)
-        if line is not None and len(line) >= self.cap_per_guild:
+        if line is not None and len(line) >= (cap if cap is not None else self.cap_per_guild):
             raise QueueFull()
         if line is None:
             line = self._lines[guild] = collections.deque()

@@ -21,6 +21,8 @@ class EngineSettings:
     stream_cap_seconds: float = 150.0
     # Roll over to a fresh connection and stream this long before the cap, so the member never sees the cut.
     rollover_margin_seconds: float = 5.0
+    # A member needs at least this much quota left to start.
+    min_start_seconds: float = 5.0
     # A session never streams longer than this in total, whatever the quota says.
     max_session_seconds: float = 600.0
     # Portrait (704x1280) or landscape (1280x704) streams.

@@ -1,0 +1,312 @@
+"""The session manager: admission, one session per member, global slots, the fair queue, stop, recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from bot.store.records import SessionRecord
+from bot.tryon.errors import (
+    AlreadyInSession,
+    Blocked,
+    ChannelNotAllowed,
+    NoSuchSession,
+    NotAllowed,
+    QueueFull,
+)
+from bot.tryon.presenter import ErrorReported, Presenter, RecordingLinks, RecordingReady
+from bot.tryon.queue import FairQueue, WaitEstimator
+from bot.tryon.recordings import fetch_recording_links, links_from
+from bot.tryon.session import (
+    EndReason,
+    EngineServices,
+    SessionRequest,
+    SessionState,
+    TryOnSession,
+    close_client,
+)
+
+log = logging.getLogger(__name__)
+
+# Given a session found interrupted at start-up, the presenter to offer its recordings to (None: nobody).
+RecoveryPresenterFactory = Callable[[SessionRecord], Presenter | None]
+
+
+class SessionManager:
+    """Admits try-ons, runs at most `settings.slots` at once, and queues the rest fairly across guilds.
+
+    Front ends call `admit`, `prompt`, `snapshot`, `stop`, `cancel` and `recording_links`; the bot calls
+    `recover` once at start and `shutdown` once at the end.
+    """
+
+    def __init__(self, services: EngineServices) -> None:
+        self.services = services
+        self.settings = services.settings
+        self.queue: FairQueue[TryOnSession] = FairQueue(self.settings.queue_cap_per_guild)
+        self.estimator = WaitEstimator(
+            self.settings.slots, self.settings.default_session_seconds, self.settings.duration_samples
+        )
+        self._sessions: dict[str, TryOnSession] = {}
+        self._by_user: dict[int, str] = {}
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._admission = asyncio.Lock()
+        self._closing = False
+        self._notify_tasks: set[asyncio.Task[Any]] = set()
+
+    # ----- reading -------------------------------------------------------------------------------------
+
+    @property
+    def running_count(self) -> int:
+        """Sessions holding a slot right now."""
+        return len(self._running)
+
+    def get(self, session_id: str, *, guild_id: int | None = None) -> TryOnSession:
+        """A queued or live session; NoSuchSession if unknown, finished or in another guild."""
+        session = self._sessions.get(session_id)
+        if session is None or session.is_finished:
+            raise NoSuchSession()
+        if guild_id is not None and session.request.guild_id != guild_id:
+            raise NoSuchSession()
+        return session
+
+    def session_for(self, user_id: int) -> TryOnSession | None:
+        """The member's queued or live session, if any."""
+        session_id = self._by_user.get(user_id)
+        return self._sessions.get(session_id) if session_id is not None else None
+
+    def sessions(self, guild_id: int | None = None) -> list[TryOnSession]:
+        """Queued and live sessions (of one guild, or all), oldest first."""
+        return [
+            session
+            for session in self._sessions.values()
+            if guild_id is None or session.request.guild_id == guild_id
+        ]
+
+    # ----- admission -----------------------------------------------------------------------------------
+
+    async def admit(self, request: SessionRequest, presenter: Presenter) -> TryOnSession:
+        """Check the request (cheap checks first), reserve quota, queue it and start it when a slot frees.
+
+        Raises a TryOnError (AlreadyInSession, PhotoRejected, PromptRejected, Blocked, ChannelNotAllowed,
+        QueueFull, QuotaExceeded) with nothing spent; the session's own progress goes to `presenter`.
+        """
+        if self._closing:
+            raise NotAllowed("The bot is restarting. Please try again in a minute.", reason="shutting_down")
+        existing = self.session_for(request.user_id)
+        if existing is not None:
+            raise AlreadyInSession(session_id=existing.id)
+        store = self.services.store
+        if request.channel_id is not None and not await store.guilds.is_channel_allowed(
+            request.guild_id, request.channel_id
+        ):
+            raise ChannelNotAllowed()
+        photo = await self.services.check_photo(request.photo)
+        outfit = await self.services.check_prompt(request.guild_id, request.outfit)
+        if await store.blocks.get(request.guild_id, request.user_id) is not None:
+            raise Blocked()
+        rules = await store.guilds.get(request.guild_id)
+        async with self._admission:
+            # Re-checked under the lock: two quick clicks must not both get in.
+            existing = self.session_for(request.user_id)
+            if existing is not None:
+                raise AlreadyInSession(session_id=existing.id)
+            must_wait = self.running_count >= self.settings.slots or len(self.queue) > 0
+            cap = rules.queue_cap if rules.queue_cap is not None else self.settings.queue_cap_per_guild
+            if must_wait and self.queue.waiting_in(request.guild_id) >= cap:
+                raise QueueFull()
+            record = await store.sessions.create(
+                guild_id=request.guild_id,
+                channel_id=request.channel_id,
+                user_id=request.user_id,
+                photo_sha256=photo.sha256,
+                orientation="portrait" if self.settings.portrait else "landscape",
+                front_end=request.front_end,
+            )
+            try:
+                reservation = await self.services.quota.reserve(
+                    record.id, request.guild_id, request.user_id, request.role_ids
+                )
+            except BaseException:
+                await store.sessions.set_state(record.id, SessionState.CANCELLED, error_reason="refused")
+                raise
+            checked = SessionRequest(
+                guild_id=request.guild_id,
+                user_id=request.user_id,
+                channel_id=request.channel_id,
+                photo=photo.data,
+                outfit=outfit,
+                role_ids=request.role_ids,
+                front_end=request.front_end,
+            )
+            allowance = reservation.seconds_allowed
+            session = TryOnSession(
+                record.id,
+                checked,
+                presenter,
+                self.services,
+                allowance_seconds=allowance if allowance is not None else self.settings.max_session_seconds,
+                idle_seconds=rules.idle_timeout_seconds,
+            )
+            await store.prompts.add(record.id, outfit, status="pending")
+            self._sessions[session.id] = session
+            self._by_user[request.user_id] = session.id
+            position = self.queue.push(session.id, request.guild_id, session, cap=cap)
+        wait = self.estimator.wait_seconds(position) if must_wait else 0.0
+        await session.report_queue_position(position, wait)
+        await self._dispatch()
+        return session
+
+    # ----- steering ------------------------------------------------------------------------------------
+
+    async def cancel(self, session_id: str, *, user_id: int | None = None) -> None:
+        """Leave the queue (refunding the reservation), or end the session if it already runs."""
+        session = self._owned(session_id, user_id)
+        if self.queue.remove(session_id) is not None:
+            await session.cancel_queued()
+            self._forget(session)
+            await self._report_positions()
+            return
+        session.stop(EndReason.MEMBER)
+
+    def stop(
+        self, session_id: str, *, user_id: int | None = None, reason: EndReason = EndReason.MEMBER
+    ) -> None:
+        """End a live session (member's end button, or a moderator with `reason=MODERATOR` and no user)."""
+        session = self._owned(session_id, user_id)
+        if session_id in self.queue:
+            self._spawn(self.cancel(session_id))
+            return
+        session.stop(reason)
+
+    def _owned(self, session_id: str, user_id: int | None) -> TryOnSession:
+        session = self.get(session_id)
+        if user_id is not None and session.request.user_id != user_id:
+            raise NotAllowed("Only the member who started this try-on can do that.")
+        return session
+
+    # ----- slots ---------------------------------------------------------------------------------------
+
+    async def _dispatch(self) -> None:
+        """Start queued sessions while slots are free, then tell everyone still waiting where they stand."""
+        async with self._admission:
+            while not self._closing and self.running_count < self.settings.slots:
+                entry = self.queue.pop()
+                if entry is None:
+                    break
+                session = entry.item
+                task = asyncio.create_task(self._run(session), name=f"session-{session.id}")
+                self._running[session.id] = task
+        await self._report_positions()
+
+    async def _run(self, session: TryOnSession) -> None:
+        try:
+            await session.run()
+        finally:
+            self._running.pop(session.id, None)
+            if session.started_at is not None and session.streamed_seconds > 0:
+                self.estimator.record(session.streamed_seconds)
+            self._forget(session)
+            if not self._closing:
+                self._spawn(self._dispatch())
+
+    async def _report_positions(self) -> None:
+        for key, position in self.queue.positions().items():
+            session = self._sessions.get(key)
+            if session is not None:
+                await session.report_queue_position(position, self.estimator.wait_seconds(position))
+
+    def _forget(self, session: TryOnSession) -> None:
+        self._sessions.pop(session.id, None)
+        if self._by_user.get(session.request.user_id) == session.id:
+            del self._by_user[session.request.user_id]
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.ensure_future(work)
+        self._notify_tasks.add(task)
+        task.add_done_callback(self._notify_tasks.discard)
+
+    # ----- recordings, shutdown, recovery --------------------------------------------------------------
+
+    async def recording_links(self, session_id: str, *, guild_id: int | None = None) -> list[RecordingLinks]:
+        """Fresh presigned links for every stream of a finished session (links expire after about an hour)."""
+        store = self.services.store
+        record = await store.sessions.get(session_id)
+        if record is None or (guild_id is not None and record.guild_id != guild_id):
+            raise NoSuchSession()
+        streams = await store.streams.for_session(session_id)
+        stream_ids = [stream.odyssey_stream_id for stream in streams if stream.odyssey_stream_id]
+        client = self.services.client_factory()
+        try:
+            links: list[RecordingLinks] = []
+            for stream_id in stream_ids:
+                try:
+                    recording = await asyncio.wait_for(
+                        client.get_recording(stream_id), self.settings.end_timeout_seconds
+                    )
+                except Exception:
+                    log.warning("no recording for stream %s", stream_id, exc_info=True)
+                    continue
+                links.append(links_from(recording))
+            return links
+        finally:
+            await close_client(client, self.settings.end_timeout_seconds)
+
+    async def shutdown(self, grace_seconds: float = 60.0) -> None:
+        """End every session: queued ones are cancelled and refunded, live ones end, settle and report."""
+        self._closing = True
+        async with self._admission:
+            waiting = []
+            while (entry := self.queue.pop()) is not None:
+                waiting.append(entry.item)
+        for session in waiting:
+            await session.cancel_queued()
+            self._forget(session)
+        for session in list(self._sessions.values()):
+            session.stop(EndReason.SHUTDOWN)
+        tasks = list(self._running.values())
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace_seconds)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        for task in list(self._notify_tasks):
+            task.cancel()
+        await asyncio.gather(*self._notify_tasks, return_exceptions=True)
+
+    async def recover(self, presenter_for: RecoveryPresenterFactory | None = None) -> list[SessionRecord]:
+        """At start-up: mark sessions a crash left live as interrupted, settle them, offer recordings."""
+        store = self.services.store
+        interrupted = await store.sessions.interrupt_unfinished()
+        recovered = []
+        for item in interrupted:
+            record = item.session
+            recovered.append(record)
+            await self.services.quota.settle(record.id, record.streamed_seconds)
+            presenter = presenter_for(record) if presenter_for is not None else None
+            if presenter is None:
+                continue
+            links = await self._recovered_links(record.id)
+            with contextlib.suppress(Exception):
+                if links:
+                    await presenter.recording_ready(RecordingReady(record.id, tuple(links), recovered=True))
+                else:
+                    message = "Your try-on was interrupted by a restart before anything was recorded."
+                    await presenter.error(ErrorReported(record.id, message))
+        return recovered
+
+    async def _recovered_links(self, session_id: str) -> list[RecordingLinks]:
+        streams = await self.services.store.streams.for_session(session_id)
+        stream_ids = [stream.odyssey_stream_id for stream in streams if stream.odyssey_stream_id]
+        if not stream_ids:
+            return []
+        client = self.services.client_factory()
+        try:
+            results = await asyncio.gather(
+                *(fetch_recording_links(client, stream_id, self.settings) for stream_id in stream_ids)
+            )
+        finally:
+            await close_client(client, self.settings.end_timeout_seconds)
+        return [links for links in results if links is not None]

@@ -1,0 +1,109 @@
+"""The engine's output seam: a Presenter receives small immutable events about one try-on session.
+
+The Discord cog implements it with one throttled status message per session; the console demo prints and
+writes files. Both get exactly the same events from the same engine code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Protocol
+
+from bot.tryon.errors import TryOnError
+
+if TYPE_CHECKING:
+    from bot.tryon.session import SessionState
+
+
+@dataclasses.dataclass(frozen=True)
+class StatusChanged:
+    """The session moved to a new state, or its queue position / progress changed."""
+
+    session_id: str
+    state: SessionState
+    elapsed_seconds: float
+    outfit: str | None
+    queue_position: int | None = None
+    estimated_wait_seconds: float | None = None
+    # True right after a roll-over to a fresh stream: the front end may say "continuing".
+    continuing: bool = False
+    # Seconds of streaming left before the session ends on its own (quota or session limit).
+    remaining_seconds: float | None = None
+    # Why the session ended (for ending/done/failed/cancelled): "member", "idle", "quota", ...
+    end_reason: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SnippetReady:
+    """A short animated clip (GIF or MP4) of the stream right after an outfit was applied."""
+
+    session_id: str
+    data: bytes
+    filename: str
+    caption: str
+    outfit: str
+    stream_seconds: float
+
+
+@dataclasses.dataclass(frozen=True)
+class SnapshotReady:
+    """A still image of the stream's current frame."""
+
+    session_id: str
+    data: bytes
+    filename: str
+    caption: str
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordingLinks:
+    """Presigned links of one stream's recording; they expire after about an hour."""
+
+    stream_id: str
+    video_url: str | None
+    preview_url: str | None
+    thumbnail_url: str | None
+    events_url: str | None
+    duration_seconds: float | None
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordingReady:
+    """The recordings of a finished session: one entry per stream (roll-overs make several)."""
+
+    session_id: str
+    recordings: tuple[RecordingLinks, ...]
+    # A PNG with the member's photo beside the last frame, when both were available.
+    before_after_png: bytes | None = None
+    # True when offered after a crash or restart rather than at a normal end.
+    recovered: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class ErrorReported:
+    """Something went wrong: a member-facing `TryOnError`, or an unexpected failure with an id for logs."""
+
+    session_id: str | None
+    message: str
+    error: TryOnError | None = None
+    # Set for unexpected errors: quote it to find the traceback in the logs.
+    error_id: str | None = None
+
+
+class Presenter(Protocol):
+    """Receives the events of one session; every method must return quickly and never raise on purpose."""
+
+    async def status_changed(self, event: StatusChanged) -> None:
+        """The state, position or progress changed."""
+
+    async def snippet_ready(self, event: SnippetReady) -> None:
+        """A snippet of the newest outfit is ready to show."""
+
+    async def snapshot_ready(self, event: SnapshotReady) -> None:
+        """A requested still image is ready."""
+
+    async def recording_ready(self, event: RecordingReady) -> None:
+        """The recording links are ready."""
+
+    async def error(self, event: ErrorReported) -> None:
+        """Something failed; `event.message` is safe to show to the member."""

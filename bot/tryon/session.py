@@ -1,0 +1,685 @@
+"""One member's try-on: an explicit state machine that streams, steers, rolls over, ends and settles."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import enum
+import io
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import PIL.Image
+import PIL.ImageOps
+
+from bot.odyssey import Odyssey, OdysseyError, OdysseyUsageError
+from bot.tryon.errors import NoSuchSession, PromptRejected, TryOnError
+from bot.tryon.framebuffer import FrameBuffer, KeptFrame
+from bot.tryon.presenter import (
+    ErrorReported,
+    Presenter,
+    RecordingLinks,
+    RecordingReady,
+    SnapshotReady,
+    SnippetReady,
+    StatusChanged,
+)
+from bot.tryon.recordings import fetch_recording_links, usage_error_message
+from bot.tryon.settings import EngineSettings
+from bot.tryon.snippets import SnippetEncoder, SnippetTooLargeError
+
+if TYPE_CHECKING:
+    from bot.store import Store
+    from bot.tryon.quota import QuotaPolicy
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+ClientFactory = Callable[[], Odyssey]
+
+
+class SessionState(enum.StrEnum):
+    """Where a session is in its life; stored as text in the sessions table."""
+
+    QUEUED = "queued"
+    CONNECTING = "connecting"
+    STREAMING = "streaming"
+    ENDING = "ending"
+    FINALISING = "finalising"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    # Left live by a crash and found on the next start.
+    INTERRUPTED = "interrupted"
+
+
+TERMINAL_STATES = frozenset(
+    {SessionState.DONE, SessionState.FAILED, SessionState.CANCELLED, SessionState.INTERRUPTED}
+)
+
+ALLOWED_TRANSITIONS: Mapping[SessionState, frozenset[SessionState]] = {
+    SessionState.QUEUED: frozenset({SessionState.CONNECTING, SessionState.CANCELLED, SessionState.FAILED}),
+    SessionState.CONNECTING: frozenset({SessionState.STREAMING, SessionState.CANCELLED, SessionState.FAILED}),
+    SessionState.STREAMING: frozenset({SessionState.ENDING, SessionState.FAILED}),
+    SessionState.ENDING: frozenset({SessionState.FINALISING, SessionState.FAILED}),
+    SessionState.FINALISING: frozenset({SessionState.DONE, SessionState.FAILED}),
+    SessionState.DONE: frozenset(),
+    SessionState.FAILED: frozenset(),
+    SessionState.CANCELLED: frozenset(),
+    SessionState.INTERRUPTED: frozenset(),
+}
+
+
+class InvalidTransition(RuntimeError):
+    """A state change the table does not allow: a bug in the engine, never a member's doing."""
+
+
+def check_transition(current: SessionState, new: SessionState) -> None:
+    """Raise InvalidTransition unless `current -> new` is in ALLOWED_TRANSITIONS."""
+    if new not in ALLOWED_TRANSITIONS[current]:
+        raise InvalidTransition(f"{current} -> {new} is not allowed")
+
+
+class EndReason(enum.StrEnum):
+    """Why a session ended."""
+
+    MEMBER = "member"
+    IDLE = "idle"
+    QUOTA = "quota"
+    LIMIT = "limit"
+    MODERATOR = "moderator"
+    SHUTDOWN = "shutdown"
+    CONNECTION_LOST = "connection_lost"
+
+
+@dataclasses.dataclass(frozen=True)
+class SessionRequest:
+    """What a front end asks for: who, where, the checked photo and the first outfit."""
+
+    guild_id: int
+    user_id: int
+    channel_id: int | None
+    photo: bytes
+    outfit: str
+    role_ids: tuple[int, ...] = ()
+    # Opaque JSON the front end wants back after a restart (e.g. the status message id).
+    front_end: dict[str, Any] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamPhoto:
+    """A photo that passed the checks: the bytes to stream and their hash for the store."""
+
+    data: bytes
+    sha256: str
+
+
+@dataclasses.dataclass
+class EngineServices:
+    """What every session shares: storage, quota policy, checks, media encoder, Odyssey client factory."""
+
+    store: Store
+    quota: QuotaPolicy
+    encoder: SnippetEncoder
+    client_factory: ClientFactory
+    settings: EngineSettings
+    # Raise PhotoRejected, or return the photo to stream.
+    check_photo: Callable[[bytes], Awaitable[StreamPhoto]]
+    # Raise PromptRejected, or return the cleaned outfit text (guild id, text).
+    check_prompt: Callable[[int, str], Awaitable[str]]
+
+
+class _StopRequested(Exception):
+    """Internal: the session was asked to stop while waiting on something."""
+
+
+@dataclasses.dataclass
+class _LiveStream:
+    """The stream currently running inside the session (one per roll-over)."""
+
+    client: Odyssey
+    index: int
+    stream_id: str
+    store_id: int
+    started: float
+    prompt: str
+    loss: _Loss
+    pump: asyncio.Task[None] | None = None
+
+
+class _Loss:
+    """Set by the client's callbacks when the platform ends the stream or drops the connection."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.reason: str | None = None
+
+    def report(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+        self.event.set()
+
+
+class TryOnSession:
+    """One member's try-on from the queue to the recording links.
+
+    The manager creates it (QUEUED), then runs `run()` once a slot is free. Front ends steer it with
+    `prompt()`, `snapshot()` and `stop()`; it reports every change to its Presenter. Every state change is
+    checked against ALLOWED_TRANSITIONS and written to the store before it is reported.
+    """
+
+    def __init__(
+        self,
+        session_id: str,
+        request: SessionRequest,
+        presenter: Presenter,
+        services: EngineServices,
+        *,
+        allowance_seconds: float,
+        idle_seconds: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.id = session_id
+        self.request = request
+        self.presenter = presenter
+        self.services = services
+        self.settings = services.settings
+        self.state = SessionState.QUEUED
+        self.end_reason: EndReason | None = None
+        self.allowance_seconds = min(allowance_seconds, self.settings.max_session_seconds)
+        self.idle_seconds = idle_seconds if idle_seconds is not None else self.settings.idle_seconds
+        self.latest_outfit = request.outfit
+        self.stream_ids: list[str] = []
+        self.rollovers = 0
+        self.buffer = FrameBuffer(
+            sample_fps=self.settings.snippet_fps,
+            window_seconds=self.settings.buffer_seconds,
+            max_width=self.settings.snippet_width,
+        )
+        self._clock = clock
+        self._closed_seconds = 0.0
+        self._live: _LiveStream | None = None
+        self._stream_ready = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._last_activity = clock()
+        self._steer_lock = asyncio.Lock()
+        self._settled = False
+        self._background: set[asyncio.Task[Any]] = set()
+        self.queue_position: int | None = None
+        self.estimated_wait_seconds: float | None = None
+        self.started_at: float | None = None
+        self.finished = asyncio.Event()
+
+    # ----- reading -------------------------------------------------------------------------------------
+
+    @property
+    def streamed_seconds(self) -> float:
+        """Seconds actually streamed so far, over every stream of the session."""
+        live = self._live
+        running = self._clock() - live.started if live is not None else 0.0
+        return self._closed_seconds + running
+
+    @property
+    def remaining_seconds(self) -> float:
+        """Streaming seconds left before the session stops on its quota or session limit."""
+        return max(0.0, self.allowance_seconds - self.streamed_seconds)
+
+    @property
+    def is_finished(self) -> bool:
+        """True once the session reached a terminal state."""
+        return self.state in TERMINAL_STATES
+
+    # ----- steering (called by front ends) ---------------------------------------------------------------
+
+    async def prompt(self, text: str, *, budget_bytes: int | None = None) -> SnippetReady | None:
+        """Apply a new outfit: check it, send it, wait for the acknowledgement, then snippet what follows.
+
+        Before the stream runs, the outfit is kept and applied at the start. Returns the snippet, if any.
+        """
+        if self.is_finished or self.state in (SessionState.ENDING, SessionState.FINALISING):
+            raise NoSuchSession()
+        outfit = await self.services.check_prompt(self.request.guild_id, text)
+        prompt_id = (await self.services.store.prompts.add(self.id, outfit)).id
+        self.latest_outfit = outfit
+        self._last_activity = self._clock()
+        if self.state in (SessionState.QUEUED, SessionState.CONNECTING):
+            return None
+        async with self._steer_lock:
+            try:
+                live = await self._wait_for_stream()
+                mark = self._timeline_now()
+                await asyncio.wait_for(live.client.interact(outfit), self.settings.ack_timeout_seconds)
+            except (OdysseyError, TimeoutError) as exc:
+                await self.services.store.prompts.set_status(
+                    prompt_id, "refused", refusal_reason=type(exc).__name__
+                )
+                raise PromptRejected(
+                    "That outfit could not be applied right now. Please try again in a moment.",
+                    reason="prompt_not_applied",
+                ) from exc
+            await self.services.store.prompts.set_status(prompt_id, "applied")
+            live.prompt = outfit
+            await self._report_status()
+            return await self._snippet(outfit, since=mark, budget_bytes=budget_bytes)
+
+    async def snapshot(self) -> SnapshotReady | None:
+        """Send a still of the current frame to the presenter (None before the first frame)."""
+        data = await self.buffer.snapshot("PNG")
+        if data is None:
+            return None
+        event = SnapshotReady(
+            session_id=self.id,
+            data=data,
+            filename=f"tryon-{self.id}-{int(self.streamed_seconds)}s.png",
+            caption=f"{self.latest_outfit} ({self.streamed_seconds:.0f} s)",
+        )
+        await self._present(self.presenter.snapshot_ready(event))
+        return event
+
+    def stop(self, reason: EndReason) -> None:
+        """Ask the session to end; the first reason wins. Safe to call in any state, any number of times."""
+        if self.end_reason is None:
+            self.end_reason = reason
+        self._stop.set()
+
+    # ----- the run -----------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Connect, stream (rolling over at the cap), end, settle and report; never raises."""
+        self.started_at = self._clock()
+        try:
+            await self._transition(SessionState.CONNECTING)
+            await self._stream_until_stopped()
+            await self._finish()
+        except _StopRequested:
+            await self._cancel_before_streaming()
+        except TryOnError as exc:
+            await self._fail(exc.message, error=exc)
+        except OdysseyUsageError as exc:
+            await self._fail(usage_error_message(exc), error=None, reason=exc.code)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._fail("The try-on was stopped unexpectedly.", error=None))
+            raise
+        except Exception as exc:
+            error_id = uuid.uuid4().hex[:8]
+            log.exception("session %s failed (error id %s)", self.id, error_id)
+            await self._fail(
+                f"Something went wrong on our side (error id {error_id}). Please try again.",
+                error=None,
+                error_id=error_id,
+                reason=type(exc).__name__,
+            )
+        finally:
+            await self._close_background()
+            self.buffer.clear()
+            self.finished.set()
+
+    async def _stream_until_stopped(self) -> None:
+        index = 0
+        while True:
+            if index == 0:
+                live = await self._until_stopped(self._open_stream(index))
+            else:
+                rolled = await self._roll_over(index)
+                if rolled is None:
+                    return
+                live = rolled
+            try:
+                if index == 0:
+                    await self._transition(SessionState.STREAMING)
+                    self._spawn(self._snippet(live.prompt, since=0.0, budget_bytes=None))
+                else:
+                    self.rollovers += 1
+                    await self._report_status(continuing=True)
+                rolling_over = await self._watch(live)
+            finally:
+                await self._close_stream(live)
+            if not rolling_over:
+                return
+            index += 1
+
+    async def _roll_over(self, index: int) -> _LiveStream | None:
+        """Open the next stream after the cap or a drop; None (and the session ends) if that is impossible."""
+        try:
+            return await self._until_stopped(self._open_stream(index))
+        except _StopRequested:
+            return None
+        except (OdysseyError, TimeoutError) as exc:
+            log.warning("session %s: roll-over to stream %d failed: %r", self.id, index, exc)
+            self.stop(EndReason.CONNECTION_LOST)
+            message = (
+                "The live stream could not continue, so your try-on ended early. Your recording follows."
+            )
+            await self._present(self.presenter.error(ErrorReported(self.id, message)))
+            return None
+
+    async def _open_stream(self, index: int) -> _LiveStream:
+        """Connect a fresh client and start a stream with the photo and the latest outfit."""
+        client = self.services.client_factory()
+        loss = _Loss()
+
+        def on_stream_error(reason: str, message: str) -> None:
+            loss.report(reason)
+
+        def on_disconnected() -> None:
+            loss.report("disconnected")
+
+        try:
+            await asyncio.wait_for(
+                client.connect(on_stream_error=on_stream_error, on_disconnected=on_disconnected),
+                self.settings.connect_timeout_seconds,
+            )
+            prompt = self.latest_outfit
+            stream_id = await asyncio.wait_for(
+                client.start_stream(prompt, portrait=self.settings.portrait, image=self.request.photo),
+                self.settings.start_timeout_seconds,
+            )
+        except BaseException:
+            await close_client(client, self.settings.end_timeout_seconds)
+            raise
+        started = self._clock()
+        record = await self.services.store.streams.start(self.id, odyssey_stream_id=stream_id, prompt=prompt)
+        store_id = record.id
+        live = _LiveStream(client, index, stream_id, store_id, started, prompt, loss)
+        live.pump = asyncio.create_task(self._pump_frames(client), name=f"frames-{self.id}-{index}")
+        self.stream_ids.append(stream_id)
+        self._live = live
+        self._stream_ready.set()
+        # An outfit sent during the roll-over gap rode along with the start.
+        if index == 0:
+            self._last_activity = started
+        return live
+
+    async def _pump_frames(self, client: Odyssey) -> None:
+        async for stream_frame in client.frames:
+            await self.buffer.add(stream_frame)
+
+    async def _watch(self, live: _LiveStream) -> bool:
+        """Wait until the stream must end; True when it should roll over to a fresh stream."""
+        next_heartbeat = self._clock() + self.settings.heartbeat_seconds
+        while True:
+            now = self._clock()
+            if self._stop.is_set():
+                return False
+            if now - self._last_activity >= self.idle_seconds:
+                self.stop(EndReason.IDLE)
+                return False
+            if self.remaining_seconds <= 0:
+                self.stop(EndReason.QUOTA if self._quota_bound else EndReason.LIMIT)
+                return False
+            if live.loss.event.is_set():
+                log.info(
+                    "session %s: stream %d lost (%s), rolling over", self.id, live.index, live.loss.reason
+                )
+                return True
+            if now - live.started >= self.settings.rollover_after_seconds:
+                return True
+            if now >= next_heartbeat:
+                await self.services.store.sessions.heartbeat(
+                    self.id, self.streamed_seconds, stream_seconds=now - live.started
+                )
+                next_heartbeat = now + self.settings.heartbeat_seconds
+            deadline = min(
+                next_heartbeat,
+                self._last_activity + self.idle_seconds,
+                now + self.remaining_seconds,
+                live.started + self.settings.rollover_after_seconds,
+            )
+            waiters = [
+                asyncio.ensure_future(self._stop.wait()),
+                asyncio.ensure_future(live.loss.event.wait()),
+            ]
+            try:
+                await asyncio.wait(
+                    waiters, timeout=max(0.0, deadline - now) + 0.01, return_when="FIRST_COMPLETED"
+                )
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+
+    @property
+    def _quota_bound(self) -> bool:
+        return self.allowance_seconds < self.settings.max_session_seconds
+
+    async def _close_stream(self, live: _LiveStream) -> None:
+        """End the stream (unless the platform already did), disconnect, and record the stream's seconds."""
+        self._stream_ready.clear()
+        seconds = self._clock() - live.started
+        self._closed_seconds += seconds
+        self._live = None
+        # Read before disconnecting: our own disconnect fires `on_disconnected` too.
+        lost_reason = live.loss.reason
+        if lost_reason is None:
+            with contextlib.suppress(OdysseyError, TimeoutError):
+                await asyncio.wait_for(live.client.end_stream(), self.settings.end_timeout_seconds)
+        await close_client(live.client, self.settings.end_timeout_seconds)
+        if live.pump is not None:
+            live.pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await live.pump
+        reason = lost_reason or (str(self.end_reason) if self.end_reason else "rollover")
+        await self.services.store.streams.end(live.store_id, seconds=seconds, reason=reason)
+
+    # ----- endings ---------------------------------------------------------------------------------------
+
+    async def _finish(self) -> None:
+        """The normal end after streaming: settle usage, collect the recordings, report them."""
+        if self.end_reason is None:
+            self.end_reason = EndReason.CONNECTION_LOST
+        await self._transition(SessionState.ENDING)
+        await self._settle()
+        await self._transition(SessionState.FINALISING)
+        recordings = await self._collect_recordings()
+        before_after = await self._before_after()
+        event = RecordingReady(self.id, tuple(recordings), before_after_png=before_after)
+        await self._present(self.presenter.recording_ready(event))
+        await self._transition(SessionState.DONE)
+
+    async def _collect_recordings(self) -> list[RecordingLinks]:
+        client = self.services.client_factory()
+        try:
+            results = await asyncio.gather(
+                *(fetch_recording_links(client, stream_id, self.settings) for stream_id in self.stream_ids)
+            )
+        finally:
+            await close_client(client, self.settings.end_timeout_seconds)
+        return [links for links in results if links is not None]
+
+    async def _before_after(self) -> bytes | None:
+        latest = self.buffer.latest()
+        if latest is None:
+            return None
+        try:
+            return await asyncio.to_thread(before_after_png, self.request.photo, latest)
+        except (OSError, ValueError):
+            log.warning("session %s: no before/after still", self.id, exc_info=True)
+            return None
+
+    async def cancel_queued(self) -> None:
+        """Leave the queue before a slot was granted: refund and mark cancelled (called by the manager)."""
+        self.stop(EndReason.MEMBER)
+        await self._cancel_before_streaming()
+        self.finished.set()
+
+    async def _cancel_before_streaming(self) -> None:
+        await self._settle()
+        await self._transition(SessionState.CANCELLED)
+
+    async def _fail(
+        self,
+        message: str,
+        *,
+        error: TryOnError | None,
+        error_id: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        if self.is_finished:
+            return
+        try:
+            await self._settle()
+            self.state = SessionState.FAILED
+            await self.services.store.sessions.set_state(
+                self.id,
+                SessionState.FAILED,
+                error=message,
+                error_reason=error.reason if error is not None else reason,
+            )
+        except Exception:
+            log.exception("session %s: could not record the failure", self.id)
+        await self._present(self.presenter.error(ErrorReported(self.id, message, error, error_id)))
+        await self._report_status()
+
+    async def _settle(self) -> None:
+        """Charge the seconds streamed, or refund the reservation when nothing streamed; exactly once."""
+        if self._settled:
+            return
+        self._settled = True
+        seconds = self.streamed_seconds
+        await self.services.store.sessions.heartbeat(self.id, seconds)
+        await self.services.quota.settle(self.id, seconds)
+
+    # ----- helpers ---------------------------------------------------------------------------------------
+
+    async def _transition(self, new: SessionState) -> None:
+        check_transition(self.state, new)
+        self.state = new
+        await self.services.store.sessions.set_state(self.id, new)
+        await self._report_status()
+
+    async def report_queue_position(self, position: int | None, wait_seconds: float | None) -> None:
+        """Tell the member where they stand in the queue (called by the manager)."""
+        if position == self.queue_position and self.state is SessionState.QUEUED:
+            return
+        self.queue_position = position
+        self.estimated_wait_seconds = wait_seconds
+        await self._report_status()
+
+    async def _report_status(self, *, continuing: bool = False) -> None:
+        queued = self.state is SessionState.QUEUED
+        event = StatusChanged(
+            session_id=self.id,
+            state=self.state,
+            elapsed_seconds=round(self.streamed_seconds, 1),
+            outfit=self.latest_outfit,
+            queue_position=self.queue_position if queued else None,
+            estimated_wait_seconds=self.estimated_wait_seconds if queued else None,
+            continuing=continuing,
+            remaining_seconds=round(self.remaining_seconds, 1),
+            end_reason=str(self.end_reason)
+            if self.end_reason and self.state is not SessionState.STREAMING
+            else None,
+        )
+        await self._present(self.presenter.status_changed(event))
+
+    async def _present(self, call: Awaitable[None]) -> None:
+        """Deliver one event; a failing or slow front end never breaks the session."""
+        try:
+            await asyncio.wait_for(call, timeout=30.0)
+        except Exception:
+            log.exception("session %s: presenter failed", self.id)
+
+    def _timeline_now(self) -> float:
+        latest = self.buffer.latest()
+        return latest.timeline_seconds if latest is not None else 0.0
+
+    async def _wait_for_stream(self) -> _LiveStream:
+        """The live stream, waiting through a roll-over gap."""
+        await asyncio.wait_for(self._stream_ready.wait(), self.settings.connect_timeout_seconds)
+        live = self._live
+        if live is None:
+            raise NoSuchSession()
+        return live
+
+    async def _snippet(self, outfit: str, *, since: float, budget_bytes: int | None) -> SnippetReady | None:
+        """Encode the stream's next `snippet_seconds` after timeline second `since` and present it."""
+        wanted = self.settings.snippet_seconds
+        deadline = self._clock() + wanted * 3 + 5.0
+        frames = self.buffer.since(since)
+        while (
+            not frames
+            or frames[-1].timeline_seconds - frames[0].timeline_seconds < wanted - self.buffer.period
+        ):
+            if self._clock() > deadline or self._stop.is_set():
+                break
+            await asyncio.sleep(self.buffer.period)
+            frames = self.buffer.since(since)
+        frames = (
+            [f for f in frames if f.timeline_seconds < frames[0].timeline_seconds + wanted] if frames else []
+        )
+        if len(frames) < 2:
+            return None
+        try:
+            snippet = await self.services.encoder.encode_gif(
+                frames,
+                fps=self.buffer.sample_fps,
+                budget_bytes=budget_bytes or self.settings.snippet_budget_bytes,
+                max_width=self.settings.snippet_width,
+            )
+        except SnippetTooLargeError:
+            log.warning("session %s: snippet does not fit the budget", self.id, exc_info=True)
+            return None
+        event = SnippetReady(
+            session_id=self.id,
+            data=snippet.data,
+            filename=f"tryon-{self.id}-{len(self.stream_ids)}-{int(frames[0].timeline_seconds)}s.{snippet.kind}",
+            caption=outfit,
+            outfit=outfit,
+            stream_seconds=frames[0].timeline_seconds,
+        )
+        await self._present(self.presenter.snippet_ready(event))
+        return event
+
+    async def _until_stopped(self, work: Awaitable[T]) -> T:
+        """Await `work`, abandoning it (and raising _StopRequested) if the session is stopped first."""
+        task = asyncio.ensure_future(work)
+        stopper = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({task, stopper}, return_when="FIRST_COMPLETED")
+        finally:
+            stopper.cancel()
+        if task.done():
+            return task.result()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        raise _StopRequested()
+
+    def _spawn(self, work: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _close_background(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+
+
+def before_after_png(photo: bytes, latest: KeptFrame, height: int = 480) -> bytes:
+    """The member's photo beside the last frame, same height, as PNG (CPU work: run it in a thread)."""
+    with PIL.Image.open(io.BytesIO(photo)) as opened:
+        before = PIL.ImageOps.exif_transpose(opened).convert("RGB")
+    after = PIL.Image.fromarray(latest.to_rgb())
+    scaled = [
+        image.resize((max(1, round(image.width * height / image.height)), height))
+        for image in (before, after)
+    ]
+    canvas = PIL.Image.new("RGB", (sum(image.width for image in scaled), height))
+    canvas.paste(scaled[0], (0, 0))
+    canvas.paste(scaled[1], (scaled[0].width, 0))
+    out = io.BytesIO()
+    canvas.save(out, format="PNG", optimize=False)
+    return out.getvalue()
+
+
+async def close_client(client: Odyssey, limit_seconds: float) -> None:
+    """Disconnect and release a client, whatever state it is in."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(client.disconnect(), limit_seconds)
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(client.aclose(), limit_seconds)

@@ -1,0 +1,264 @@
+"""The whole engine against the emulator: real WebRTC on loopback, a real SQLite file, small fast settings."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from bot.emulator import DEV_API_KEY, Emulator
+from bot.store import QuotaLimits, Store
+from bot.tryon.console import ConsolePresenter
+from bot.tryon.engine import Engine, build_engine, client_factory
+from bot.tryon.errors import AlreadyInSession, PromptRejected, QueueFull, QuotaExceeded
+from bot.tryon.session import EndReason, SessionRequest, SessionState, TryOnSession
+from bot.tryon.settings import EngineSettings
+
+PHOTO = (Path(__file__).parents[2] / "examples" / "astronaut.jpg").read_bytes()
+GUILD_A, GUILD_B = 111, 222
+
+pytestmark = pytest.mark.timeout(120)
+
+EngineMaker = Callable[..., Awaitable[Engine]]
+
+
+def fast_settings(**overrides: object) -> EngineSettings:
+    values: dict[str, object] = {
+        "slots": 2,
+        "idle_seconds": 30.0,
+        "snippet_seconds": 1.0,
+        "snippet_fps": 4,
+        "snippet_width": 96,
+        "buffer_seconds": 3.0,
+        "heartbeat_seconds": 0.3,
+        "connect_timeout_seconds": 20.0,
+        "recording_poll_first_seconds": 0.1,
+        "recording_poll_limit_seconds": 10.0,
+        "min_start_seconds": 1.0,
+    }
+    values.update(overrides)
+    return EngineSettings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def make_engine(tmp_path: Path) -> AsyncIterator[EngineMaker]:
+    """Engines on SQLite files under tmp_path, each talking to the given emulator; all closed at teardown."""
+    opened: list[tuple[Engine, Store]] = []
+
+    async def make(emulator: Emulator, db_name: str = "tryon.sqlite3", **settings: object) -> Engine:
+        store = await Store.open(tmp_path / db_name)
+        engine = build_engine(store, client_factory(DEV_API_KEY, emulator.url), fast_settings(**settings))
+        opened.append((engine, store))
+        return engine
+
+    try:
+        yield make
+    finally:
+        for engine, store in reversed(opened):
+            await engine.aclose(grace_seconds=20)
+            await store.close()
+
+
+def request(user_id: int, guild_id: int = GUILD_A, outfit: str = "red summer dress") -> SessionRequest:
+    return SessionRequest(guild_id=guild_id, user_id=user_id, channel_id=None, photo=PHOTO, outfit=outfit)
+
+
+async def until(predicate: Callable[[], bool], seconds: float = 30.0) -> None:
+    async with asyncio.timeout(seconds):
+        # Polling: the states watched here belong to the engine and have no event of their own.
+        while not predicate():  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+
+
+async def finished(session: TryOnSession, seconds: float = 40.0) -> None:
+    async with asyncio.timeout(seconds):
+        await session.finished.wait()
+
+
+async def test_stream_steer_roll_over_end_and_settle(
+    emulator_factory: Callable[..., Awaitable[Emulator]], make_engine: EngineMaker, tmp_path: Path
+) -> None:
+    emulator = await emulator_factory()
+    # The engine rolls over on its own 0.5 s before its (short) stream cap.
+    engine = await make_engine(emulator, stream_cap_seconds=3.0, rollover_margin_seconds=0.5)
+    presenter = ConsolePresenter(tmp_path / "out", echo=lambda line: None)
+    session = await engine.manager.admit(request(1), presenter)
+
+    await until(lambda: session.state is SessionState.STREAMING)
+    snippet = await session.prompt("blue wool suit")
+    assert snippet is not None and snippet.data.startswith(b"GIF8")
+    assert snippet.outfit == "blue wool suit"
+    still = await session.snapshot()
+    assert still is not None and still.data.startswith(b"\x89PNG")
+
+    await until(lambda: session.rollovers >= 1, seconds=15)
+    after = await session.prompt("green   rain\u200b coat")  # cleaned before it is sent
+    assert after is not None and after.outfit == "green rain coat"
+    engine.manager.stop(session.id, user_id=1)
+    await finished(session)
+
+    assert session.state is SessionState.DONE and session.end_reason is EndReason.MEMBER
+    assert any(status.continuing for status in presenter.statuses)
+    states = [status.state for status in presenter.statuses]
+    for state in ("queued", "connecting", "streaming", "ending", "finalising", "done"):
+        assert state in states
+    store = engine.services.store
+    record = await store.sessions.get(session.id)
+    assert record is not None and record.state == "done"
+    streams = await store.streams.for_session(session.id)
+    assert len(streams) >= 2 and all(s.odyssey_stream_id and s.ended_at for s in streams)
+    assert streams[0].end_reason == "rollover"
+    # One recording per stream, each with a working video link.
+    [recordings] = presenter.recordings
+    assert [links.stream_id for links in recordings.recordings] == [s.odyssey_stream_id for s in streams]
+    assert all(links.video_url for links in recordings.recordings)
+    assert recordings.before_after_png is not None and recordings.before_after_png.startswith(b"\x89PNG")
+    # Usage: charged exactly once, for the seconds streamed (not the wall time of the whole session).
+    ledger = await store.usage.for_session(session.id)
+    charges = [entry for entry in ledger if entry.kind == "charge"]
+    assert len(charges) == 1
+    assert charges[0].seconds == pytest.approx(sum(s.seconds for s in streams), abs=0.05)
+    assert charges[0].seconds > 2.5
+    prompts = await store.prompts.for_session(session.id)
+    assert [p.status for p in prompts] == ["pending", "applied", "applied"]
+    assert presenter.snippets and all(f.path.read_bytes().startswith(b"GIF8") for f in presenter.snippets)
+    # Links can be re-issued later from the stored stream ids.
+    fresh = await engine.manager.recording_links(session.id)
+    assert [links.stream_id for links in fresh] == [s.odyssey_stream_id for s in streams]
+
+
+async def test_platform_cap_rolls_over_then_idle_ends(
+    emulator_factory: Callable[..., Awaitable[Emulator]], make_engine: EngineMaker, tmp_path: Path
+) -> None:
+    # The platform ends each stream after 1.5 s (session_timeout, then drops the connection).
+    emulator = await emulator_factory(stream_cap_seconds=1.5)
+    engine = await make_engine(emulator, idle_seconds=3.5)
+    presenter = ConsolePresenter(tmp_path / "out", echo=lambda line: None)
+    session = await engine.manager.admit(request(2), presenter)
+    await finished(session)
+
+    assert session.state is SessionState.DONE and session.end_reason is EndReason.IDLE
+    streams = await engine.services.store.streams.for_session(session.id)
+    assert len(streams) >= 2
+    assert streams[0].end_reason in ("session_timeout", "disconnected")
+    assert session.streamed_seconds == pytest.approx(3.5, abs=1.5)
+    assert presenter.statuses[-1].end_reason == "idle"
+
+
+async def test_quota_is_a_hard_stop_and_bad_input_costs_nothing(
+    emulator_factory: Callable[..., Awaitable[Emulator]], make_engine: EngineMaker, tmp_path: Path
+) -> None:
+    emulator = await emulator_factory()
+    engine = await make_engine(emulator)
+    store = engine.services.store
+    await store.guilds.set_default_limits(GUILD_A, QuotaLimits(daily_seconds=2.5), moderator_id=None)
+    presenter = ConsolePresenter(tmp_path / "out", echo=lambda line: None)
+
+    with pytest.raises(PromptRejected):
+        await engine.manager.admit(request(3, outfit="  \u200b "), presenter)
+    assert await store.sessions.history(GUILD_A, 3) == []
+
+    session = await engine.manager.admit(request(3), presenter)
+    await finished(session)
+    assert session.end_reason is EndReason.QUOTA
+    assert session.streamed_seconds == pytest.approx(2.5, abs=0.5)
+    [charge] = [e for e in await store.usage.for_session(session.id) if e.kind == "charge"]
+    assert charge.seconds == pytest.approx(session.streamed_seconds, abs=0.05)
+    with pytest.raises(QuotaExceeded):
+        await engine.manager.admit(request(3), presenter)
+
+
+async def test_platform_usage_error_is_plain_words_and_refunded(
+    emulator_factory: Callable[..., Awaitable[Emulator]], make_engine: EngineMaker, tmp_path: Path
+) -> None:
+    emulator = await emulator_factory()
+    emulator.faults.force_429_code = "MONTHLY_LIMIT_REACHED"
+    engine = await make_engine(emulator)
+    presenter = ConsolePresenter(tmp_path / "out", echo=lambda line: None)
+    session = await engine.manager.admit(request(4), presenter)
+    await finished(session)
+    assert session.state is SessionState.FAILED
+    [error] = presenter.errors
+    assert "video time for this month" in error.message
+    kinds = [e.kind for e in await engine.services.store.usage.for_session(session.id)]
+    assert kinds == ["session", "refund"]
+
+
+async def test_fair_queue_cap_and_cancel_while_queued(
+    emulator_factory: Callable[..., Awaitable[Emulator]], make_engine: EngineMaker, tmp_path: Path
+) -> None:
+    emulator = await emulator_factory()
+    engine = await make_engine(emulator, slots=1, idle_seconds=1.0, queue_cap_per_guild=2)
+    manager = engine.manager
+    presenters: dict[int, ConsolePresenter] = {}
+
+    async def admit(user_id: int, guild_id: int) -> TryOnSession:
+        presenters[user_id] = ConsolePresenter(tmp_path / str(user_id), echo=lambda line: None)
+        return await manager.admit(request(user_id, guild_id), presenters[user_id])
+
+    first = await admit(10, GUILD_A)
+    await until(lambda: first.state is not SessionState.QUEUED)
+    a2, a3 = await admit(11, GUILD_A), await admit(12, GUILD_A)
+    b1 = await admit(20, GUILD_B)
+    # Guild B's only member goes ahead of guild A's second waiting member.
+    assert manager.queue.positions() == {a2.id: 1, b1.id: 2, a3.id: 3}
+    assert presenters[20].statuses[-1].queue_position == 2
+    assert presenters[20].statuses[-1].estimated_wait_seconds is not None
+    with pytest.raises(QueueFull):
+        await admit(13, GUILD_A)
+    with pytest.raises(AlreadyInSession):
+        await admit(11, GUILD_B)
+
+    await manager.cancel(a2.id, user_id=11)
+    assert a2.state is SessionState.CANCELLED
+    kinds = [e.kind for e in await engine.services.store.usage.for_session(a2.id)]
+    assert kinds == ["session", "refund"]
+    assert manager.queue.positions() == {a3.id: 1, b1.id: 2}
+    assert presenters[12].statuses[-1].queue_position == 1
+
+    for session in (first, a3, b1):
+        await finished(session)
+        assert session.state is SessionState.DONE and session.end_reason is EndReason.IDLE
+    assert first.started_at is not None and b1.started_at is not None and a3.started_at is not None
+    assert first.started_at < a3.started_at < b1.started_at
+    assert not any(status.state == "connecting" for status in presenters[11].statuses)
+
+
+async def test_crash_recovery_settles_from_the_last_heartbeat(
+    emulator_factory: Callable[..., Awaitable[Emulator]], make_engine: EngineMaker, tmp_path: Path
+) -> None:
+    emulator = await emulator_factory()
+    engine = await make_engine(emulator)
+    presenter = ConsolePresenter(tmp_path / "out", echo=lambda line: None)
+    session = await engine.manager.admit(request(5), presenter)
+    await until(lambda: session.state is SessionState.STREAMING)
+    await asyncio.sleep(1.0)  # a few heartbeats
+
+    # What a crash leaves on disk is exactly the database at that moment: take a consistent copy.
+    crashed = tmp_path / "crashed.sqlite3"
+    await asyncio.to_thread(_copy_database, tmp_path / "tryon.sqlite3", crashed)
+    engine.manager.stop(session.id)
+    await finished(session)
+
+    restarted = await make_engine(emulator, db_name="crashed.sqlite3")
+    offered: dict[str, ConsolePresenter] = {}
+
+    def presenter_for(record: object) -> ConsolePresenter:
+        return offered.setdefault("p", ConsolePresenter(tmp_path / "recovered", echo=lambda line: None))
+
+    [record] = await restarted.manager.recover(presenter_for)
+    assert record.id == session.id and record.state == "interrupted"
+    assert record.streamed_seconds > 0.5
+    [charge] = [e for e in await restarted.services.store.usage.for_session(session.id) if e.kind == "charge"]
+    assert charge.seconds == pytest.approx(record.streamed_seconds)
+    [recovered] = offered["p"].recordings
+    assert recovered.recovered and recovered.recordings[0].video_url
+    assert await restarted.manager.recover(presenter_for) == []
+
+
+def _copy_database(source: Path, target: Path) -> None:
+    with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
+        src.backup(dst)
