@@ -12,6 +12,7 @@ from bot.app import TryOnBot, send_reply
 from bot.store import Store
 from bot.store.records import AuditEntry, QuotaLimits
 from bot.store.store import month_start
+from bot.tryon.prompts import normalise_blocklist_entry
 from cogs.utils.formatting import audit_line, duration, limits_text, quote_safely, timestamp
 from cogs.utils.modlog import post_to_mod_log
 
@@ -37,10 +38,6 @@ def _limits(
         daily_sessions=daily_sessions,
         monthly_sessions=monthly_sessions,
     )
-
-
-def _normalise_word(word: str) -> str:
-    return " ".join(word.casefold().split())
 
 
 _LIMIT_DESCRIBE = {
@@ -287,7 +284,10 @@ class TryOnAdmin(
     async def blocklist_add(
         self, interaction: discord.Interaction[TryOnBot], word: app_commands.Range[str, 1, 60]
     ) -> None:
-        normalised = _normalise_word(word)
+        normalised = normalise_blocklist_entry(word)
+        if not normalised:
+            await send_reply(interaction, "That has no letters or digits to match; give a word or phrase.")
+            return
         entry = await self.store.guilds.add_blocked_word(
             self._guild_id(interaction), normalised, moderator_id=interaction.user.id
         )
@@ -300,7 +300,7 @@ class TryOnAdmin(
     async def blocklist_remove(
         self, interaction: discord.Interaction[TryOnBot], word: app_commands.Range[str, 1, 60]
     ) -> None:
-        normalised = _normalise_word(word)
+        normalised = normalise_blocklist_entry(word)
         entry = await self.store.guilds.remove_blocked_word(
             self._guild_id(interaction), normalised, moderator_id=interaction.user.id
         )
