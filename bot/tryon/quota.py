@@ -96,6 +96,7 @@ class Remaining:
     monthly: WindowRemaining
     blocked: bool
     block_reason: str | None = None
+    block_expires_at: float | None = None
 
     @property
     def windows(self) -> tuple[WindowRemaining, WindowRemaining]:
@@ -203,6 +204,7 @@ class QuotaPolicy:
             monthly=monthly,
             blocked=block is not None,
             block_reason=None if block is None else block.reason,
+            block_expires_at=None if block is None else block.expires_at,
         )
 
     async def _window(
@@ -233,8 +235,7 @@ class QuotaPolicy:
         """Raise `Blocked` or `QuotaExceeded` if the member could not start now; otherwise what is left."""
         remaining = await self.remaining(guild_id, user_id, role_ids, now=now)
         if remaining.blocked:
-            reason = f" Reason: {remaining.block_reason}" if remaining.block_reason else ""
-            raise Blocked(f"A moderator has blocked you from using try-on in this server.{reason}")
+            raise _blocked(remaining)
         for window in remaining.windows:
             if window.sessions_left == 0:
                 raise QuotaExceeded.for_window(window.window, "sessions", window.resets_at)
@@ -315,6 +316,17 @@ class QuotaPolicy:
             note=note,
             at=now,
         )
+
+
+def _blocked(remaining: Remaining) -> Blocked:
+    message = "A moderator has blocked you from using try-on in this server"
+    if remaining.block_expires_at is not None:
+        until = dt.datetime.fromtimestamp(remaining.block_expires_at, tz=dt.UTC)
+        message += f" until {until:%Y-%m-%d %H:%M} UTC"
+    message += "."
+    if remaining.block_reason:
+        message += f" Reason: {remaining.block_reason.strip().rstrip('.')}."
+    return Blocked(message)
 
 
 def _apply(

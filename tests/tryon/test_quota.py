@@ -91,9 +91,13 @@ async def test_block_beats_everything_and_is_per_guild(policy: QuotaPolicy, stor
     await store.blocks.block(G1, USER, moderator_id=MOD, reason="spamming", expires_at=now + 3600)
     remaining = await policy.remaining(G1, USER, now=now)
     assert remaining.blocked and remaining.seconds_left == 0 and remaining.sessions_left == 0
-    with pytest.raises(Blocked, match="spamming") as refused:
+    with pytest.raises(Blocked) as refused:
         await policy.reserve(await _session(store), G1, USER, now=now)
     assert refused.value.reason == "blocked"
+    assert refused.value.message == (
+        "A moderator has blocked you from using try-on in this server until 2026-03-10 13:00 UTC."
+        " Reason: spamming."
+    )
     await policy.reserve(await _session(store, G2), G2, USER, now=now)  # other guild unaffected
     later = await policy.reserve(await _session(store), G1, USER, now=now + 3601)  # block expired
     assert later.seconds_allowed == 3000  # the monthly default now binds
