@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from bot.emulator import ApiKey, Emulator, EmulatorConfig
+from bot.odyssey import ClientCredentials, Odyssey
 from tests.conftest import EmulatorFactory
 
 JS_DIR = Path(__file__).parent / "js"
@@ -299,3 +300,38 @@ async def check_recording_downloads(recording: Report) -> None:
     assert thumbnail.content[:3] == b"\xff\xd8\xff"
     lines = [line for line in events.text.splitlines() if line.strip()]
     assert lines and all(isinstance(json.loads(line), dict) for line in lines)
+
+
+async def test_client_credentials_work_across_sdks(
+    browser_prerequisites: None, emulator_factory: EmulatorFactory
+) -> None:
+    """Credentials our Python client mints work in the JS SDK, and the JS SDK's work in our client."""
+    emulator = await emulator_factory(api_keys={API_KEY: ApiKey()})
+    async with Odyssey(api_key=API_KEY, api_url=emulator.url) as minter:
+        ours = await minter.create_client_credentials()
+    report, stderr = await run_js_sdk(
+        emulator.url,
+        API_KEY,
+        SAMPLE_PHOTO,
+        "--scenario=credentials",
+        f"--credentials={json.dumps(ours.to_dict())}",
+    )
+    assert report["ok"], explain(report, stderr)
+    connected = step_result(report, "connectWithCredentials")
+    assert connected["status"] == "connected"
+    assert connected["sessionId"] == ours.session_id
+    assert connected["capabilities"] == {"image_to_video": True}
+    assert step_result(report, "startStream")["streamId"]
+    step_result(report, "endStream")
+
+    minted = step_result(report, "mintCredentials")
+    theirs = ClientCredentials.from_dict(minted)
+    assert theirs.token_session_id() == minted["session_id"]
+    async with Odyssey(api_key="", api_url=emulator.url) as client:
+        await client.connect_with_credentials(theirs)
+        try:
+            stream_id = await client.start_stream("a person in a navy suit")
+            await client.end_stream()
+        finally:
+            await client.disconnect()
+    assert stream_id

@@ -1,6 +1,6 @@
 // In-page half of the conformance runner: wraps the official SDK's public API in small steps that
 // runner.mjs calls one at a time, and keeps a log of every SDK callback. Runs inside Chromium.
-import { Odyssey } from "/sdk/odyssey.js";
+import { Odyssey, credentialsFromDict, credentialsToDict } from "/sdk/odyssey.js";
 
 const events = [];
 let client = null;
@@ -53,6 +53,25 @@ async function connect({ apiKey }) {
 }
 
 // With an image the SDK sends the start over the websocket; text-only starts go over the data channel.
+// Two-phase auth, browser half: connect with credentials a server minted (no API key in the page).
+async function connectWithCredentials({ credentials }) {
+  client = new Odyssey();
+  const stream = await client.connectWithCredentials(credentialsFromDict(credentials), handlers);
+  videoElement().srcObject = stream;
+  return {
+    status: client.currentStatus,
+    sessionId: client.currentSessionId,
+    capabilities: client.capabilities,
+    videoTracks: stream.getVideoTracks().length,
+  };
+}
+
+// Two-phase auth, server half: mint credentials for someone else and hand them over as a plain dict.
+async function mintCredentials({ apiKey }) {
+  const minter = new Odyssey({ apiKey });
+  return credentialsToDict(await minter.createClientCredentials());
+}
+
 async function startStream({ prompt, imageUrl, portrait }) {
   const image = imageUrl ? await (await fetch(imageUrl)).blob() : undefined;
   const streamId = await client.startStream({ prompt, portrait, image });
@@ -234,6 +253,8 @@ window.conformance = {
   loadRecordingMedia,
   listStreamRecordings,
   connectExpectingFailure,
+  connectWithCredentials,
+  mintCredentials,
   startStreamExpectingFailure,
   disconnect,
   events: () => events,

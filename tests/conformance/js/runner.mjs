@@ -1,12 +1,14 @@
 // Drives the official Odyssey JS SDK (npm @odysseyml/odyssey) in headless Chromium against an
 // Odyssey-compatible API (our emulator) and prints one JSON report on stdout.
 //
-// Usage: node runner.mjs <api_url> <api_key> <image_path> [--scenario=flow|errors]
-//                        [--disabled-key=KEY] [--limited-key=KEY]
+// Usage: node runner.mjs <api_url> <api_key> <image_path> [--scenario=flow|errors|credentials]
+//                        [--disabled-key=KEY] [--limited-key=KEY] [--credentials=JSON]
 //   flow:   connect, start with the image, interact twice, end, a second (landscape, text-only) stream on
 //           the same connection, getRecording of the first, listStreamRecordings.
 //   errors: connect with an unknown, a disabled (403) and a zero-concurrency (429) key, then connect with
 //           <api_key> and start a stream the emulator is set to refuse.
+//   credentials: connect with the given client credentials (a dict minted elsewhere, e.g. by our Python
+//           client), run a short stream, then mint credentials with <api_key> for someone else.
 // Env:   CHROMIUM_PATH (default /usr/bin/chromium), CONFORMANCE_STEP_TIMEOUT_MS (default 15000)
 // Exit:  0 all steps passed, 1 a step failed (the report says which), 2 bad usage or the browser failed.
 import http from "node:http";
@@ -87,12 +89,13 @@ async function main() {
       scenario: { type: "string", default: "flow" },
       "disabled-key": { type: "string" },
       "limited-key": { type: "string" },
+      credentials: { type: "string" },
     },
   });
   const [apiUrl, apiKey, imagePath] = positionals;
   const scenario = SCENARIOS[options.scenario];
   if (!apiUrl || !apiKey || !imagePath || !scenario) {
-    process.stderr.write("usage: node runner.mjs <api_url> <api_key> <image_path> [--scenario=flow|errors]\n");
+    process.stderr.write("usage: node runner.mjs <api_url> <api_key> <image_path> [--scenario=NAME]\n");
     process.exit(2);
   }
   const sdkVersion = JSON.parse(await readFile(SDK_PACKAGE_FILE, "utf8")).version;
@@ -211,6 +214,15 @@ async function runErrorPaths(step, options) {
   await step("refusedStart", "startStreamExpectingFailure", { prompt: "a green raincoat" });
 }
 
-const SCENARIOS = { flow: runFlow, errors: runErrorPaths };
+async function runCredentials(step, options) {
+  const credentials = JSON.parse(options.credentials ?? "{}");
+  await step("connectWithCredentials", "connectWithCredentials", { credentials });
+  await step("startStream", "startStream", { prompt: "a person in a grey hoodie", portrait: true });
+  await step("endStream", "endStream");
+  await step("disconnectCredentialed", "disconnect");
+  await step("mintCredentials", "mintCredentials", { apiKey: options.apiKey });
+}
+
+const SCENARIOS = { flow: runFlow, errors: runErrorPaths, credentials: runCredentials };
 
 await main();
