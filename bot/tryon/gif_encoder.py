@@ -28,6 +28,8 @@ _CHUNK = 8192
 _SAMPLE_PIXELS = 20_000
 _FAR_DISTANCE_SQUARED = 24.0**2  # RGB distance beyond which a colour deserves its own entry
 _RESEEDS_PER_STEP = 16
+_TILE = 4
+DRIFT_THRESHOLD = 2.0  # mean level change per channel over a tile that forces a repaint
 
 
 def rgba_cells(rgba: np.ndarray) -> np.ndarray:
@@ -122,10 +124,45 @@ def clip_palette(
     return np.clip(np.rint(palette), 0, 255).astype(np.uint8), lookup
 
 
-def stabilise(indices: np.ndarray, rgba: np.ndarray, palette: np.ndarray, threshold: int) -> np.ndarray:
-    """Replace pixels whose on-screen colour is still within `threshold` (per channel) with transparency."""
+def block_sums(planes: np.ndarray, block: int) -> np.ndarray:
+    """Sums over block x block tiles of (..., h, w) uint8 planes, as uint16 (..., h // block, w // block)."""
+    rows, cols = planes.shape[-2] // block * block, planes.shape[-1] // block * block
+    tiled = planes[..., :rows, :cols]
+    across = tiled[..., 0::block].astype(np.uint16)
+    for k in range(1, block):
+        across += tiled[..., k::block]
+    sums = across[..., 0::block, :].copy()
+    for k in range(1, block):
+        sums += across[..., k::block, :]
+    return sums
+
+
+def _expand(blocks: np.ndarray, block: int, height: int, width: int) -> np.ndarray:
+    """Per-pixel mask from a per-tile mask; the few pixels past the last whole tile follow that tile."""
+    pixels = np.repeat(np.repeat(blocks, block, axis=0), block, axis=1)
+    return np.pad(pixels, ((0, height - pixels.shape[0]), (0, width - pixels.shape[1])), mode="edge")
+
+
+def stabilise(
+    indices: np.ndarray,
+    rgba: np.ndarray,
+    palette: np.ndarray,
+    threshold: int,
+    drift_threshold: float = DRIFT_THRESHOLD,
+) -> np.ndarray:
+    """Replace pixels that need no repaint with the transparent index.
+
+    A pixel keeps its on-screen colour while that stays within `threshold` (per channel) of the new frame,
+    which absorbs the noise. Slow changes (a light sweeping over the scene) stay under that threshold pixel
+    by pixel, so 4x4 tiles whose mean colour has moved more than `drift_threshold` since they were last
+    repainted are repainted whole: the noise averages out in a tile's mean, the drift does not.
+    """
     frames, height, width = indices.shape
     planes = np.moveaxis(rgba[..., :3], -1, 0).copy()  # contiguous channel planes: much faster ops below
+    tiles = block_sums(planes, _TILE).astype(np.int32)  # (3, frames, tile rows, tile columns)
+    tiled = tiles.shape[2] > 0 and tiles.shape[3] > 0
+    painted = tiles[:, 0].copy()
+    drift_limit = drift_threshold * _TILE * _TILE
     tables = [np.zeros(256, np.uint8) for _ in range(3)]
     for channel, table in enumerate(tables):
         table[: len(palette)] = palette[:, channel]
@@ -144,6 +181,10 @@ def stabilise(indices: np.ndarray, rgba: np.ndarray, palette: np.ndarray, thresh
             difference -= shown  # |source - shown| without leaving uint8
             np.maximum(worst, difference, out=worst)
         np.less_equal(worst, threshold, out=keep)
+        if tiled:
+            drifted = (np.abs(tiles[:, i] - painted) > drift_limit).any(axis=0)
+            painted[:, drifted] = tiles[:, i][:, drifted]
+            keep &= ~_expand(drifted, _TILE, height, width)
         keep |= indices[i] == canvas
         np.copyto(out[i], np.where(keep, np.uint8(TRANSPARENT_INDEX), indices[i]))
         np.copyto(canvas, indices[i], where=~keep)
