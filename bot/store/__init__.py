@@ -1,4 +1,14 @@
-"""SQLite state via aiosqlite: versioned migrations, WAL, small repositories (see `Store`)."""
+"""SQLite state via aiosqlite: versioned migrations, WAL, small repositories (see `Store`).
+
+Conventions:
+- Times are UTC unix seconds (float) everywhere; repositories take `at=`/`now=` to inject time in tests.
+- Guild id 0 (`NO_GUILD`) stands for "no guild" (DMs, the console demo).
+- Anything a member or moderator can see is read per guild (`sessions.find(guild_id, id)`, `audit.list`,
+  `usage.report`...); engine-only lookups by id (`sessions.get`) are not.
+- Moderator mutators take `moderator_id=` and write their audit entry in the same transaction; they return
+  that entry (for the mod-log channel), or None when nothing changed.
+- The usage ledger is append-only; `Store.forget` documents the one exception and why.
+"""
 
 from bot.store.migrations import MIGRATIONS, Migration, SchemaError
 from bot.store.records import (
