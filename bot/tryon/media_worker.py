@@ -11,6 +11,7 @@ from typing import Literal
 
 import av
 import numpy as np
+from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from bot.tryon.gif_encoder import encode_rgba_clip
 
@@ -73,6 +74,11 @@ def _write_mp4(job: ClipJob, path: Path) -> None:
             frame.pts = index
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
+
+
+def init_worker() -> None:
+    """Worker start-up: one BLAS thread (OpenBLAS's idle threads spin and cost more CPU than they save)."""
+    threadpool_limits(limits=1, user_api="blas")
 
 
 def run_job(job: ClipJob) -> JobResult:

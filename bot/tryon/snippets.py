@@ -13,7 +13,7 @@ from types import TracebackType
 import numpy as np
 
 from bot.tryon.framebuffer import KeptFrame, scaled_size
-from bot.tryon.media_worker import ClipJob, JobResult, PixelFormat, SnippetKind, run_job
+from bot.tryon.media_worker import ClipJob, JobResult, PixelFormat, SnippetKind, init_worker, run_job
 
 DISCORD_UPLOAD_LIMIT = 10 * 1024 * 1024
 
@@ -92,7 +92,7 @@ class SnippetEncoder:
         self.max_attempts = max_attempts
         self.change_threshold = change_threshold
         self._pool = ProcessPoolExecutor(
-            max_workers=max_workers, mp_context=multiprocessing.get_context("spawn")
+            max_workers=max_workers, mp_context=multiprocessing.get_context("spawn"), initializer=init_worker
         )
         self.closed = False
 
