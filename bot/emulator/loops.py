@@ -128,15 +128,15 @@ class SceneLibrary:
         self._executor = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="emulator-render")
         self._scenes: OrderedDict[str, asyncio.Future[Scene]] = OrderedDict()
         self._idle: dict[tuple[int, int], asyncio.Future[Scene]] = {}
-        self.max_cached_scenes = 24
+        self.max_cached_scenes = 12
         self.encoded_scene_count = 0
 
     async def _run(self, function: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
 
-    def close(self) -> None:
-        """Stop the render threads (pending renders are cancelled)."""
-        self._executor.shutdown(wait=False, cancel_futures=True)
+    async def close(self) -> None:
+        """Cancel queued renders and wait for the running ones to finish."""
+        await asyncio.to_thread(self._executor.shutdown, True, cancel_futures=True)
         for future in [*self._scenes.values(), *self._idle.values()]:
             if not future.done():
                 future.cancel()

@@ -220,10 +220,13 @@ class RecordingStore:
         path = recording.directory / name
         return path if path.is_file() else None
 
-    async def close(self) -> None:
-        """Stop the writers and remove the files (unless they live in a configured folder)."""
+    async def cancel_writers(self) -> None:
+        """Stop the writers that have not finished (their render-thread work still runs to its end)."""
         for task in list(self._writers):
             task.cancel()
         await asyncio.gather(*self._writers, return_exceptions=True)
+
+    async def remove_files(self) -> None:
+        """Remove the files, unless they live in a configured folder; call once no thread writes."""
         if self._owns_root:
             await asyncio.to_thread(shutil.rmtree, self.root, True)

@@ -147,8 +147,9 @@ class Emulator:
         for task in list(self._connection_tasks):
             task.cancel()
         await asyncio.gather(*self._connection_tasks, return_exceptions=True)
-        await self.recordings.close()
-        self.library.close()
+        await self.recordings.cancel_writers()
+        await self.library.close()
+        await self.recordings.remove_files()
 
     async def __aenter__(self) -> Emulator:
         await self.start()

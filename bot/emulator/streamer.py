@@ -123,6 +123,7 @@ class StreamerConnection:
         self._stream_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
+        self._close_task: asyncio.Future[None] | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------------------
 
@@ -149,15 +150,16 @@ class StreamerConnection:
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """End the stream (keeping its recording), close the peer connection and the websocket."""
-        if self._closing:
-            return
-        self._closing = True
+        if self._close_task is None:
+            self._closing = True
+            self._close_task = asyncio.ensure_future(self._teardown(code, reason))
+        await asyncio.shield(self._close_task)
+
+    async def _teardown(self, code: int, reason: str) -> None:
         self._finish_stream("connection_closed")
-        current = asyncio.current_task()
         for task in list(self._tasks):
-            if task is not current:
-                task.cancel()
-        await asyncio.gather(*(t for t in self._tasks if t is not current), return_exceptions=True)
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._close_peer()
         if not self.ws.closed:
             with contextlib.suppress(Exception):

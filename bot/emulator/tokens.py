@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 import time
 from typing import Any
 from urllib.parse import urlencode
@@ -59,7 +60,7 @@ def decode_jwt(token: str, secret: bytes, now: float | None = None) -> dict[str,
 
 def sign_path(path: str, secret: bytes, ttl_seconds: float, now: float | None = None) -> str:
     """`path?expires=…&sig=…`: the path stays valid until the expiry time."""
-    expires = int((time.time() if now is None else now) + ttl_seconds)
+    expires = math.ceil((time.time() if now is None else now) + ttl_seconds)
     return f"{path}?{urlencode({'expires': expires, 'sig': _path_signature(path, expires, secret)})}"
 
 

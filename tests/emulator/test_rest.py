@@ -148,7 +148,7 @@ async def _handshake_status(url: str) -> int:
 
 
 async def test_signaling_rejects_bad_tokens(emulator_factory) -> None:
-    emu = await emulator_factory(session_token_ttl_seconds=1)
+    emu = await emulator_factory(session_token_ttl_seconds=2)
     async with httpx.AsyncClient(base_url=emu.url) as http:
         session_id, url, token = await _session(http)
         other_id, _, other_token = await _session(http)
@@ -157,7 +157,7 @@ async def test_signaling_rejects_bad_tokens(emulator_factory) -> None:
     async with websockets.connect(f"{url}/client/{session_id}?token={token}") as ws:
         assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "offer"
         assert await _handshake_status(f"{url}/client/{session_id}?token={token}") == 409
-    await asyncio.sleep(1.1)
+    await asyncio.sleep(2.1)  # exp is whole seconds: at most 2 s after minting
     assert await _handshake_status(f"{url}/client/{other_id}?token={other_token}") == 401
 
 
