@@ -15,6 +15,9 @@ from websockets.exceptions import InvalidHandshake, InvalidURI
 from bot.odyssey.errors import OdysseyConnectionError
 
 log = logging.getLogger(__name__)
+# websockets logs the request line (with the `token` query parameter) at DEBUG: keep its logger above that.
+_socket_log = logging.getLogger(f"{__name__}.socket")
+_socket_log.setLevel(logging.INFO)
 
 MAX_INBOUND_MESSAGE_BYTES = 64 * 1024 * 1024
 CONFIG_TIMEOUT_SECONDS = 5.0
@@ -107,6 +110,7 @@ async def open_signaling(
             open_timeout=open_timeout,
             proxy=None,
             compression=None,
+            logger=_socket_log,
         )
     except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
         message = str(exc).replace(session_token, "***").replace(quote(session_token, safe=""), "***")

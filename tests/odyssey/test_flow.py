@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from bot.odyssey import ConnectionStatus, Odyssey, StreamFrame, VideoFrame
+from bot.emulator import DEV_API_KEY
+from bot.odyssey import ConnectionStatus, ConnectionTimeouts, Odyssey, StreamFrame, VideoFrame
 from bot.odyssey.connection import StreamConnection
 from tests.odyssey.conftest import ClientHarness
 
@@ -194,3 +196,41 @@ async def test_simulation_jobs(harness: ClientHarness) -> None:
     pending = await client.simulate(script=script)
     cancelled = await client.cancel_simulation(pending.job_id)
     assert cancelled.status.value == "cancelled"
+
+
+async def test_keepalives_are_sent(harness: ClientHarness, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.emulator.streamer import StreamerConnection
+
+    received: list[str] = []
+    original = StreamerConnection._on_ws_text
+
+    async def observe(self: StreamerConnection, text: str) -> None:
+        received.append(text)
+        await original(self, text)
+
+    monkeypatch.setattr(StreamerConnection, "_on_ws_text", observe)
+    emu = await harness.emulator()
+    client = harness.client(emu, timeouts=ConnectionTimeouts(keepalive_interval=0.05))
+    await client.connect()
+    await asyncio.sleep(0.3)
+    await client.disconnect()
+    keepalives = [t for t in received if '"keepalive"' in t]
+    assert len(keepalives) >= 3
+    assert received[-1] == '{"type": "client_disconnecting"}'
+
+
+async def test_no_secret_is_logged(harness: ClientHarness, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    emu = await harness.emulator()
+    client = harness.client(emu)
+    credentials = await client.create_client_credentials()
+    await client.connect()
+    await client.start_stream("a coat", image=SAMPLE)
+    await client.end_stream()
+    await client.disconnect()
+    access_token = await client._tokens.token()
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert logged  # something was logged at DEBUG
+    for secret in (DEV_API_KEY, access_token, credentials.session_token):
+        assert secret not in logged
+    assert "token=" not in logged
