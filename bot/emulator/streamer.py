@@ -297,7 +297,10 @@ class StreamerConnection:
         size = self.config.frame_size(portrait)
         try:
             scene = await self.emulator.library.scene(size, prompt.strip(), image)
-        except (OSError, ValueError) as error:  # Pillow cannot read the image
+        except Exception as error:
+            if image is None:
+                raise
+            # Pillow raises several unrelated types for unreadable, truncated or oversized pictures.
             raise StreamRefused("invalid_image", f"Could not decode the image: {error}") from error
         delay = faults.stream_start_delay_seconds
         await asyncio.sleep(self.config.stream_start_delay_seconds if delay is None else delay)

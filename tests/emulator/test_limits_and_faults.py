@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 
 import httpx
@@ -185,3 +186,14 @@ async def test_stop_leaves_no_tasks_behind(emulator_factory) -> None:
     await asyncio.sleep(0.2)
     leftover = [t for t in asyncio.all_tasks() - before if not t.done()]
     assert leftover == [], leftover
+
+
+async def test_websocket_accepts_a_start_carrying_more_than_25_mib(emulator_factory) -> None:
+    emu = await emulator_factory(max_image_bytes=25 * 1024 * 1024)
+    oversized = "data:image/jpeg;base64," + base64.b64encode(bytes(26 * 1024 * 1024)).decode()
+    async with connected_peer(emu.url) as peer:
+        await peer.send_ws(start_message("x", oversized))
+        refused = await peer.expect("interactive_stream_error")
+        assert refused["reason"] == "invalid_image" and "25MB" in refused["message"]
+        peer.send(start_message("still connected"))
+        await peer.expect("stream_started")
