@@ -196,6 +196,8 @@ class TryOnSession:
         self.latest_outfit = request.outfit
         self.stream_ids: list[str] = []
         self.rollovers = 0
+        # Decoded frames taken from the client (for monitoring and the benchmarks).
+        self.frames_received = 0
         self.buffer = FrameBuffer(
             sample_fps=self.settings.snippet_fps,
             window_seconds=self.settings.buffer_seconds,
@@ -397,6 +399,7 @@ class TryOnSession:
 
     async def _pump_frames(self, client: Odyssey) -> None:
         async for stream_frame in client.frames:
+            self.frames_received += 1
             await self.buffer.add(stream_frame)
 
     async def _watch(self, live: _LiveStream) -> bool:
@@ -482,9 +485,14 @@ class TryOnSession:
 
     async def _collect_recordings(self) -> list[RecordingLinks]:
         client = self.services.client_factory()
+        settings = self.settings
+        if self.end_reason is EndReason.SHUTDOWN:
+            # The bot is going down: don't hold it up; links can be re-issued from the store later.
+            limit = min(settings.recording_poll_limit_seconds, settings.shutdown_recording_poll_seconds)
+            settings = dataclasses.replace(settings, recording_poll_limit_seconds=limit)
         try:
             results = await asyncio.gather(
-                *(fetch_recording_links(client, stream_id, self.settings) for stream_id in self.stream_ids)
+                *(fetch_recording_links(client, stream_id, settings) for stream_id in self.stream_ids)
             )
         finally:
             await close_client(client, self.settings.end_timeout_seconds)

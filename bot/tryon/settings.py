@@ -47,6 +47,8 @@ class EngineSettings:
     recording_poll_factor: float = 1.6
     recording_poll_max_seconds: float = 8.0
     recording_poll_limit_seconds: float = 120.0
+    # During shutdown the wait for recordings is cut to this; links can be re-issued from the store later.
+    shutdown_recording_poll_seconds: float = 10.0
     # Used for the estimated wait until real session durations have been observed.
     default_session_seconds: float = 120.0
     # How many recent session durations feed the estimated wait.
