@@ -12,26 +12,17 @@ import argparse
 import asyncio
 import gc
 import tracemalloc
-from dataclasses import dataclass
 from pathlib import Path
 
 import av
 import numpy as np
 
+from bot.odyssey import StreamFrame
 from bot.tryon.framebuffer import FrameBuffer
 
 WIDTH, HEIGHT, FPS = 704, 1280, 24
 GOAL_BYTES = 30 * 1024 * 1024
 MB = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class StreamFrame:
-    """Shaped like `bot.odyssey.StreamFrame`."""
-
-    frame: av.VideoFrame
-    stream_seconds: float
-    stream_id: str | None
 
 
 def rss_bytes() -> int:

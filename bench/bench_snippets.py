@@ -31,6 +31,7 @@ import imageio_ffmpeg
 import numpy as np
 from PIL import Image
 
+from bot.odyssey import StreamFrame
 from bot.tryon.framebuffer import FrameBuffer
 from bot.tryon.snippets import Snippet, SnippetEncoder
 
@@ -47,15 +48,6 @@ FFMPEG_FILTER = (
     f"scale={WIDTH}:-2:flags=lanczos,split[a][b];[a]palettegen=stats_mode=diff[p];"
     "[b][p]paletteuse=dither=bayer:bayer_scale=5:diff_mode=rectangle"
 )
-
-
-@dataclass(frozen=True)
-class StreamFrame:
-    """Shaped like `bot.odyssey.StreamFrame`: what the client hands the engine."""
-
-    frame: av.VideoFrame
-    stream_seconds: float
-    stream_id: str | None
 
 
 @dataclass

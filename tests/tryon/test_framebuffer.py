@@ -5,24 +5,15 @@ from __future__ import annotations
 import asyncio
 import io
 import threading
-from dataclasses import dataclass
 
 import av
 import numpy as np
 import pytest
 from PIL import Image
 
+from bot.odyssey import StreamFrame
 from bot.tryon import framebuffer
-from bot.tryon.framebuffer import FrameBuffer, scaled_size
-
-
-@dataclass(frozen=True)
-class DecodedFrame:
-    """Same shape as `bot.odyssey.StreamFrame`: a decoded frame in the decoder's native format."""
-
-    frame: av.VideoFrame
-    stream_seconds: float
-    stream_id: str | None
+from bot.tryon.framebuffer import FrameBuffer, StreamFrameLike, scaled_size
 
 
 def decoded(width: int = 64, height: int = 112, shade: int = 100) -> av.VideoFrame:
@@ -35,7 +26,7 @@ async def feed(buffer: FrameBuffer, fps: float, seconds: float, stream_id: str =
     source = decoded()
     kept = []
     for i in range(round(fps * seconds)):
-        result = await buffer.add(DecodedFrame(source, start + i / fps, stream_id))
+        result = await buffer.add(StreamFrame(source, start + i / fps, stream_id))
         if result is not None:
             kept.append(result)
     return kept
@@ -89,7 +80,7 @@ async def test_frames_are_scaled_to_compact_even_sizes() -> None:
     assert scaled_size(704, 1280, 360) == (360, 654)
     assert scaled_size(100, 60, 360) == (100, 60)
     buffer = FrameBuffer(max_width=360)
-    kept = await buffer.add(DecodedFrame(decoded(704, 1280), 0.0, "s1"))
+    kept = await buffer.add(StreamFrame(decoded(704, 1280), 0.0, "s1"))
     assert kept is not None
     assert (kept.width, kept.height) == (360, 654)
     assert kept.yuv420p.dtype == np.uint8 and kept.yuv420p.flags["C_CONTIGUOUS"]
@@ -115,11 +106,11 @@ async def test_scaling_runs_off_the_event_loop_thread(monkeypatch: pytest.Monkey
 async def test_frames_arriving_while_scaler_is_busy_are_dropped_not_queued() -> None:
     buffer = FrameBuffer(sample_fps=12)
     source = decoded()
-    results = await asyncio.gather(*(buffer.add(DecodedFrame(source, i / 12, "s1")) for i in range(5)))
+    results = await asyncio.gather(*(buffer.add(StreamFrame(source, i / 12, "s1")) for i in range(5)))
     assert sum(r is not None for r in results) == 1
     assert buffer.dropped_busy == 4
     # Once the scaler is free again, the next due frame is kept.
-    assert await buffer.add(DecodedFrame(source, 5 / 12, "s1")) is not None
+    assert await buffer.add(StreamFrame(source, 5 / 12, "s1")) is not None
 
 
 async def test_roll_over_continues_the_timeline_across_streams() -> None:
@@ -146,10 +137,15 @@ async def test_clear_restarts_the_timeline() -> None:
 async def test_snapshot_is_the_latest_frame_at_full_size() -> None:
     buffer = FrameBuffer(max_width=32)
     assert await buffer.snapshot() is None
-    await buffer.add(DecodedFrame(decoded(64, 112), 0.0, "s1"))
+    await buffer.add(StreamFrame(decoded(64, 112), 0.0, "s1"))
     png = await buffer.snapshot()
     assert png is not None
     image = Image.open(io.BytesIO(png))
     assert image.format == "PNG" and image.size == (64, 112)
     jpeg = await buffer.snapshot("JPEG")
     assert jpeg is not None and Image.open(io.BytesIO(jpeg)).format == "JPEG"
+
+
+def test_client_stream_frames_fit_the_buffer_protocol() -> None:
+    offered: StreamFrameLike = StreamFrame(decoded(), 0.0, "s1")  # checked by mypy: the structural contract
+    assert offered.stream_id == "s1"

@@ -6,23 +6,16 @@ import io
 import multiprocessing
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import av
 import numpy as np
 import pytest
 from PIL import Image
 
+from bot.odyssey import StreamFrame
 from bot.tryon.framebuffer import FrameBuffer, KeptFrame
 from bot.tryon.gif_encoder import encode_rgba_clip, frame_delays_cs
 from bot.tryon.snippets import Snippet, SnippetEncoder, SnippetTooLargeError
-
-
-@dataclass(frozen=True)
-class DecodedFrame:
-    frame: av.VideoFrame
-    stream_seconds: float
-    stream_id: str | None
 
 
 def moving_scene(count: int = 12, width: int = 96, height: int = 160, noise: float = 3.0) -> list[np.ndarray]:
@@ -117,7 +110,7 @@ async def test_gif_from_frame_buffer_frames_is_scaled_to_max_width(encoder: Snip
     buffer = FrameBuffer(sample_fps=12, max_width=120)
     for i, rgb in enumerate(moving_scene(count=12, width=192, height=320)):
         frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
-        await buffer.add(DecodedFrame(frame, i / 12, "s1"))
+        await buffer.add(StreamFrame(frame, i / 12, "s1"))
     frames: list[KeptFrame] = buffer.window(1.0)
     snippet = await encoder.encode_gif(frames, fps=12, budget_bytes=2**20, max_width=64)
     assert (snippet.width, snippet.height, snippet.frame_count) == (64, 106, 12)
