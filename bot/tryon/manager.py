@@ -15,6 +15,7 @@ from bot.tryon.errors import (
     ChannelNotAllowed,
     NoSuchSession,
     NotAllowed,
+    PromptRejected,
     QueueFull,
 )
 from bot.tryon.presenter import ErrorReported, Presenter, RecordingLinks, RecordingReady
@@ -27,9 +28,13 @@ from bot.tryon.session import (
     SessionState,
     TryOnSession,
     close_client,
+    record_refusal,
 )
 
 log = logging.getLogger(__name__)
+
+# Audit action written when a moderator stops someone's session.
+SESSION_STOPPED = "session_stopped"
 
 # Given a session found interrupted at start-up, the presenter to offer its recordings to (None: nobody).
 RecoveryPresenterFactory = Callable[[SessionRecord], Presenter | None]
@@ -104,7 +109,11 @@ class SessionManager:
         ):
             raise ChannelNotAllowed()
         photo = await self.services.check_photo(request.photo)
-        outfit = await self.services.check_prompt(request.guild_id, request.outfit)
+        try:
+            outfit = await self.services.check_prompt(request.guild_id, request.outfit)
+        except PromptRejected as refusal:
+            await record_refusal(self.services, request, request.outfit, refusal, None)
+            raise
         if await store.blocks.get(request.guild_id, request.user_id) is not None:
             raise Blocked()
         rules = await store.guilds.get(request.guild_id)
@@ -180,6 +189,22 @@ class SessionManager:
             self._spawn(self.cancel(session_id))
             return
         session.stop(reason)
+
+    async def moderator_stop(self, session_id: str, *, guild_id: int, moderator_id: int) -> None:
+        """A moderator ends (or removes from the queue) a session of their guild; written to the audit log."""
+        session = self.get(session_id, guild_id=guild_id)
+        await self.services.store.audit.record(
+            guild_id,
+            SESSION_STOPPED,
+            actor_id=moderator_id,
+            target_user_id=session.request.user_id,
+            target=session_id,
+            details={"state": str(session.state)},
+        )
+        if session_id in self.queue:
+            await self.cancel(session_id)
+        else:
+            session.stop(EndReason.MODERATOR)
 
     def _owned(self, session_id: str, user_id: int | None) -> TryOnSession:
         session = self.get(session_id)

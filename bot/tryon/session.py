@@ -245,7 +245,14 @@ class TryOnSession:
         """
         if self.is_finished or self.state in (SessionState.ENDING, SessionState.FINALISING):
             raise NoSuchSession()
-        outfit = await self.services.check_prompt(self.request.guild_id, text)
+        try:
+            outfit = await self.services.check_prompt(self.request.guild_id, text)
+        except PromptRejected as refusal:
+            await self.services.store.prompts.add(
+                self.id, text, status="refused", refusal_reason=refusal.reason
+            )
+            await record_refusal(self.services, self.request, text, refusal, self.id)
+            raise
         prompt_id = (await self.services.store.prompts.add(self.id, outfit)).id
         self.latest_outfit = outfit
         self._last_activity = self._clock()
@@ -666,6 +673,26 @@ class TryOnSession:
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+
+
+async def record_refusal(
+    services: EngineServices,
+    request: SessionRequest,
+    text: str,
+    refusal: PromptRejected,
+    session_id: str | None,
+) -> None:
+    """Tell the moderators' audit log about a prompt refused for a blocked word (not for mere length)."""
+    if refusal.blocked_entry is None:
+        return
+    await services.store.audit.prompt_refused(
+        request.guild_id,
+        request.user_id,
+        text,
+        reason=refusal.reason,
+        blocked_entry=refusal.blocked_entry,
+        session_id=session_id,
+    )
 
 
 def before_after_png(photo: bytes, latest: KeptFrame, height: int = 480) -> bytes:

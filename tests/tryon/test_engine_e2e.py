@@ -13,7 +13,15 @@ from bot.emulator import DEV_API_KEY, Emulator
 from bot.store import QuotaLimits, Store
 from bot.tryon.console import ConsolePresenter
 from bot.tryon.engine import Engine, build_engine, client_factory
-from bot.tryon.errors import AlreadyInSession, PromptRejected, QueueFull, QuotaExceeded
+from bot.tryon.errors import (
+    AlreadyInSession,
+    Blocked,
+    NoSuchSession,
+    NotAllowed,
+    PromptRejected,
+    QueueFull,
+    QuotaExceeded,
+)
 from bot.tryon.session import EndReason, SessionRequest, SessionState, TryOnSession
 from bot.tryon.settings import EngineSettings
 
@@ -169,6 +177,39 @@ async def test_quota_is_a_hard_stop_and_bad_input_costs_nothing(
     assert charge.seconds == pytest.approx(session.streamed_seconds, abs=0.05)
     with pytest.raises(QuotaExceeded):
         await engine.manager.admit(request(3), presenter)
+
+
+async def test_blocklist_moderator_stop_and_blocks(
+    emulator_factory: Callable[..., Awaitable[Emulator]], make_engine: EngineMaker, tmp_path: Path
+) -> None:
+    emulator = await emulator_factory()
+    engine = await make_engine(emulator)
+    store, manager = engine.services.store, engine.manager
+    await store.guilds.add_blocked_word(GUILD_A, "leather", moderator_id=99)
+    presenter = ConsolePresenter(tmp_path / "out", echo=lambda line: None)
+
+    with pytest.raises(PromptRejected):
+        await manager.admit(request(6, outfit="black L E A T H E R jacket"), presenter)
+    session = await manager.admit(request(6), presenter)
+    await until(lambda: session.state is SessionState.STREAMING)
+    with pytest.raises(PromptRejected):
+        await session.prompt("leather trousers")
+    manager.get(session.id, guild_id=GUILD_A)
+    with pytest.raises(NoSuchSession):
+        manager.get(session.id, guild_id=GUILD_B)
+    with pytest.raises(NotAllowed):
+        manager.stop(session.id, user_id=7)
+    await manager.moderator_stop(session.id, guild_id=GUILD_A, moderator_id=99)
+    await finished(session)
+
+    assert session.state is SessionState.DONE and session.end_reason is EndReason.MODERATOR
+    prompts = await store.prompts.for_session(session.id)
+    assert [(p.text, p.status) for p in prompts][-1] == ("leather trousers", "refused")
+    actions = [entry.action for entry in await store.audit.list(GUILD_A)]
+    assert actions.count("prompt_refused") == 2 and "session_stopped" in actions
+    await store.blocks.block(GUILD_A, 6, moderator_id=99, reason="spam")
+    with pytest.raises(Blocked):
+        await manager.admit(request(6), presenter)
 
 
 async def test_platform_usage_error_is_plain_words_and_refunded(
