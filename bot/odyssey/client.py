@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any
 
@@ -132,13 +134,10 @@ class Odyssey:
     ) -> None:
         """Reserve a streamer (queueing while none is free) and connect to it; returns once ready."""
         self._begin(Callbacks(**{k: v for k, v in locals().items() if k != "self"}))
-        try:
+        async with self._connecting():
             grant, token = await self._reserve_session()
-        except OdysseyError as exc:
-            self._fail(exc)
-            raise
-        self._capabilities = grant.capabilities
-        await self._open(grant.signalling_url, grant.session_id, token)
+            self._capabilities = grant.capabilities
+            await self._open(grant.signalling_url, grant.session_id, token)
 
     async def create_client_credentials(self) -> ClientCredentials:
         """Reserve a streamer for a client elsewhere (spec §7); this client does not connect."""
@@ -156,14 +155,10 @@ class Odyssey:
     ) -> None:
         """Connect with credentials from `create_client_credentials` (no API key needed)."""
         self._begin(Callbacks(**callbacks))
-        self._set_status(ConnectionStatus.AUTHENTICATING, None)
-        try:
+        async with self._connecting():
             session_id = credentials.token_session_id()
-        except OdysseyError as exc:
-            self._fail(exc)
-            raise
-        self._capabilities = credentials.capabilities
-        await self._open(credentials.signaling_url, session_id, credentials.session_token)
+            self._capabilities = credentials.capabilities
+            await self._open(credentials.signaling_url, session_id, credentials.session_token)
 
     async def disconnect(self) -> None:
         """Close the connection (frees the streamer at once); safe to call at any time."""
@@ -192,6 +187,19 @@ class Odyssey:
             self.frames = FrameQueue(self._frame_queue_size)
         self._set_status(ConnectionStatus.AUTHENTICATING, None)
 
+    @contextlib.asynccontextmanager
+    async def _connecting(self) -> AsyncIterator[None]:
+        """Whatever stops a connect (error or cancellation) leaves the client FAILED, never half-way."""
+        try:
+            yield
+        except OdysseyError as exc:
+            if self._status is not ConnectionStatus.FAILED:
+                self._fail(exc)
+            raise
+        except BaseException:
+            self._set_status(ConnectionStatus.FAILED, "connect interrupted")
+            raise
+
     async def _reserve_session(self) -> tuple[SessionGrant, str]:
         access_token = await self._tokens.token()
         if self._region_probe is None:
@@ -218,11 +226,7 @@ class Odyssey:
         self._set_status(ConnectionStatus.CONNECTING, None)
         if is_loopback_url(signaling_url) or is_loopback_url(self.api_url):
             restrict_ice_to_loopback()
-        try:
-            websocket, ice_servers = await self._open_signaling(signaling_url, session_id, token)
-        except OdysseyError as exc:
-            self._fail(exc)
-            raise
+        websocket, ice_servers = await self._open_signaling(signaling_url, session_id, token)
         connection = StreamConnection(
             session_id=session_id,
             websocket=websocket,
@@ -240,7 +244,6 @@ class Odyssey:
         except BaseException:
             self._connection = None
             await connection.close()
-            self._set_status(ConnectionStatus.FAILED, "connection failed before it was ready")
             raise
         self._set_status(ConnectionStatus.CONNECTED, None)
         self._runner.call(self._callbacks.on_connected)

@@ -315,3 +315,21 @@ async def test_usage_mistakes(harness: ClientHarness) -> None:
         await client.start_stream("a coat", image="/nonexistent/photo.jpg")
     await client.disconnect()
     await client.disconnect()  # idempotent
+
+
+async def test_cancelled_connect_leaves_a_usable_client(harness: ClientHarness) -> None:
+    emu = await harness.emulator()
+    emu.faults.fail_503_times = 100
+    client = harness.client(emu, queue_timeout=30)
+    queued = asyncio.Event()
+    connecting = asyncio.create_task(client.connect(on_queue=lambda _: queued.set()))
+    async with asyncio.timeout(10):
+        await queued.wait()
+    connecting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await connecting
+    assert client.current_status is ConnectionStatus.FAILED
+    emu.faults.fail_503_times = 0
+    await client.connect()
+    assert client.is_connected
+    await client.disconnect()
