@@ -7,6 +7,7 @@ import math
 import multiprocessing
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -86,15 +87,20 @@ class SnippetEncoder:
         min_fps: float = 3.0,
         max_attempts: int = 6,
         change_threshold: int = 6,
+        job_timeout_seconds: float = 60.0,
     ) -> None:
+        self.max_workers = max_workers
         self.min_width = min_width
         self.min_fps = min_fps
         self.max_attempts = max_attempts
         self.change_threshold = change_threshold
-        self._pool = ProcessPoolExecutor(
-            max_workers=max_workers, mp_context=multiprocessing.get_context("spawn"), initializer=init_worker
-        )
+        self.job_timeout_seconds = job_timeout_seconds
+        self._pool = self._new_pool()
         self.closed = False
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        context = multiprocessing.get_context("spawn")  # fork would copy the event loop's threads and sockets
+        return ProcessPoolExecutor(max_workers=self.max_workers, mp_context=context, initializer=init_worker)
 
     async def encode_gif(
         self, frames: ClipFrames, fps: float, budget_bytes: int = DISCORD_UPLOAD_LIMIT, max_width: int = 360
@@ -170,7 +176,19 @@ class SnippetEncoder:
 
     async def _run(self, job: ClipJob) -> JobResult:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, run_job, job)
+        pool = self._pool
+        try:
+            return await asyncio.wait_for(loop.run_in_executor(pool, run_job, job), self.job_timeout_seconds)
+        except BrokenProcessPool:
+            # A worker died (killed, out of memory): replace the pool once and retry on a fresh worker.
+            if self.closed:
+                raise
+            if self._pool is pool:
+                pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = self._new_pool()
+            return await asyncio.wait_for(
+                loop.run_in_executor(self._pool, run_job, job), self.job_timeout_seconds
+            )
 
     def close(self) -> None:
         """Stop the worker processes (waits for them to exit; pending encodings are cancelled)."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import multiprocessing
+import os
+import signal
 import struct
 from collections.abc import Iterator
 
@@ -193,3 +195,32 @@ def test_frames_are_cropped_to_the_changed_box() -> None:
         (30, 10, 15, 10),
         (5, 40, 1, 1),
     ]
+
+
+async def test_a_killed_worker_is_replaced() -> None:
+    async with SnippetEncoder(max_workers=1) as encoder:
+        await encoder.encode_gif(moving_scene(count=2), fps=2, budget_bytes=2**20)
+        workers = multiprocessing.active_children()
+        for worker in workers:
+            if worker.pid is not None and worker.name.startswith("SpawnProcess"):
+                os.kill(worker.pid, signal.SIGKILL)
+                worker.join(timeout=10)
+        snippet = await encoder.encode_gif(moving_scene(count=2), fps=2, budget_bytes=2**20)
+        assert snippet.frame_count == 2
+
+
+def test_slow_global_light_change_is_repainted() -> None:
+    # Brightness rises 1 level per frame, noise-free: no pixel ever moves past the per-pixel threshold (12)
+    # from the first frame, but the tile means drift, so the picture must keep up with the light.
+    frames = np.stack([np.full((32, 32, 4), 100 + i, np.uint8) for i in range(12)])
+    decoded = gif_frames_of(encode_rgba_clip(frames, fps=12, change_threshold=12))
+    assert np.abs(decoded[-1] - 111).max() <= 3
+
+
+def gif_frames_of(data: bytes) -> list[np.ndarray]:
+    image = Image.open(io.BytesIO(data))
+    frames = []
+    for index in range(frame_count(image)):
+        image.seek(index)
+        frames.append(np.asarray(image.convert("RGB"), np.int16))
+    return frames
