@@ -129,9 +129,7 @@ class Emulator:
         await runner.setup()
         site = web.TCPSite(runner, self.config.host, self.config.port)
         await site.start()
-        server = site._server
-        assert isinstance(server, asyncio.base_events.Server)
-        self._port = server.sockets[0].getsockname()[1]
+        self._port = int(runner.addresses[0][1])
         self._runner = runner
 
     async def stop(self) -> None:
@@ -242,6 +240,8 @@ class Emulator:
             return web.json_response({"detail": "This API key has been disabled"}, status=403)
         token = secrets.token_urlsafe(32)
         ttl = self.config.access_token_ttl_seconds
+        now = time.time()
+        self._tokens = {value: grant for value, grant in self._tokens.items() if grant.expires_at > now}
         self._tokens[token] = AccessToken(api_key=api_key, expires_at=time.time() + ttl)
         return web.json_response({"access_token": token, "token_type": "bearer", "expires_in": int(ttl)})
 
