@@ -290,7 +290,25 @@ async def test_reply_timeout_leaves_the_connection_usable(harness: ClientHarness
     await client.disconnect()
 
 
-async def test_signaling_retries_then_fails_without_leaking_the_token(harness: ClientHarness) -> None:
+async def test_signaling_retries_then_fails_without_leaking_the_token(
+    harness: ClientHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bot.odyssey.client as client_module
+
+    attempts: list[str] = []
+    configs: list[str] = []
+    from bot.odyssey.signaling import fetch_ice_servers, open_signaling
+
+    async def counting_open(*args: Any, **kwargs: Any) -> Any:
+        attempts.append("ws")
+        return await open_signaling(*args, **kwargs)
+
+    async def counting_config(*args: Any) -> Any:
+        configs.append("config")
+        return await fetch_ice_servers(*args)
+
+    monkeypatch.setattr(client_module, "open_signaling", counting_open)
+    monkeypatch.setattr(client_module, "fetch_ice_servers", counting_config)
     emu = await harness.emulator()
     credentials = await harness.client(emu).create_client_credentials()
     header, _, signature = credentials.session_token.split(".")
@@ -301,6 +319,7 @@ async def test_signaling_retries_then_fails_without_leaking_the_token(harness: C
         await client.connect_with_credentials(forged)
     assert forged_token not in str(caught.value)
     assert header
+    assert len(attempts) == len(configs) == 3  # FAST_RETRY: 2 retries, /config fetched before each try
 
 
 async def test_usage_mistakes(harness: ClientHarness) -> None:

@@ -69,6 +69,9 @@ async def test_full_flow_text_then_image_stream_recordings_and_pages(
         on_disconnected=lambda: events.append("on_disconnected"),
     )
     assert client.is_connected and client.current_session_id
+    assert client._connection is not None and client._connection._pc is not None
+    configuration = getattr(client._connection._pc, "_RTCPeerConnection__configuration")  # noqa: B009
+    assert configuration.iceServers == []  # explicit: the emulator's /config lists none, no public STUN
 
     text_stream = await client.start_stream("a red wool coat", portrait=True)
     assert transport_of(channel_spy, "interactive_stream_start") == ["dc"]

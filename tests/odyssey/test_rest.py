@@ -138,3 +138,21 @@ def test_credentials_round_trip_and_session_claim() -> None:
         session_id_from_token("not-a-jwt")
     with pytest.raises(ValueError):
         ClientCredentials.from_dict({"signaling_url": "ws://h"})
+
+
+async def test_ice_config_failure_means_no_servers_not_public_stun() -> None:
+    from bot.odyssey.signaling import fetch_ice_servers
+
+    async with http(lambda request: httpx.Response(200, content=b"not json")) as client:
+        assert await fetch_ice_servers(client, "ws://sig") == []
+
+    def unreachable(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused")
+
+    async with http(unreachable) as client:
+        assert await fetch_ice_servers(client, "ws://sig") == []
+
+    turn = {"iceServers": [{"urls": "turn:t", "username": "u", "credential": "c"}, {"bogus": 1}]}
+    async with http(lambda request: httpx.Response(200, json=turn)) as client:
+        servers = await fetch_ice_servers(client, "wss://sig/")
+    assert [(s.urls, s.username, s.credential) for s in servers] == [("turn:t", "u", "c")]
