@@ -6,7 +6,8 @@ Why it is fast and small on generated video (whose frames carry per-pixel noise)
 - nearest-colour mapping through a lookup table over those 6-bit cells, built only for cells that occur;
 - temporal stabilisation: a pixel whose colour on screen is still within `change_threshold` of the new
   frame is left transparent (disposal "do not dispose"), so noise does not repaint the frame and LZW sees
-  long runs; each frame is cropped to the box of pixels that do change;
+  long runs, while 4x4 tiles whose mean colour drifted are repainted whole (slow light changes); each frame
+  is cropped to the box of pixels that do change;
 - Pillow's C LZW encoder for the image data; the container is written here (it is a few dozen bytes).
 """
 
@@ -34,7 +35,7 @@ DRIFT_THRESHOLD = 2.0  # mean level change per channel over a tile that forces a
 
 def rgba_cells(rgba: np.ndarray) -> np.ndarray:
     """Map RGBA pixels (..., 4) to 18-bit colour cells (6 bits per channel, red lowest), as uint32."""
-    packed = rgba.view(np.uint32)[..., 0]  # little-endian: r | g << 8 | b << 16 | a << 24
+    packed = rgba.view("<u4")[..., 0]  # read as little-endian on any machine: r | g << 8 | b << 16 | a << 24
     cells = packed >> 2
     cells &= 0x3F3F3F
     compact = cells & 0x3F

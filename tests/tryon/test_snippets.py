@@ -224,3 +224,15 @@ def gif_frames_of(data: bytes) -> list[np.ndarray]:
         image.seek(index)
         frames.append(np.asarray(image.convert("RGB"), np.int16))
     return frames
+
+
+async def test_frames_of_streams_with_different_sizes_share_the_first_size(encoder: SnippetEncoder) -> None:
+    buffer = FrameBuffer(sample_fps=12, max_width=96)
+    for stream_id, (width, height) in (("a", (96, 160)), ("b", (128, 160))):
+        for i, rgb in enumerate(moving_scene(count=4, width=width, height=height)):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+            await buffer.add(StreamFrame(frame, i / 12, stream_id))
+    frames = buffer.window(1.0)
+    assert {(f.width, f.height) for f in frames} == {(96, 160), (96, 120)}
+    snippet = await encoder.encode_gif(frames, fps=12, budget_bytes=2**20)
+    assert (snippet.width, snippet.height, snippet.frame_count) == (96, 160, 8)
