@@ -8,6 +8,7 @@ import binascii
 import contextlib
 import json
 import logging
+import math
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -123,6 +124,7 @@ class StreamerConnection:
         self._stream_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
+        self._transition_lead_frames = 2
         self._close_task: asyncio.Future[None] | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------------------
@@ -331,10 +333,16 @@ class StreamerConnection:
                 raise StreamRefused("no_active_stream", "No stream is running on this connection")
             library = self.emulator.library
             scene = await library.scene(stream.size, prompt.strip(), stream.image_bytes)
-            transition = await library.transition(stream.scene, scene, self.track.loop_position)
+            # Start the crossfade a little ahead of the playing frame, where the old loop will be once
+            # the transition is encoded, so the motion carries on without a jump.
+            position = (self.track.loop_position + self._transition_lead_frames) % library.loop_frames
+            began = time.monotonic()
+            transition = await library.transition(stream.scene, scene, position)
+            took_frames = math.ceil((time.monotonic() - began) * self.config.fps)
+            self._transition_lead_frames = min(library.loop_frames // 2, took_frames + 1)
             if self.stream is not stream or self.track is None:
                 return
-            self.track.show(scene.loop, intro=transition)
+            self.track.show_from(position, scene.loop, transition)
             stream.scene = scene
             stream.segments.append(Segment(stream.elapsed(), scene))
             stream.log_event("update", prompt=scene.prompt)

@@ -31,6 +31,7 @@ class LoopTrack(MediaStreamTrack):
         self._intro: EncodedClip | None = None
         self._index = 0
         self._clock_start: float | None = None
+        self._pending: tuple[int, EncodedClip, EncodedClip] | None = None
 
     @property
     def loop_position(self) -> int:
@@ -39,15 +40,32 @@ class LoopTrack(MediaStreamTrack):
 
     def show(self, loop: EncodedClip, intro: EncodedClip | None = None) -> None:
         """Switch at the next frame: play `intro` once (if given), then `loop` from its keyframe."""
+        self._pending = None
         self._clip = loop
         self._intro = intro if intro is not None and intro.packets else None
         self._index = 0
+
+    def show_from(self, position: int, loop: EncodedClip, intro: EncodedClip) -> None:
+        """Like `show`, but start once the current loop reaches `position`, where `intro` picks up the motion.
+
+        If that point has already passed (or an intro is playing), switch at once.
+        """
+        self._pending = (position, loop, intro)
+
+    def _apply_pending_switch(self) -> None:
+        if self._pending is None:
+            return
+        position, loop, intro = self._pending
+        frames_ahead = (position - self._index) % max(1, len(self._clip.packets))
+        if self._intro is not None or frames_ahead == 0 or frames_ahead > len(self._clip.packets) // 2:
+            self.show(loop, intro)
 
     async def recv(self) -> av.Packet:  # type: ignore[type-arg]
         """The next frame's packet, released at its presentation time."""
         if self.readyState != "live":
             raise MediaStreamError
         await self._wait_for_frame_time()
+        self._apply_pending_switch()
         if self._keyframe_requested():
             self.keyframe_restarts += 1
             self._intro = None

@@ -64,3 +64,14 @@ async def test_track_paces_loops_intros_and_restarts_at_keyframe_on_request() ->
     assert not sender._RTCRtpSender__force_keyframe
     assert packet.pts == 7 * 90_000 // 100 and packet.time_base.denominator == 90_000
     track.stop()
+
+
+async def test_track_starts_a_transition_where_the_old_loop_reaches_its_start() -> None:
+    track = LoopTrack(fps=200, loop=clip(b"old", 8))
+    assert [bytes(await track.recv()) for _ in range(2)] == [b"old\x00", b"old\x01"]
+    track.show_from(4, clip(b"new", 3), clip(b"fade", 1))
+    got = [bytes(await track.recv()) for _ in range(4)]
+    assert got == [b"old\x02", b"old\x03", b"fade\x00", b"new\x00"]
+    track.show_from(0, clip(b"next", 2), clip(b"cut", 1))  # just passed: switch at once
+    assert bytes(await track.recv()) == b"cut\x00"
+    track.stop()
