@@ -36,16 +36,19 @@ class ApiClient:
         self.tokens = tokens
 
     async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """Send one request with the bearer token; network failures become OdysseyConnectionError."""
-        token = await self.tokens.token()
-        headers = {"Authorization": f"Bearer {token}"}
+        """Send one request with the bearer token (retried once with a fresh token after a 401)."""
+        response = await self._send(method, path, **kwargs)
+        if response.status_code == 401:
+            self.tokens.invalidate()  # revoked or expired early on the server: exchange the key again
+            response = await self._send(method, path, **kwargs)
+        return response
+
+    async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {await self.tokens.token()}"}
         try:
-            response = await self._http.request(method, f"{self.api_url}{path}", headers=headers, **kwargs)
+            return await self._http.request(method, f"{self.api_url}{path}", headers=headers, **kwargs)
         except httpx.HTTPError as exc:
             raise OdysseyConnectionError(f"{method} {path} failed: {type(exc).__name__}: {exc}") from exc
-        if response.status_code == 401:
-            self.tokens.invalidate()
-        return response
 
     async def request_session(
         self,

@@ -237,3 +237,11 @@ async def test_no_secret_is_logged(harness: ClientHarness, caplog: pytest.LogCap
     for secret in (DEV_API_KEY, access_token, credentials.session_token):
         assert secret not in logged
     assert "token=" not in logged
+
+
+async def test_rejected_access_token_is_exchanged_again(harness: ClientHarness) -> None:
+    emu = await harness.emulator()
+    client = harness.client(emu)
+    assert (await client.list_stream_recordings()).total == 0
+    client._tokens._token = "revoked-by-the-server"
+    assert (await client.list_stream_recordings()).total == 0
