@@ -11,7 +11,12 @@ from typing import Literal, Protocol
 
 import av
 import numpy as np
+from av.video.reformatter import Interpolation
 from PIL import Image
+
+# libswscale's default yuv420p->RGB path upsamples chroma crudely; full-resolution chroma interpolation with
+# accurate rounding costs ~1.5 ms more per 360 px frame and gains ~2.3 dB (0.8 dB in the final GIF).
+YUV_TO_RGB_INTERPOLATION = int(Interpolation.AREA | Interpolation.FULL_CHR_H_INT | Interpolation.ACCURATE_RND)
 
 # Half a sample period of slack keeps a 24 fps source sampled at exactly 12 fps despite float rounding.
 _DUE_TOLERANCE = 0.25
@@ -49,7 +54,8 @@ class KeptFrame:
     def to_rgb(self, width: int | None = None, height: int | None = None) -> np.ndarray:
         """Convert (and optionally scale) to an RGB array; CPU work, call it from a worker thread."""
         frame = av.VideoFrame.from_ndarray(self.yuv420p, format="yuv420p")
-        rgb = frame.reformat(width or self.width, height or self.height, "rgb24", interpolation="AREA")
+        size = (width or self.width, height or self.height)
+        rgb = frame.reformat(*size, "rgb24", interpolation=YUV_TO_RGB_INTERPOLATION)
         return np.ascontiguousarray(rgb.to_ndarray())
 
 

@@ -13,6 +13,7 @@ import av
 import numpy as np
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
+from bot.tryon.framebuffer import YUV_TO_RGB_INTERPOLATION
 from bot.tryon.gif_encoder import encode_rgba_clip
 
 PixelFormat = Literal["yuv420p", "rgb24"]
@@ -43,9 +44,11 @@ class JobResult:
 
 def _scaled_frames(job: ClipJob, pixel_format: str) -> list[av.VideoFrame]:
     """Convert and scale in one libswscale pass per frame."""
+    to_rgb = job.pixel_format == "yuv420p" and pixel_format != "yuv420p"
+    interpolation = YUV_TO_RGB_INTERPOLATION if to_rgb else "AREA"
     return [
         av.VideoFrame.from_ndarray(pixels, format=job.pixel_format).reformat(
-            job.width, job.height, pixel_format, interpolation="AREA"
+            job.width, job.height, pixel_format, interpolation=interpolation
         )
         for pixels in job.pixels
     ]
