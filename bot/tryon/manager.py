@@ -159,7 +159,7 @@ class SessionManager:
                 allowance_seconds=allowance if allowance is not None else self.settings.max_session_seconds,
                 idle_seconds=rules.idle_timeout_seconds,
             )
-            await store.prompts.add(record.id, outfit, status="pending")
+            session.pending_prompt_ids.append((await store.prompts.add(record.id, outfit)).id)
             self._sessions[session.id] = session
             self._by_user[request.user_id] = session.id
             position = self.queue.push(session.id, request.guild_id, session, cap=cap)

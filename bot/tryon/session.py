@@ -198,6 +198,8 @@ class TryOnSession:
         self.rollovers = 0
         # Decoded frames taken from the client (for monitoring and the benchmarks).
         self.frames_received = 0
+        # Prompts stored as pending before the first stream started; it applies the latest of them.
+        self.pending_prompt_ids: list[int] = []
         self.buffer = FrameBuffer(
             sample_fps=self.settings.snippet_fps,
             window_seconds=self.settings.buffer_seconds,
@@ -257,6 +259,7 @@ class TryOnSession:
         self.latest_outfit = outfit
         self._last_activity = self._clock()
         if self.state in (SessionState.QUEUED, SessionState.CONNECTING):
+            self.pending_prompt_ids.append(prompt_id)
             return None
         async with self._steer_lock:
             try:
@@ -393,6 +396,9 @@ class TryOnSession:
             raise
         started = self._clock()
         record = await self.services.store.streams.start(self.id, odyssey_stream_id=stream_id, prompt=prompt)
+        for prompt_id in self.pending_prompt_ids:
+            await self.services.store.prompts.set_status(prompt_id, "applied")
+        self.pending_prompt_ids.clear()
         store_id = record.id
         live = _LiveStream(client, index, stream_id, store_id, started, prompt, loss)
         live.pump = asyncio.create_task(self._pump_frames(client), name=f"frames-{self.id}-{index}")
@@ -637,6 +643,10 @@ class TryOnSession:
             )
         except SnippetTooLargeError:
             log.warning("session %s: snippet does not fit the budget", self.id, exc_info=True)
+            return None
+        except Exception:
+            # The outfit was applied all the same; a missing preview must not fail the steer.
+            log.exception("session %s: snippet encoding failed", self.id)
             return None
         event = SnippetReady(
             session_id=self.id,

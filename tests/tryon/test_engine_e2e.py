@@ -131,7 +131,7 @@ async def test_stream_steer_roll_over_end_and_settle(
     assert charges[0].seconds == pytest.approx(sum(s.seconds for s in streams), abs=0.05)
     assert charges[0].seconds > 2.5
     prompts = await store.prompts.for_session(session.id)
-    assert [p.status for p in prompts] == ["pending", "applied", "applied"]
+    assert [p.status for p in prompts] == ["applied", "applied", "applied"]
     assert presenter.snippets and all(f.path.read_bytes().startswith(b"GIF8") for f in presenter.snippets)
     # Links can be re-issued later from the stored stream ids.
     fresh = await engine.manager.recording_links(session.id)
