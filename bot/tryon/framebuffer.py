@@ -102,6 +102,7 @@ class FrameBuffer:
         self._frames: deque[KeptFrame] = deque(maxlen=self.max_frames)
         self._latest_source: av.VideoFrame | None = None
         self._scaling = False
+        self._generation = 0  # bumped by clear(), so a scale in flight across it is discarded
         self.dropped_busy = 0
         self.skipped = 0
         self._reset_timeline()
@@ -155,10 +156,13 @@ class FrameBuffer:
             return None
         width, height = scaled_size(source.width, source.height, self.max_width)
         self._scaling = True
+        generation = self._generation
         try:
             planes = await asyncio.to_thread(_scale_to_yuv420p, source, width, height)
         finally:
             self._scaling = False
+        if generation != self._generation:
+            return None
         kept = KeptFrame(
             timeline_seconds=timeline,
             stream_seconds=stream_frame.stream_seconds,
@@ -203,6 +207,7 @@ class FrameBuffer:
 
     def clear(self) -> None:
         """Forget every frame and restart the timeline (end of a session; roll-over needs no clear)."""
+        self._generation += 1
         self._frames.clear()
         self._latest_source = None
         self._reset_timeline()

@@ -149,3 +149,12 @@ async def test_snapshot_is_the_latest_frame_at_full_size() -> None:
 def test_client_stream_frames_fit_the_buffer_protocol() -> None:
     offered: StreamFrameLike = StreamFrame(decoded(), 0.0, "s1")  # checked by mypy: the structural contract
     assert offered.stream_id == "s1"
+
+
+async def test_a_frame_scaled_across_clear_is_discarded() -> None:
+    buffer = FrameBuffer()
+    adding = asyncio.create_task(buffer.add(StreamFrame(decoded(), 0.0, "s1")))
+    await asyncio.sleep(0)  # the scale is now in its worker thread
+    buffer.clear()
+    assert await adding is None
+    assert len(buffer) == 0
