@@ -74,7 +74,9 @@ def _scale_to_yuv420p(frame: av.VideoFrame, width: int, height: int) -> np.ndarr
 
 def _encode_image(frame: av.VideoFrame, image_format: str, quality: int) -> bytes:
     out = io.BytesIO()
-    image = Image.fromarray(frame.reformat(format="rgb24").to_ndarray())
+    image = Image.fromarray(
+        frame.reformat(format="rgb24", interpolation=YUV_TO_RGB_INTERPOLATION).to_ndarray()
+    )
     if image_format == "JPEG":
         image.save(out, format="JPEG", quality=quality)
     else:
