@@ -22,28 +22,30 @@ from discord.ext import commands
 from bot.config import BotConfig, ConfigError, load_config
 from bot.emulator import DEV_API_KEY, Emulator, EmulatorConfig
 from bot.store import Store
+from bot.tryon.engine import Engine, build_engine, client_factory
 from bot.tryon.errors import TryOnError
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("cogs.meta", "cogs.admin")
+EXTENSIONS = ("cogs.meta", "cogs.admin", "cogs.tryon")
 NO_MENTIONS = discord.AllowedMentions.none()
 
 
 @dataclasses.dataclass
 class Runtime:
-    """What the cogs work with: configuration, the store, and the Odyssey backend in use."""
+    """What the cogs work with: configuration, the store, the engine, and the Odyssey backend in use."""
 
     config: BotConfig
     store: Store
+    engine: Engine
     odyssey_url: str
-    odyssey_api_key: str = dataclasses.field(repr=False)
 
 
 async def open_runtime(config: BotConfig, resources: contextlib.AsyncExitStack) -> Runtime:
-    """Open the store and pick the Odyssey backend (the embedded emulator without an API key).
+    """Open the store, pick the Odyssey backend (the embedded emulator without an API key), build the engine.
 
-    Everything opened is registered on `resources`, which closes it in reverse order.
+    Everything opened is registered on `resources`, which closes it in reverse order: the engine first (it
+    ends and settles every session), then the emulator, then the store.
     """
     store = await Store.open(config.store.database)
     resources.push_async_callback(store.close)
@@ -57,7 +59,9 @@ async def open_runtime(config: BotConfig, resources: contextlib.AsyncExitStack) 
         resources.push_async_callback(emulator.stop)
         url, key = emulator.url, DEV_API_KEY
         log.info("no ODYSSEY_API_KEY: using the embedded emulator at %s", url)
-    return Runtime(config=config, store=store, odyssey_url=url, odyssey_api_key=key)
+    engine = build_engine(store, client_factory(key, url), config.engine, quota_defaults=config.quota.limits)
+    resources.push_async_callback(engine.aclose)
+    return Runtime(config=config, store=store, engine=engine, odyssey_url=url)
 
 
 RuntimeOpener = Callable[[BotConfig, contextlib.AsyncExitStack], Awaitable[Runtime]]
@@ -189,6 +193,11 @@ class TryOnBot(commands.Bot):
         if self._runtime is None:
             raise RuntimeError("the bot was started without a runtime (sync-only mode)")
         return self._runtime
+
+    @property
+    def has_runtime(self) -> bool:
+        """False in `sync`, where only the command definitions are loaded."""
+        return self._runtime is not None
 
     async def setup_hook(self) -> None:
         """Open the runtime, then load every extension (commands are synced only on request)."""

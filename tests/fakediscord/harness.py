@@ -127,6 +127,12 @@ class BotDriver:
             while custom_id not in self.client._connection._view_store._modals:  # noqa: ASYNC110
                 await asyncio.sleep(0.005)
 
+    async def view_attached(self, message: FakeMessage, within: float = 5.0) -> None:
+        """Wait until the client has attached its view to `message` (it does so after Discord's answer)."""
+        async with asyncio.timeout(within):
+            while message.id not in self.client._connection._view_store._views:  # noqa: ASYNC110
+                await asyncio.sleep(0.005)
+
     def submit(self, ctx: payloads.InteractionContext, custom_id: str, values: dict[str, str]) -> Delivered:
         """Submit a modal."""
         return self.deliver(payloads.modal_submit(ctx, custom_id, values))

@@ -373,3 +373,11 @@ def modal_submit(
     if message is not None:
         payload["message"] = message
     return payload
+
+
+def button_row(*custom_ids: str) -> Payload:
+    """An action row of plain buttons, as found on a message the bot sent earlier."""
+    return {
+        "type": 1,
+        "components": [{"type": 2, "style": 2, "label": cid, "custom_id": cid} for cid in custom_ids],
+    }

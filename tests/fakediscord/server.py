@@ -455,6 +455,15 @@ class FakeDiscord:
             return _error(401, 50027, "Invalid Webhook Token")
         if not record.responded:
             return _error(400, 10015, "Unknown Webhook")
+        original = self.messages.get(record.original_message_id or 0)
+        if original is not None and original.flags & LOADING:
+            # Discord: the first followup after a deferred response replaces the "thinking" message and keeps
+            # its visibility (an ephemeral flag on the followup cannot change it).
+            original.flags &= ~LOADING
+            body = {k: v for k, v in (recorded.json or {}).items() if k != "flags"}
+            self._apply(original, body, recorded.files)
+            original.edits += 1
+            return _json(original.payload())
         message = self._new_message(record.channel_id, recorded.json or {}, recorded.files, record.token)
         message.flags = (recorded.json or {}).get("flags", 0) or 0
         return _json(message.payload())

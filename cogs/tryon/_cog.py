@@ -1,0 +1,357 @@
+"""`/tryon`: what members can do — start, steer, snapshot, stop, status, quota, history, show, forget."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.app import NO_MENTIONS, TryOnBot, send_reply
+from bot.store.records import SessionRecord
+from bot.tryon.errors import (
+    AlreadyInSession,
+    ChannelNotAllowed,
+    NoSuchSession,
+    NotAllowed,
+    PhotoRejected,
+    PromptRejected,
+    TryOnError,
+)
+from bot.tryon.manager import SessionManager
+from bot.tryon.photos import MAX_PHOTO_BYTES
+from bot.tryon.prompts import PromptRules, check_prompt
+from bot.tryon.session import EndReason, SessionRequest, TryOnSession
+from cogs.tryon.outlet import SessionOutlet
+from cogs.tryon.presenter import DiscordPresenter, presenter_for_bot
+from cogs.tryon.render import history_line, quota_text, recording_links_text, status_line
+from cogs.tryon.views import ForgetConfirmation, HistoryPages, OutfitModal, SessionButton
+from cogs.utils.modlog import post_to_mod_log
+
+log = logging.getLogger(__name__)
+
+PHOTO_DOWNLOAD_SECONDS = 20.0
+PHOTO_TYPES = (
+    "image/jpeg",
+    "image/png",
+    "image/webp",
+    "image/gif",
+    "image/bmp",
+    "image/heic",
+    "image/heif",
+    "image/avif",
+)
+
+
+def _member_roles(interaction: discord.Interaction[TryOnBot]) -> tuple[int, ...]:
+    user = interaction.user
+    return tuple(role.id for role in user.roles) if isinstance(user, discord.Member) else ()
+
+
+@app_commands.allowed_contexts(guilds=True, dms=False, private_channels=False)
+@app_commands.allowed_installs(guilds=True, users=False)
+class TryOn(
+    commands.GroupCog, group_name="tryon", group_description="Try outfits on your own photo as live video"
+):
+    """Members' commands. Checks that can fail fast run before anything is spent; the engine does the work."""
+
+    def __init__(self, bot: TryOnBot) -> None:
+        self.bot = bot
+        super().__init__()
+
+    @property
+    def manager(self) -> SessionManager:
+        """The engine's session manager."""
+        return self.bot.runtime.engine.manager
+
+    async def cog_load(self) -> None:
+        """Register the persistent buttons; settle sessions a crash left behind and offer their recordings."""
+        self.bot.add_dynamic_items(SessionButton)
+        if not self.bot.has_runtime:
+            return
+        recovered = await self.manager.recover(self._recovery_presenter)
+        if recovered:
+            log.info("recovered %d interrupted sessions", len(recovered))
+
+    async def cog_unload(self) -> None:
+        """Stop routing presses to this cog."""
+        self.bot.remove_dynamic_items(SessionButton)
+
+    def _recovery_presenter(self, record: SessionRecord) -> DiscordPresenter | None:
+        front_end = record.front_end or {}
+        if front_end.get("private"):
+            return None
+        outlet = SessionOutlet(
+            self.bot, record.channel_id, status_message_id=front_end.get("status_message_id")
+        )
+        return presenter_for_bot(self.bot, outlet, record.user_id)
+
+    @staticmethod
+    def _guild_id(interaction: discord.Interaction[TryOnBot]) -> int:
+        assert interaction.guild_id is not None  # the tree refuses DMs before any command runs
+        return interaction.guild_id
+
+    # start
+
+    @app_commands.command(name="start", description="Start a live try-on with your photo and an outfit")
+    @app_commands.describe(
+        photo="A clear photo of yourself (JPEG, PNG or WebP)",
+        outfit="The outfit to try, e.g. 'a red wool coat with brass buttons'",
+        private="Only you see the live status and clips",
+    )
+    async def start(
+        self,
+        interaction: discord.Interaction[TryOnBot],
+        photo: discord.Attachment,
+        outfit: app_commands.Range[str, 1, 300],
+        private: bool = False,
+    ) -> None:
+        guild_id = self._guild_id(interaction)
+        await self._fast_checks(interaction, photo, outfit)
+        # Acknowledge privately at once; the first edit answers the "thinking" message, so the status
+        # message that follows is a message of its own (public unless `private`).
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        await interaction.edit_original_response(content="Checking your photo…", allowed_mentions=NO_MENTIONS)
+        outlet = SessionOutlet(self.bot, interaction.channel_id, interaction=interaction, private=private)
+        presenter = presenter_for_bot(self.bot, outlet, interaction.user.id, self._remember_status(private))
+        try:
+            try:
+                data = await asyncio.wait_for(photo.read(), PHOTO_DOWNLOAD_SECONDS)
+            except (TimeoutError, discord.HTTPException) as error:
+                raise PhotoRejected(
+                    "Your photo could not be downloaded from Discord. Please try again."
+                ) from error
+            request = SessionRequest(
+                guild_id=guild_id,
+                user_id=interaction.user.id,
+                channel_id=interaction.channel_id,
+                photo=data,
+                outfit=outfit,
+                role_ids=_member_roles(interaction),
+                front_end={"private": private},
+            )
+            session = await self.manager.admit(request, presenter)
+        except TryOnError as error:
+            if isinstance(error, PromptRejected):
+                await self._prompt_refused(interaction, outfit, error)
+            await interaction.edit_original_response(content=error.message, allowed_mentions=NO_MENTIONS)
+            return
+        where = "Only you can see it." if private else "Its status is posted below."
+        await interaction.edit_original_response(
+            content=f"Your try-on `{session.id}` is on its way. {where}", allowed_mentions=NO_MENTIONS
+        )
+
+    def _remember_status(self, private: bool) -> Callable[[str, int], Awaitable[None]]:
+        async def remember(session_id: str, message_id: int) -> None:
+            data = {"private": private, "status_message_id": message_id}
+            await self.bot.runtime.store.sessions.set_front_end(session_id, data)
+
+        return remember
+
+    async def _fast_checks(
+        self, interaction: discord.Interaction[TryOnBot], photo: discord.Attachment, outfit: str
+    ) -> None:
+        """Everything that can be refused without downloading or spending anything."""
+        guild_id, user_id = self._guild_id(interaction), interaction.user.id
+        if photo.content_type is not None and photo.content_type.split(";")[0] not in PHOTO_TYPES:
+            raise PhotoRejected("Please attach a photo (JPEG, PNG or WebP), not another kind of file.")
+        if photo.size > MAX_PHOTO_BYTES:
+            raise PhotoRejected("That photo is larger than 25 MiB. Please attach a smaller one.")
+        existing = self.manager.session_for(user_id)
+        if existing is not None:
+            raise AlreadyInSession(session_id=existing.id)
+        store = self.bot.runtime.store
+        if interaction.channel_id is not None and not await store.guilds.is_channel_allowed(
+            guild_id, interaction.channel_id
+        ):
+            raise ChannelNotAllowed()
+        await self._check_outfit(interaction, outfit)
+        await self.bot.runtime.engine.services.quota.check(guild_id, user_id, _member_roles(interaction))
+
+    async def _check_outfit(self, interaction: discord.Interaction[TryOnBot], outfit: str) -> None:
+        guild_id = self._guild_id(interaction)
+        blocklist = await self.bot.runtime.store.guilds.blocked_words(guild_id)
+        try:
+            check_prompt(outfit, PromptRules(blocklist=blocklist))
+        except PromptRejected as error:
+            await self._prompt_refused(interaction, outfit, error)
+            raise
+
+    async def _prompt_refused(
+        self,
+        interaction: discord.Interaction[TryOnBot],
+        outfit: str,
+        error: PromptRejected,
+        session_id: str | None = None,
+    ) -> None:
+        entry = await self.bot.runtime.store.audit.prompt_refused(
+            self._guild_id(interaction),
+            interaction.user.id,
+            outfit,
+            reason=error.reason,
+            blocked_entry=getattr(error, "blocked_entry", None),
+            session_id=session_id,
+        )
+        await post_to_mod_log(self.bot, entry)
+
+    # steering
+
+    def _own_session(self, interaction: discord.Interaction[TryOnBot]) -> TryOnSession:
+        session = self.manager.session_for(interaction.user.id)
+        if session is None or session.request.guild_id != self._guild_id(interaction):
+            raise NoSuchSession("You have no try-on running here. Start one with /tryon start.")
+        return session
+
+    @app_commands.command(name="outfit", description="Change the outfit of your running try-on")
+    @app_commands.describe(prompt="The next outfit")
+    async def outfit(
+        self, interaction: discord.Interaction[TryOnBot], prompt: app_commands.Range[str, 1, 300]
+    ) -> None:
+        session = self._own_session(interaction)
+        await self.apply_outfit(interaction, session.id, prompt)
+
+    async def apply_outfit(
+        self, interaction: discord.Interaction[TryOnBot], session_id: str, text: str
+    ) -> None:
+        """Check and apply an outfit (command or modal); the clip follows as its own message."""
+        session = self.manager.get(session_id, guild_id=self._guild_id(interaction))
+        await self._check_outfit(interaction, text)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        budget = min(interaction.filesize_limit, self.bot.config.engine.snippet_budget_bytes)
+        try:
+            await session.prompt(text, budget_bytes=budget)
+        except PromptRejected as error:
+            await self._prompt_refused(interaction, text, error, session_id)
+            raise
+        await send_reply(interaction, "New outfit applied.")
+
+    @app_commands.command(name="snapshot", description="Post a still of your try-on right now")
+    async def snapshot(self, interaction: discord.Interaction[TryOnBot]) -> None:
+        await self._snapshot(interaction, self._own_session(interaction))
+
+    async def _snapshot(self, interaction: discord.Interaction[TryOnBot], session: TryOnSession) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        taken = await session.snapshot()
+        await send_reply(
+            interaction, "Snapshot posted." if taken else "Nothing to capture yet; wait for the video."
+        )
+
+    @app_commands.command(name="stop", description="End your try-on (or leave the queue)")
+    async def stop(self, interaction: discord.Interaction[TryOnBot]) -> None:
+        session = self._own_session(interaction)
+        self.manager.stop(session.id, user_id=interaction.user.id)
+        await send_reply(interaction, "Ending your try-on; the recording follows.")
+
+    # buttons
+
+    async def may_control(self, interaction: discord.Interaction[TryOnBot], session_id: str) -> bool:
+        """The session's owner or a moderator of its server; everyone else gets a private refusal."""
+        record = await self.bot.runtime.store.sessions.find(self._guild_id(interaction), session_id)
+        if record is None:
+            raise NoSuchSession()
+        if record.user_id == interaction.user.id or interaction.permissions.manage_guild:
+            return True
+        raise NotAllowed("Only the member who started this try-on (or a moderator) can use these buttons.")
+
+    async def press(self, interaction: discord.Interaction[TryOnBot], action: str, session_id: str) -> None:
+        """A session button was pressed by someone allowed to."""
+        session = self.manager.get(session_id, guild_id=self._guild_id(interaction))
+        if action == "stop":
+            is_owner = session.request.user_id == interaction.user.id
+            self.manager.stop(session_id, reason=EndReason.MEMBER if is_owner else EndReason.MODERATOR)
+            if not is_owner:
+                entry = await self.bot.runtime.store.audit.record(
+                    self._guild_id(interaction),
+                    "session_stopped",
+                    actor_id=interaction.user.id,
+                    target_user_id=session.request.user_id,
+                    target=session_id,
+                )
+                await post_to_mod_log(self.bot, entry)
+            await send_reply(interaction, "Ending the try-on; the recording follows.")
+        elif action == "snap":
+            await self._snapshot(interaction, session)
+        else:
+            await interaction.response.send_modal(OutfitModal(session_id, interaction.user.id))
+
+    # reading
+
+    @app_commands.command(name="status", description="Where your try-on stands")
+    async def status(self, interaction: discord.Interaction[TryOnBot]) -> None:
+        session = self._own_session(interaction)
+        presenter = session.presenter
+        last = presenter.last_status if isinstance(presenter, DiscordPresenter) else None
+        line = status_line(last) if last is not None else f"State: {session.state}."
+        await send_reply(
+            interaction, f"{line}\nTime left: {round(session.remaining_seconds)} s · session `{session.id}`"
+        )
+
+    @app_commands.command(name="quota", description="How much try-on time you have left")
+    async def quota(self, interaction: discord.Interaction[TryOnBot]) -> None:
+        remaining = await self.bot.runtime.engine.services.quota.remaining(
+            self._guild_id(interaction), interaction.user.id, _member_roles(interaction)
+        )
+        await send_reply(interaction, quota_text(remaining))
+
+    @app_commands.command(name="history", description="Your past try-ons in this server")
+    async def history(self, interaction: discord.Interaction[TryOnBot]) -> None:
+        guild_id, user_id = self._guild_id(interaction), interaction.user.id
+        size = self.bot.config.discord.history_page_size
+
+        async def render(page: int) -> tuple[str, bool]:
+            rows = await self.bot.runtime.store.sessions.history(
+                guild_id, user_id, limit=size + 1, offset=page * size
+            )
+            if not rows:
+                return ("You have no try-ons here yet." if page == 0 else "No more try-ons."), False
+            lines = "\n".join(history_line(r) for r in rows[:size])
+            return f"**Your try-ons (page {page + 1})**\n{lines}", len(rows) > size
+
+        text, has_next = await render(0)
+        await send_reply(interaction, text, view=HistoryPages(user_id, 0, has_next, render))
+
+    @app_commands.command(name="show", description="Fresh links to one of your recordings")
+    @app_commands.describe(id="The session id (see /tryon history)")
+    async def show(
+        self, interaction: discord.Interaction[TryOnBot], id: app_commands.Range[str, 1, 40]
+    ) -> None:
+        guild_id = self._guild_id(interaction)
+        record = await self.bot.runtime.store.sessions.find(guild_id, id)
+        if record is None or (
+            record.user_id != interaction.user.id and not interaction.permissions.manage_guild
+        ):
+            raise NoSuchSession("No try-on of yours has that id in this server.")
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        links = await self.manager.recording_links(id, guild_id=guild_id)
+        await send_reply(
+            interaction, f"Session `{id}` (links expire in about an hour):\n{recording_links_text(links)}"
+        )
+
+    @app_commands.command(name="forget", description="Delete your stored try-on data")
+    async def forget(self, interaction: discord.Interaction[TryOnBot]) -> None:
+        async def confirmed(pressed: discord.Interaction[TryOnBot]) -> None:
+            result = await self.bot.runtime.store.forget(pressed.user.id)
+            kept = (
+                f" {result.live_sessions_kept} running session(s) were kept."
+                if result.live_sessions_kept
+                else ""
+            )
+            await pressed.response.edit_message(
+                content=f"Deleted {result.sessions_deleted} try-on session(s) and their prompts.{kept}",
+                view=None,
+            )
+
+        await send_reply(
+            interaction,
+            "Delete your stored try-ons, prompts and recording links in every server? Usage this month is "
+            "kept (it counts toward quotas) but no longer linked to the sessions.",
+            view=ForgetConfirmation(interaction.user.id, confirmed),
+        )
+
+
+async def setup(bot: TryOnBot) -> None:
+    """Extension entry point."""
+    await bot.add_cog(TryOn(bot))

@@ -1,0 +1,173 @@
+"""Buttons and modals of `/tryon`: persistent session controls, the outfit modal, confirmation, pages."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+from bot.app import TryOnBot, describe_error, send_reply
+
+if TYPE_CHECKING:
+    from cogs.tryon._cog import TryOn
+
+ACTIONS = {"outfit": "New outfit", "snap": "Snapshot", "stop": "Stop"}
+_STYLES = {
+    "outfit": discord.ButtonStyle.primary,
+    "snap": discord.ButtonStyle.secondary,
+    "stop": discord.ButtonStyle.danger,
+}
+
+
+def _cog(interaction: discord.Interaction[TryOnBot]) -> TryOn:
+    cog = interaction.client.get_cog("TryOn")
+    if cog is None:
+        raise RuntimeError("the TryOn cog is not loaded")
+    return cog  # type: ignore[return-value]
+
+
+class SessionButton(
+    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
+    template=r"tryon:(?P<action>outfit|snap|stop):(?P<session>[A-Za-z0-9_-]{1,40})",
+):
+    """A session control that survives restarts: the custom id carries the action and the session id."""
+
+    def __init__(self, action: str, session_id: str, *, disabled: bool = False) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label=ACTIONS[action],
+                style=_STYLES[action],
+                custom_id=f"tryon:{action}:{session_id}",
+                disabled=disabled,
+            )
+        )
+        self.action = action
+        self.session_id = session_id
+
+    @classmethod
+    async def from_custom_id(  # type: ignore[override]
+        cls, interaction: discord.Interaction[TryOnBot], item: discord.ui.Button[Any], match: re.Match[str]
+    ) -> SessionButton:
+        """Rebuild the button from a press (after a restart too)."""
+        return cls(match["action"], match["session"])
+
+    async def interaction_check(self, interaction: discord.Interaction[TryOnBot]) -> bool:  # type: ignore[override]
+        """Only the session's owner and the server's moderators; the owner is read from SQLite."""
+        return await _guarded(interaction, _cog(interaction).may_control(interaction, self.session_id))
+
+    async def callback(self, interaction: discord.Interaction[TryOnBot]) -> None:  # type: ignore[override]
+        """Stop, snapshot, or open the outfit modal."""
+        await _guarded(interaction, _cog(interaction).press(interaction, self.action, self.session_id))
+
+
+async def _guarded(interaction: discord.Interaction[TryOnBot], work: Awaitable[bool | None]) -> bool:
+    # Component and modal errors do not reach the command tree's handler; render them the same way here.
+    try:
+        return bool(await work)
+    except Exception as error:
+        await send_reply(interaction, describe_error(error, interaction))
+        return False
+
+
+def session_controls(session_id: str, *, streaming: bool) -> discord.ui.View:
+    """The status message's buttons (outfit and snapshot only do something once it streams)."""
+    view = discord.ui.View(timeout=None)
+    view.add_item(SessionButton("outfit", session_id))
+    view.add_item(SessionButton("snap", session_id, disabled=not streaming))
+    view.add_item(SessionButton("stop", session_id))
+    return view
+
+
+class OutfitModal(discord.ui.Modal):
+    """Asks for the next outfit of a session."""
+
+    outfit: discord.ui.TextInput[OutfitModal] = discord.ui.TextInput(
+        label="Outfit", placeholder="a red wool coat with brass buttons", min_length=3, max_length=300
+    )
+
+    def __init__(self, session_id: str, user_id: int) -> None:
+        # The user id keeps the owner's and a moderator's open modals apart.
+        super().__init__(
+            title="New outfit", custom_id=f"tryon:outfit-modal:{session_id}:{user_id}", timeout=600
+        )
+        self.session_id = session_id
+
+    async def on_submit(self, interaction: discord.Interaction[TryOnBot]) -> None:  # type: ignore[override]
+        """Apply the outfit to the session."""
+        await _guarded(
+            interaction, _cog(interaction).apply_outfit(interaction, self.session_id, self.outfit.value)
+        )
+
+
+class InvokerOnlyView(discord.ui.View):
+    """A short-lived view only the member who opened it may use."""
+
+    def __init__(self, invoker_id: int, *, timeout: float = 300) -> None:
+        super().__init__(timeout=timeout)
+        self.invoker_id = invoker_id
+
+    async def interaction_check(self, interaction: discord.Interaction[TryOnBot]) -> bool:  # type: ignore[override]
+        """Refuse everyone else, privately."""
+        if interaction.user.id != self.invoker_id:
+            await send_reply(interaction, "Only the member who opened this can use it.")
+            return False
+        return True
+
+
+class ForgetConfirmation(InvokerOnlyView):
+    """ "Delete my try-on data?" with Delete / Keep."""
+
+    def __init__(
+        self, invoker_id: int, forget: Callable[[discord.Interaction[TryOnBot]], Awaitable[None]]
+    ) -> None:
+        super().__init__(invoker_id, timeout=120)
+        self._forget = forget
+
+    @discord.ui.button(label="Delete my data", style=discord.ButtonStyle.danger, custom_id="tryon:forget:yes")
+    async def confirm(
+        self, interaction: discord.Interaction[TryOnBot], button: discord.ui.Button[Any]
+    ) -> None:
+        """Delete, then close the question."""
+        self.stop()
+        await _guarded(interaction, self._forget(interaction))
+
+    @discord.ui.button(label="Keep it", style=discord.ButtonStyle.secondary, custom_id="tryon:forget:no")
+    async def cancel(
+        self, interaction: discord.Interaction[TryOnBot], button: discord.ui.Button[Any]
+    ) -> None:
+        """Leave everything as it is."""
+        self.stop()
+        await interaction.response.edit_message(content="Nothing was deleted.", view=None)
+
+
+class HistoryPages(InvokerOnlyView):
+    """Previous / Next through the member's own sessions."""
+
+    def __init__(
+        self, invoker_id: int, page: int, has_next: bool, render: Callable[[int], Awaitable[tuple[str, bool]]]
+    ) -> None:
+        super().__init__(invoker_id)
+        self.page = page
+        self._render = render
+        self.previous.disabled = page == 0
+        self.next.disabled = not has_next
+
+    async def _show(self, interaction: discord.Interaction[TryOnBot], page: int) -> None:
+        text, has_next = await self._render(page)
+        view = HistoryPages(self.invoker_id, page, has_next, self._render)
+        self.stop()
+        await interaction.response.edit_message(content=text, view=view)
+
+    @discord.ui.button(label="Previous", style=discord.ButtonStyle.secondary, custom_id="tryon:history:prev")
+    async def previous(
+        self, interaction: discord.Interaction[TryOnBot], button: discord.ui.Button[Any]
+    ) -> None:
+        """One page newer."""
+        await self._show(interaction, max(0, self.page - 1))
+
+    @discord.ui.button(label="Next", style=discord.ButtonStyle.secondary, custom_id="tryon:history:next")
+    async def next(self, interaction: discord.Interaction[TryOnBot], button: discord.ui.Button[Any]) -> None:
+        """One page older."""
+        await self._show(interaction, self.page + 1)

@@ -1,0 +1,308 @@
+"""`/tryon` through the real bot, the fake Discord and the emulator (real WebRTC on loopback, real SQLite)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from bot.app import TryOnBot
+from bot.config import BotConfig, OdysseySettings
+from bot.emulator import DEV_API_KEY, Emulator
+from bot.tryon.settings import EngineSettings
+from tests.cogs.conftest import make_config
+from tests.fakediscord import BotDriver, FakeDiscord, FakeMessage
+from tests.fakediscord import payloads as p
+
+PHOTO = (Path(__file__).parents[2] / "examples" / "astronaut.jpg").read_bytes()
+Ctx = Callable[..., p.InteractionContext]
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def fast_engine() -> EngineSettings:
+    return EngineSettings(
+        slots=2,
+        idle_seconds=60.0,
+        snippet_seconds=1.0,
+        snippet_fps=4,
+        snippet_width=96,
+        buffer_seconds=3.0,
+        heartbeat_seconds=0.3,
+        connect_timeout_seconds=20.0,
+        recording_poll_first_seconds=0.1,
+        recording_poll_limit_seconds=10.0,
+        min_start_seconds=1.0,
+    )
+
+
+@pytest.fixture
+def bot_config(tmp_path: Path, emulator: Emulator) -> BotConfig:
+    return make_config(
+        tmp_path,
+        odyssey=OdysseySettings(api_key=DEV_API_KEY, api_url=emulator.url),
+        engine=fast_engine(),
+    )
+
+
+def photo_option(fake: FakeDiscord, data: bytes = PHOTO, content_type: str = "image/jpeg") -> p.Resolved:
+    return p.opt_attachment(fake.add_attachment("me.jpg", data, content_type, width=512, height=512))
+
+
+def status_message(fake: FakeDiscord, token: str) -> FakeMessage | None:
+    return next(
+        (m for m in fake.messages_for(token) if m.embeds and m.embeds[0].get("title") == "Try-on"), None
+    )
+
+
+async def wait_status(fake: FakeDiscord, token: str, *words: str, within: float = 40.0) -> FakeMessage:
+    """The session's status message once it shows any of `words`."""
+    found: FakeMessage = await fake.wait_for(
+        lambda: (m := status_message(fake, token)) is not None and any(w in m.text for w in words) and m,
+        within,
+    )
+    return found
+
+
+async def test_commands_are_guild_only(bot: TryOnBot, fake_discord: FakeDiscord) -> None:
+    await bot.tree.sync()
+    tryon = next(c for c in fake_discord.synced_commands[None] if c["name"] == "tryon")
+    assert tryon["contexts"] == [0] and tryon["integration_types"] == [0]
+    assert "default_member_permissions" not in tryon or tryon["default_member_permissions"] is None
+    names = {o["name"] for o in tryon["options"]}
+    assert names == {"start", "outfit", "snapshot", "stop", "status", "quota", "history", "show", "forget"}
+
+
+async def test_fast_refusals_answer_at_once_and_spend_nothing(
+    driver: BotDriver, world: p.GuildWorld, as_member: Ctx, bot: TryOnBot, fake_discord: FakeDiscord
+) -> None:
+    alice = as_member("alice")
+    not_image = driver.command(
+        alice,
+        "tryon start",
+        photo=photo_option(fake_discord, b"%PDF-1.4", "application/pdf"),
+        outfit="red coat",
+    )
+    callback = await not_image.response()
+    assert callback.json["type"] == 4 and callback.json["data"]["flags"] == 64
+    assert "Please attach a photo" in callback.json["data"]["content"]
+
+    await bot.runtime.store.guilds.add_blocked_word(world.guild_id, "fur", moderator_id=None)
+    await bot.runtime.store.guilds.set_mod_log_channel(
+        world.guild_id, int(world.channels[1]["id"]), moderator_id=None
+    )
+    refused = driver.command(
+        alice, "tryon start", photo=photo_option(fake_discord), outfit="a FUR coat @everyone"
+    )
+    reply = await refused.reply()
+    assert reply.ephemeral and "a word this server doesn't allow" in reply.content
+    entries = await bot.runtime.store.audit.list(world.guild_id, action="prompt_refused")
+    assert entries and entries[0].details["prompt"] == "a FUR coat @everyone"
+    logged = await fake_discord.wait_for(lambda: fake_discord.channel_messages(int(world.channels[1]["id"])))
+    assert "had a prompt refused" in logged[0].content and "@\u200beveryone" in logged[0].content
+
+    await bot.runtime.store.guilds.allow_channel(
+        world.guild_id, int(world.channels[1]["id"]), moderator_id=None
+    )
+    wrong_channel = await driver.command(
+        alice, "tryon start", photo=photo_option(fake_discord), outfit="red coat"
+    ).reply()
+    assert wrong_channel.ephemeral and "isn't enabled in this channel" in wrong_channel.content
+
+    assert await bot.runtime.store.sessions.history(world.guild_id, int(alice.member["user"]["id"])) == []  # type: ignore[index]
+
+
+async def test_dm_start_is_refused(driver: BotDriver, fake_discord: FakeDiscord) -> None:
+    sent = driver.command(driver.dm_context(p.user(name="dm")), "tryon start", outfit="red coat")
+    reply = await sent.reply()
+    assert reply.ephemeral and "only works inside a server" in reply.content
+
+
+async def test_whole_try_on_through_discord(
+    driver: BotDriver, world: p.GuildWorld, as_member: Ctx, bot: TryOnBot, fake_discord: FakeDiscord
+) -> None:
+    alice = as_member("alice")
+    start = driver.command(
+        alice, "tryon start", photo=photo_option(fake_discord), outfit="a red *summer* dress"
+    )
+    ack = await start.response()
+    assert ack.json["type"] == 5 and ack.json["data"]["flags"] == 64  # private "thinking" within the 3 s
+    assert ack.received_at - start.delivered_at < 3.0
+
+    status = await wait_status(fake_discord, start.token, "Streaming live")
+    assert not status.ephemeral
+    session_id = status.embeds[0]["footer"]["text"].removeprefix("session ")
+    assert status.custom_ids() == [
+        f"tryon:outfit:{session_id}",
+        f"tryon:snap:{session_id}",
+        f"tryon:stop:{session_id}",
+    ]
+    assert "a red \\*summer\\* dress" in status.text
+    original = fake_discord.original_message(start.token)
+    assert original is not None and original.ephemeral and session_id in original.content
+
+    first_clip = await fake_discord.wait_for(
+        lambda: next((m for m in fake_discord.messages_for(start.token) if m.attachments), None), 40
+    )
+    assert first_clip.attachments[0]["filename"].endswith(".gif")
+    upload = next(r for r in fake_discord.requests if r.files and r.files[0].filename.endswith(".gif"))
+    assert (
+        upload.files[0].data[:6] in (b"GIF87a", b"GIF89a") and len(upload.files[0].data) <= 10 * 1024 * 1024
+    )
+
+    # Someone else may not steer it.
+    bob = as_member("bob")
+    refused = await driver.press(bob, status, f"tryon:outfit:{session_id}").reply()
+    assert refused.ephemeral and "Only the member who started" in refused.content
+
+    # The owner opens the modal and sends a new outfit; a new clip follows.
+    pressed = driver.press(alice, status, f"tryon:outfit:{session_id}")
+    modal = await pressed.response()
+    assert modal.json["type"] == 9
+    modal_id = modal.json["data"]["custom_id"]
+    await driver.modal_opened(modal_id)
+    text_input = modal.json["data"]["components"][0]["components"][0]["custom_id"]
+    applied = driver.submit(alice, modal_id, {text_input: "a blue denim jacket"})
+    assert (await applied.reply(within=40)).content == "New outfit applied."
+    await fake_discord.wait_for(
+        lambda: any(
+            "blue denim jacket" in m.content for m in fake_discord.messages_for(start.token) if m.attachments
+        )
+    )
+
+    # Stop with the button; the status ends without buttons and the recording links follow.
+    stopped = await driver.press(alice, status, f"tryon:stop:{session_id}").reply()
+    assert stopped.ephemeral and "Ending" in stopped.content
+    done = await wait_status(fake_discord, start.token, "Done after", within=40)
+    assert done.components == []
+    final = await fake_discord.wait_for(
+        lambda: next(
+            (
+                m
+                for m in fake_discord.messages_for(start.token)
+                if "recording" in m.text.lower()
+                and m.embeds
+                and m.embeds[0].get("title", "").startswith("Your try-on recording")
+            ),
+            None,
+        ),
+        40,
+    )
+    assert "[video](" in final.text and f"<@{alice.member['user']['id']}>" in final.content  # type: ignore[index]
+    edits = fake_discord.requests_to("PATCH", rf"/messages/{status.id}$")
+    assert all("allowed_mentions" in r.json for r in edits)
+
+    # Links are re-issued on demand.
+    shown = await driver.command(alice, "tryon show", id=session_id).reply(within=30)
+    assert shown.ephemeral and "[video](" in shown.content
+
+    history = await driver.command(alice, "tryon history").reply()
+    assert session_id in history.content and "done" in history.content
+
+
+async def test_status_moves_to_the_channel_after_the_token_expires(
+    driver: BotDriver, world: p.GuildWorld, as_member: Ctx, bot: TryOnBot, fake_discord: FakeDiscord
+) -> None:
+    alice = as_member("alice")
+    start = driver.command(alice, "tryon start", photo=photo_option(fake_discord), outfit="green raincoat")
+    status = await wait_status(fake_discord, start.token, "Streaming live")
+    session_id = status.embeds[0]["footer"]["text"].removeprefix("session ")
+    fake_discord.expire_token(start.token)
+    await driver.command(alice, "tryon stop").reply()
+    await fake_discord.wait_for(
+        lambda: any(
+            r.path == f"/channels/{world.channel['id']}/messages/{status.id}"
+            for r in fake_discord.requests_to("PATCH", ".")
+        ),
+        40,
+    )
+    await wait_status(fake_discord, start.token, "Done after", within=40)
+    record = await bot.runtime.store.sessions.get(session_id)
+    assert record is not None and record.front_end == {"private": False, "status_message_id": status.id}
+
+
+async def test_private_session_and_one_at_a_time(
+    driver: BotDriver, world: p.GuildWorld, as_member: Ctx, bot: TryOnBot, fake_discord: FakeDiscord
+) -> None:
+    alice = as_member("alice")
+    start = driver.command(
+        alice, "tryon start", photo=photo_option(fake_discord), outfit="yellow scarf", private=True
+    )
+    status = await wait_status(fake_discord, start.token, "Waiting")
+    assert status.ephemeral
+    again = await driver.command(alice, "tryon start", photo=photo_option(fake_discord), outfit="hat").reply()
+    assert again.ephemeral and "already have a try-on running" in again.content
+    state = await driver.command(alice, "tryon status").reply()
+    assert "session `" in state.content
+    await driver.command(alice, "tryon stop").reply()
+    await wait_status(fake_discord, start.token, "Done after", "Cancelled", within=40)
+    assert all(m.ephemeral for m in fake_discord.messages_for(start.token))
+
+
+async def test_buttons_of_finished_sessions_read_sqlite(
+    driver: BotDriver, world: p.GuildWorld, as_member: Ctx, bot: TryOnBot, fake_discord: FakeDiscord
+) -> None:
+    alice, bob = as_member("alice"), as_member("bob")
+    alice_id = int(alice.member["user"]["id"])  # type: ignore[index]
+    record = await bot.runtime.store.sessions.create(
+        guild_id=world.guild_id,
+        channel_id=int(world.channel["id"]),
+        user_id=alice_id,
+        photo_sha256="0" * 64,
+        orientation="portrait",
+        front_end=None,
+    )
+    # A status message left from before a restart: only its buttons' custom ids carry the session.
+    buttons = [f"tryon:stop:{record.id}", "tryon:stop:doesnotexist"]
+    message = FakeMessage(
+        id=p.snowflake(),
+        channel_id=int(world.channel["id"]),
+        author=fake_discord.bot_user,
+        components=[p.button_row(*buttons)],
+    )
+    refused = await driver.press(bob, message, f"tryon:stop:{record.id}").reply()
+    assert "Only the member who started" in refused.content
+    finished = await driver.press(alice, message, f"tryon:stop:{record.id}").reply()
+    assert finished.ephemeral and "already finished" in finished.content
+    unknown = await driver.press(alice, message, "tryon:stop:doesnotexist").reply()
+    assert "doesn't exist" in unknown.content
+
+
+async def test_quota_history_and_forget(
+    driver: BotDriver, world: p.GuildWorld, as_member: Ctx, bot: TryOnBot, fake_discord: FakeDiscord
+) -> None:
+    alice, bob = as_member("alice"), as_member("bob")
+    alice_id = int(alice.member["user"]["id"])  # type: ignore[index]
+    quota = await driver.command(alice, "tryon quota").reply()
+    assert "**Today:** 10 min left" in quota.content and "**This month:** 60 min left" in quota.content
+
+    for _ in range(7):
+        created = await bot.runtime.store.sessions.create(
+            guild_id=world.guild_id,
+            channel_id=None,
+            user_id=alice_id,
+            photo_sha256="0" * 64,
+            orientation="portrait",
+            front_end=None,
+        )
+        await bot.runtime.store.sessions.set_state(created.id, "cancelled")
+    page = await driver.command(alice, "tryon history").reply()
+    assert page.ephemeral and page.content.count("cancelled") == 5
+    assert [c["custom_id"] for c in page.components[0]["components"]] == [
+        "tryon:history:prev",
+        "tryon:history:next",
+    ]
+    nothing = await driver.command(bob, "tryon history").reply()
+    assert "no try-ons here yet" in nothing.content
+
+    ask = await driver.command(alice, "tryon forget").reply()
+    assert "Delete your stored try-ons" in ask.content
+    await driver.view_attached(ask)
+    intruder = await driver.press(bob, ask, "tryon:forget:yes").reply()
+    assert "Only the member who opened this" in intruder.content
+    assert len(await bot.runtime.store.sessions.history(world.guild_id, alice_id, limit=50)) == 7
+    confirm = driver.press(alice, ask, "tryon:forget:yes")
+    callback = await confirm.response()
+    assert callback.json["type"] == 7 and "Deleted 7 try-on session(s)" in callback.json["data"]["content"]
+    assert await bot.runtime.store.sessions.history(world.guild_id, alice_id) == []
