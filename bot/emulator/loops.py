@@ -194,19 +194,35 @@ class SceneLibrary:
             return None
         return future.result()
 
-    async def transition(self, old: Scene, new: Scene, old_start: int) -> EncodedClip:
-        """A keyframe-first crossfade from `old` (from its loop frame `old_start`) into the start of `new`."""
-        return await self._run(self._transition_sync, old, new, old_start)
+    def transition_start(self, playing: int, lead: int) -> int:
+        """Where a transition should begin: `lead` frames ahead, and early enough for a full crossfade.
 
-    def _transition_sync(self, old: Scene, new: Scene, old_start: int) -> EncodedClip:
-        count = min(self.transition_frames, self.loop_frames - 1)
+        A transition runs to the end of the loop (so the new loop follows at its keyframe); when too few
+        frames are left before the wrap, it begins at the wrap instead and covers one whole loop.
+        """
+        start = (playing + lead) % self.loop_frames
+        if self.loop_frames - start < min(self.transition_frames, self.loop_frames):
+            return 0
+        return start
+
+    async def transition(self, old: Scene, new: Scene, start: int) -> EncodedClip:
+        """A keyframe-first clip from loop phase `start` to the wrap: a crossfade, then the new scene.
+
+        Both scenes move in step (same phase), so only the outfit and caption change; the clip ends where
+        the new loop begins, so the loop's keyframe follows without a jump.
+        """
+        return await self._run(self._transition_sync, old, new, start)
+
+    def _transition_sync(self, old: Scene, new: Scene, start: int) -> EncodedClip:
         frames = []
-        for step in range(count):
-            old_phase = ((old_start + step) % self.loop_frames) / self.loop_frames
-            new_phase = (self.loop_frames - count + step) / self.loop_frames  # ends where the new loop starts
-            old_frame = old.art.frame(old_phase) if old.art is not None else old.first_frame
-            new_frame = new.art.frame(new_phase) if new.art is not None else new.first_frame
-            frames.append(crossfade(old_frame, new_frame, (step + 1) / (count + 1)))
+        for index in range(start, self.loop_frames):
+            phase = index / self.loop_frames
+            new_frame = new.art.frame(phase) if new.art is not None else new.first_frame
+            step = index - start
+            if step < self.transition_frames:
+                old_frame = old.art.frame(phase) if old.art is not None else old.first_frame
+                new_frame = crossfade(old_frame, new_frame, (step + 1) / (self.transition_frames + 1))
+            frames.append(new_frame)
         return encode_vp8(frames, self.fps, self.bitrate)
 
     async def h264_loop(self, scene: Scene) -> bytes:

@@ -124,7 +124,7 @@ class StreamerConnection:
         self._stream_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
-        self._transition_lead_frames = 2
+        self._seconds_per_transition_frame = 0.02
         self._close_task: asyncio.Future[None] | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------------------
@@ -333,13 +333,16 @@ class StreamerConnection:
                 raise StreamRefused("no_active_stream", "No stream is running on this connection")
             library = self.emulator.library
             scene = await library.scene(stream.size, prompt.strip(), stream.image_bytes)
-            # Start the crossfade a little ahead of the playing frame, where the old loop will be once
-            # the transition is encoded, so the motion carries on without a jump.
-            position = (self.track.loop_position + self._transition_lead_frames) % library.loop_frames
+            # Begin the crossfade where the old loop will be once the clip is encoded, so motion carries on.
+            playing = self.track.loop_position
+            lead = math.ceil(
+                (library.loop_frames - playing) * self._seconds_per_transition_frame * self.config.fps
+            )
+            position = library.transition_start(playing, lead + 1)
             began = time.monotonic()
             transition = await library.transition(stream.scene, scene, position)
-            took_frames = math.ceil((time.monotonic() - began) * self.config.fps)
-            self._transition_lead_frames = min(library.loop_frames // 2, took_frames + 1)
+            took = time.monotonic() - began
+            self._seconds_per_transition_frame = took / max(1, len(transition.packets))
             if self.stream is not stream or self.track is None:
                 return
             self.track.show_from(position, scene.loop, transition)
