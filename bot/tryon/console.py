@@ -57,6 +57,8 @@ class ConsolePresenter:
         if event.queue_position is not None:
             wait = event.estimated_wait_seconds or 0.0
             self._say(f"queued: position {event.queue_position}, about {wait:.0f} s to wait")
+        elif event.platform_wait_seconds is not None:
+            self._say(f"waiting for the platform to free a streamer ({event.platform_wait_seconds:.0f} s)")
         elif event.continuing:
             self._say(
                 f"continuing: the platform caps one stream, so a fresh stream took over at "

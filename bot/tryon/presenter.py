@@ -31,6 +31,8 @@ class StatusChanged:
     remaining_seconds: float | None = None
     # Why the session ended (for ending/done/failed/cancelled): "member", "idle", "quota", ...
     end_reason: str | None = None
+    # While connecting: seconds spent waiting for the platform to free a streamer (HTTP 503 queue).
+    platform_wait_seconds: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -381,9 +381,14 @@ class TryOnSession:
         def on_disconnected() -> None:
             loss.report("disconnected")
 
+        async def on_queue(waited_seconds: float) -> None:
+            await self._report_status(platform_wait_seconds=waited_seconds)
+
         try:
             await asyncio.wait_for(
-                client.connect(on_stream_error=on_stream_error, on_disconnected=on_disconnected),
+                client.connect(
+                    on_stream_error=on_stream_error, on_disconnected=on_disconnected, on_queue=on_queue
+                ),
                 self.settings.connect_timeout_seconds,
             )
             prompt = self.latest_outfit
@@ -580,7 +585,9 @@ class TryOnSession:
         self.estimated_wait_seconds = wait_seconds
         await self._report_status()
 
-    async def _report_status(self, *, continuing: bool = False) -> None:
+    async def _report_status(
+        self, *, continuing: bool = False, platform_wait_seconds: float | None = None
+    ) -> None:
         queued = self.state is SessionState.QUEUED
         event = StatusChanged(
             session_id=self.id,
@@ -590,6 +597,7 @@ class TryOnSession:
             queue_position=self.queue_position if queued else None,
             estimated_wait_seconds=self.estimated_wait_seconds if queued else None,
             continuing=continuing,
+            platform_wait_seconds=platform_wait_seconds,
             remaining_seconds=round(self.remaining_seconds, 1),
             end_reason=str(self.end_reason)
             if self.end_reason and self.state is not SessionState.STREAMING

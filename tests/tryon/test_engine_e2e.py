@@ -268,6 +268,29 @@ async def test_fair_queue_cap_and_cancel_while_queued(
     assert not any(status.state == "connecting" for status in presenters[11].statuses)
 
 
+async def test_platform_queue_then_shutdown_settles_everything(
+    emulator_factory: Callable[..., Awaitable[Emulator]], make_engine: EngineMaker, tmp_path: Path
+) -> None:
+    emulator = await emulator_factory()
+    emulator.faults.fail_503_times = 1  # no streamer free at first: the client waits in the platform's queue
+    engine = await make_engine(emulator, slots=1)
+    live_presenter = ConsolePresenter(tmp_path / "live", echo=lambda line: None)
+    waiting_presenter = ConsolePresenter(tmp_path / "waiting", echo=lambda line: None)
+    live = await engine.manager.admit(request(8), live_presenter)
+    waiting = await engine.manager.admit(request(9, GUILD_B), waiting_presenter)
+    await until(lambda: live.state is SessionState.STREAMING)
+    assert any(status.platform_wait_seconds is not None for status in live_presenter.statuses)
+
+    await engine.manager.shutdown(grace_seconds=30)
+    assert live.state is SessionState.DONE and live.end_reason is EndReason.SHUTDOWN
+    assert waiting.state is SessionState.CANCELLED
+    usage = engine.services.store.usage
+    assert [e.kind for e in await usage.for_session(live.id)] == ["session", "charge"]
+    assert [e.kind for e in await usage.for_session(waiting.id)] == ["session", "refund"]
+    with pytest.raises(NotAllowed):
+        await engine.manager.admit(request(10), live_presenter)
+
+
 async def test_crash_recovery_settles_from_the_last_heartbeat(
     emulator_factory: Callable[..., Awaitable[Emulator]], make_engine: EngineMaker, tmp_path: Path
 ) -> None:
