@@ -67,9 +67,21 @@ def scaled_size(width: int, height: int, max_width: int) -> tuple[int, int]:
     return max(target_width, 2), max(target_height, 2)
 
 
-def _scale_to_yuv420p(frame: av.VideoFrame, width: int, height: int) -> np.ndarray:
+def _scale_to_yuv420p(frame: av.VideoFrame, out: np.ndarray) -> np.ndarray:
+    """Scale into `out` (height * 3 // 2, width): the Y plane, then U, then V, each packed row after row."""
+    width, height = out.shape[1], out.shape[0] * 2 // 3
     scaled = frame.reformat(width, height, "yuv420p", interpolation="AREA")
-    return np.ascontiguousarray(scaled.to_ndarray())
+    flat = out.reshape(-1)
+    offset = 0
+    for plane, (plane_width, plane_height) in zip(
+        scaled.planes, ((width, height), (width // 2, height // 2), (width // 2, height // 2)), strict=True
+    ):
+        rows = np.frombuffer(memoryview(plane), np.uint8).reshape(plane_height, plane.line_size)[
+            :, :plane_width
+        ]
+        flat[offset : offset + plane_width * plane_height].reshape(plane_height, plane_width)[:] = rows
+        offset += plane_width * plane_height
+    return out
 
 
 def _encode_image(frame: av.VideoFrame, image_format: str, quality: int) -> bytes:
@@ -160,7 +172,10 @@ class FrameBuffer:
         self._scaling = True
         generation = self._generation
         try:
-            planes = await asyncio.to_thread(_scale_to_yuv420p, source, width, height)
+            # Kept frames are allocated here on the loop thread: buffers allocated in worker threads land in
+            # per-thread malloc arenas, which fragment and grew RSS well past the data actually held.
+            planes = np.empty((height * 3 // 2, width), np.uint8)
+            await asyncio.to_thread(_scale_to_yuv420p, source, planes)
         finally:
             self._scaling = False
         if generation != self._generation:

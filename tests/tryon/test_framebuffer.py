@@ -93,9 +93,9 @@ async def test_scaling_runs_off_the_event_loop_thread(monkeypatch: pytest.Monkey
     threads: list[int] = []
     real_scale = framebuffer._scale_to_yuv420p
 
-    def recording_scale(frame: av.VideoFrame, width: int, height: int) -> np.ndarray:
+    def recording_scale(frame: av.VideoFrame, out: np.ndarray) -> np.ndarray:
         threads.append(threading.get_ident())
-        return real_scale(frame, width, height)
+        return real_scale(frame, out)
 
     monkeypatch.setattr(framebuffer, "_scale_to_yuv420p", recording_scale)
     buffer = FrameBuffer()
@@ -158,3 +158,13 @@ async def test_a_frame_scaled_across_clear_is_discarded() -> None:
     buffer.clear()
     assert await adding is None
     assert len(buffer) == 0
+
+
+@pytest.mark.parametrize(("width", "height"), [(360, 654), (98, 178)])
+def test_scaling_into_a_preallocated_array_matches_pyav(width: int, height: int) -> None:
+    # Plane rows are padded in FFmpeg buffers (line_size > width); the copy must strip the padding.
+    rgb = np.random.default_rng(0).integers(0, 256, (1280, 704, 3), dtype=np.uint8)
+    source = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+    expected = source.reformat(width, height, "yuv420p", interpolation="AREA").to_ndarray()
+    out = np.empty((height * 3 // 2, width), np.uint8)
+    assert np.array_equal(framebuffer._scale_to_yuv420p(source, out), expected)
