@@ -13,6 +13,7 @@ from bot.store import Store
 from bot.store.records import AuditEntry, QuotaLimits
 from bot.store.store import month_start
 from bot.tryon.prompts import normalise_blocklist_entry
+from bot.tryon.session import EndReason
 from cogs.utils.formatting import audit_line, duration, limits_text, quote_safely, timestamp
 from cogs.utils.modlog import post_to_mod_log
 
@@ -59,6 +60,7 @@ class TryOnAdmin(
     quota = app_commands.Group(name="quota", description="Streaming allowances")
     channels = app_commands.Group(name="channels", description="Where try-on may be used")
     blocklist = app_commands.Group(name="blocklist", description="Words outfit prompts may not use")
+    sessions = app_commands.Group(name="sessions", description="Live and queued try-ons in this server")
 
     def __init__(self, bot: TryOnBot) -> None:
         self.bot = bot
@@ -314,6 +316,41 @@ class TryOnAdmin(
         words = await self.store.guilds.blocked_words(self._guild_id(interaction))
         text = ", ".join(f"“{quote_safely(w)}”" for w in words) if words else "No words are blocked."
         await send_reply(interaction, text[:1900])
+
+    # live sessions
+
+    @sessions.command(name="list", description="Live and queued try-ons in this server")
+    async def sessions_list(self, interaction: discord.Interaction[TryOnBot]) -> None:
+        live = self.bot.runtime.engine.manager.sessions(self._guild_id(interaction))
+        if not live:
+            await send_reply(interaction, "No try-ons are running or waiting here.")
+            return
+        lines = [
+            f"`{s.id}` <@{s.request.user_id}> · {s.state} · {duration(s.streamed_seconds)} · "
+            f"{quote_safely(s.latest_outfit, 80)}"
+            for s in live
+        ]
+        await send_reply(interaction, "\n".join(lines)[:1900])
+
+    @sessions.command(name="stop", description="End someone's try-on (it is settled and its recording kept)")
+    @app_commands.describe(session_id="The id shown by /tryonadmin sessions list")
+    async def sessions_stop(
+        self, interaction: discord.Interaction[TryOnBot], session_id: app_commands.Range[str, 1, 40]
+    ) -> None:
+        guild_id = self._guild_id(interaction)
+        manager = self.bot.runtime.engine.manager
+        session = manager.get(session_id, guild_id=guild_id)
+        manager.stop(session_id, reason=EndReason.MODERATOR)
+        entry = await self.store.audit.record(
+            guild_id,
+            "session_stopped",
+            actor_id=interaction.user.id,
+            target_user_id=session.request.user_id,
+            target=session_id,
+        )
+        await self._done(
+            interaction, f"Stopping <@{session.request.user_id}>'s try-on `{session_id}`.", entry
+        )
 
     # reports and logs
 

@@ -85,6 +85,8 @@ class DiscordPresenter:
         text = event.message
         if event.error_id:
             text += f" (error id `{event.error_id}`)"
+        if not self.outlet.token_alive:
+            text = f"<@{self.owner_id}> {text}"  # a channel post: say whom it is about (nobody is pinged)
         await self._post(text)
 
     async def _post(

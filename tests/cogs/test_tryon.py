@@ -10,6 +10,7 @@ import pytest
 from bot.app import TryOnBot
 from bot.config import BotConfig, OdysseySettings
 from bot.emulator import DEV_API_KEY, Emulator
+from bot.store import Store
 from bot.tryon.settings import EngineSettings
 from tests.cogs.conftest import make_config
 from tests.fakediscord import BotDriver, FakeDiscord, FakeMessage
@@ -190,6 +191,8 @@ async def test_whole_try_on_through_discord(
         40,
     )
     assert "[video](" in final.text and f"<@{alice.member['user']['id']}>" in final.content  # type: ignore[index]
+    assert [a["filename"] for a in final.attachments] == ["before-after.png"]
+    assert final.embeds[0]["image"]["url"] == "attachment://before-after.png"
     edits = fake_discord.requests_to("PATCH", rf"/messages/{status.id}$")
     assert all("allowed_mentions" in r.json for r in edits)
 
@@ -306,3 +309,95 @@ async def test_quota_history_and_forget(
     callback = await confirm.response()
     assert callback.json["type"] == 7 and "Deleted 7 try-on session(s)" in callback.json["data"]["content"]
     assert await bot.runtime.store.sessions.history(world.guild_id, alice_id) == []
+
+
+async def test_steering_commands_snapshot_and_moderator_stop(
+    driver: BotDriver, world: p.GuildWorld, as_member: Ctx, bot: TryOnBot, fake_discord: FakeDiscord
+) -> None:
+    alice, mod = as_member("alice"), as_member("mod", moderator=True)
+    start = driver.command(alice, "tryon start", photo=photo_option(fake_discord), outfit="white linen suit")
+    status = await wait_status(fake_discord, start.token, "Streaming live")
+    session_id = status.embeds[0]["footer"]["text"].removeprefix("session ")
+
+    applied = await driver.command(alice, "tryon outfit", prompt="black velvet blazer").reply(within=40)
+    assert applied.ephemeral and applied.content == "New outfit applied."
+    snap = await driver.command(alice, "tryon snapshot").reply(within=20)
+    assert snap.ephemeral and snap.content == "Snapshot posted."
+    await fake_discord.wait_for(
+        lambda: any(
+            a["filename"].endswith(".png")
+            for m in fake_discord.messages_for(start.token)
+            for a in m.attachments
+        )
+    )
+    by_button = await driver.press(mod, status, f"tryon:snap:{session_id}").reply(within=20)
+    assert by_button.content == "Snapshot posted."
+
+    listed = await driver.command(mod, "tryonadmin sessions list").reply()
+    assert session_id in listed.content and "black velvet blazer" in listed.content
+    other = p.guild_world("other")
+    driver.add_guild(other)
+    outsider = driver.context(other, other.add_member("othermod", moderator=True))
+    foreign = await driver.command(outsider, "tryonadmin sessions stop", session_id=session_id).reply()
+    assert "doesn't exist" in foreign.content
+
+    stopped = await driver.command(mod, "tryonadmin sessions stop", session_id=session_id).reply()
+    assert "Stopping" in stopped.content
+    await wait_status(fake_discord, start.token, "a moderator ended it", within=40)
+    entries = await bot.runtime.store.audit.list(world.guild_id, action="session_stopped")
+    assert entries[0].target == session_id and entries[0].actor_id == int(mod.member["user"]["id"])  # type: ignore[index]
+    gone = await driver.command(alice, "tryon status").reply()
+    assert "no try-on running" in gone.content
+
+
+async def test_restart_settles_interrupted_sessions_and_tells_the_channel(
+    driver: BotDriver,
+    world: p.GuildWorld,
+    as_member: Ctx,
+    bot: TryOnBot,
+    fake_discord: FakeDiscord,
+    bot_config: BotConfig,
+) -> None:
+    alice_id = int(as_member("alice").member["user"]["id"])  # type: ignore[index]
+    channel_id = int(world.channel["id"])
+    record = await bot.runtime.store.sessions.create(
+        guild_id=world.guild_id,
+        channel_id=channel_id,
+        user_id=alice_id,
+        photo_sha256="0" * 64,
+        orientation="portrait",
+        front_end={"private": False, "status_message_id": None},
+    )
+    await bot.runtime.store.sessions.set_state(record.id, "streaming")
+    restarted = TryOnBot(bot_config)
+    try:
+        await BotDriver(fake_discord, restarted).login()  # cog_load recovers before any command runs
+        stored = await restarted.runtime.store.sessions.get(record.id)
+        assert stored is not None and stored.state == "interrupted"
+        notice = await fake_discord.wait_for(lambda: fake_discord.channel_messages(channel_id))
+        assert "interrupted by a restart" in notice[-1].content
+    finally:
+        await restarted.close()
+
+
+async def test_shutdown_ends_and_settles_live_sessions(
+    driver: BotDriver, world: p.GuildWorld, as_member: Ctx, bot: TryOnBot, fake_discord: FakeDiscord
+) -> None:
+    alice = as_member("alice")
+    start = driver.command(
+        alice, "tryon start", photo=photo_option(fake_discord), outfit="orange puffer jacket"
+    )
+    status = await wait_status(fake_discord, start.token, "Streaming live")
+    session_id = status.embeds[0]["footer"]["text"].removeprefix("session ")
+    store = bot.runtime.store
+    await bot.close()  # what SIGINT/SIGTERM lead to in `python -m bot run`
+    final = status_message(fake_discord, start.token)
+    assert final is not None and "the bot is restarting" in final.text and final.components == []
+    reopened = await Store.open(store.path)
+    try:
+        record = await reopened.sessions.get(session_id)
+        assert record is not None and record.state == "done" and record.streamed_seconds > 0
+        kinds = [entry.kind for entry in await reopened.usage.for_session(session_id)]
+        assert "charge" in kinds
+    finally:
+        await reopened.close()
