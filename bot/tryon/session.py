@@ -265,7 +265,9 @@ class TryOnSession:
             try:
                 live = await self._wait_for_stream()
                 mark = self._timeline_now()
-                await asyncio.wait_for(live.client.interact(outfit), self.settings.ack_timeout_seconds)
+                # A stream started during a roll-over gap already carries the newest outfit.
+                if live.prompt != outfit:
+                    await asyncio.wait_for(live.client.interact(outfit), self.settings.ack_timeout_seconds)
             except (OdysseyError, TimeoutError) as exc:
                 await self.services.store.prompts.set_status(
                     prompt_id, "refused", refusal_reason=type(exc).__name__
@@ -314,6 +316,12 @@ class TryOnSession:
             await self._fail(exc.message, error=exc)
         except OdysseyUsageError as exc:
             await self._fail(usage_error_message(exc), error=None, reason=exc.code)
+        except (OdysseyError, TimeoutError) as exc:
+            log.warning("session %s: the platform failed: %r", self.id, exc)
+            message = (
+                "The video platform could not start your try-on right now. Please try again in a minute."
+            )
+            await self._fail(message, error=None, reason=type(exc).__name__)
         except asyncio.CancelledError:
             await asyncio.shield(self._fail("The try-on was stopped unexpectedly.", error=None))
             raise
@@ -396,23 +404,23 @@ class TryOnSession:
                 client.start_stream(prompt, portrait=self.settings.portrait, image=self.request.photo),
                 self.settings.start_timeout_seconds,
             )
+            started = self._clock()
+            record = await self.services.store.streams.start(
+                self.id, odyssey_stream_id=stream_id, prompt=prompt
+            )
         except BaseException:
             await close_client(client, self.settings.end_timeout_seconds)
             raise
-        started = self._clock()
-        record = await self.services.store.streams.start(self.id, odyssey_stream_id=stream_id, prompt=prompt)
-        for prompt_id in self.pending_prompt_ids:
-            await self.services.store.prompts.set_status(prompt_id, "applied")
-        self.pending_prompt_ids.clear()
-        store_id = record.id
-        live = _LiveStream(client, index, stream_id, store_id, started, prompt, loss)
+        live = _LiveStream(client, index, stream_id, record.id, started, prompt, loss)
         live.pump = asyncio.create_task(self._pump_frames(client), name=f"frames-{self.id}-{index}")
         self.stream_ids.append(stream_id)
         self._live = live
         self._stream_ready.set()
-        # An outfit sent during the roll-over gap rode along with the start.
         if index == 0:
             self._last_activity = started
+        for prompt_id in self.pending_prompt_ids:
+            await self.services.store.prompts.set_status(prompt_id, "applied")
+        self.pending_prompt_ids.clear()
         return live
 
     async def _pump_frames(self, client: Odyssey) -> None:
