@@ -1,4 +1,11 @@
-"""Odyssey platform client: REST (httpx), signaling websocket and WebRTC (aiortc)."""
+"""Odyssey platform client: REST (httpx), signaling websocket and WebRTC (aiortc).
+
+Shaped like the official Python SDK (`Odyssey.connect/start_stream/interact/end_stream/disconnect`,
+recordings, simulations, client credentials), without its flaws: every wait is bounded, pending requests
+fail when the connection drops, callbacks may be async, and frames never pile up. The engine reads decoded
+frames from `client.frames` (a bounded `FrameQueue` of `StreamFrame`, native pixel format, stream-relative
+seconds); `on_video_frame` gets the SDK's RGB `VideoFrame`, converted in a worker thread.
+"""
 
 from bot.odyssey.client import Odyssey
 from bot.odyssey.connection import ConnectionTimeouts

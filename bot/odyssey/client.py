@@ -59,13 +59,21 @@ class Odyssey:
         frame_queue_size: int = DEFAULT_FRAME_QUEUE_SIZE,
         http: httpx.AsyncClient | None = None,
     ) -> None:
+        """`api_url` defaults to $ODYSSEY_API_URL, then https://api.odyssey.ml.
+
+        `queue_timeout`: seconds to keep polling while no streamer is free (0 fails at once);
+        `retry`: signaling connect retries; `timeouts`: every other wait; `frame_queue_size`: frames
+        `client.frames` keeps before dropping the oldest; `http`: a shared httpx client (not closed here).
+        """
         self.api_url = (api_url or os.environ.get("ODYSSEY_API_URL") or DEFAULT_API_URL).rstrip("/")
         self.queue_timeout = queue_timeout
         self.retry = retry or RetryPolicy()
         self.timeouts = timeouts or ConnectionTimeouts()
         self._frame_queue_size = frame_queue_size
         self._owns_http = http is None
-        self._http = http or httpx.AsyncClient(timeout=HTTP_TIMEOUT_SECONDS, trust_env=False)
+        # Proxy settings from the environment apply to the real platform, never to a local emulator.
+        trust_env = not is_loopback_url(self.api_url)
+        self._http = http or httpx.AsyncClient(timeout=HTTP_TIMEOUT_SECONDS, trust_env=trust_env)
         self._tokens = TokenCache(self._http, self.api_url, api_key)
         self._api = ApiClient(self._http, self.api_url, self._tokens)
         self._regions = RegionProber(self._http)
