@@ -72,6 +72,12 @@ async def test_disabled_key_is_an_auth_error(harness: ClientHarness) -> None:
         await harness.client(emu, api_key="ody_off").connect()
 
 
+async def test_missing_key_is_a_format_error(harness: ClientHarness) -> None:
+    emu = await harness.emulator()  # e.g. a bot started without its key in the environment
+    with pytest.raises(OdysseyAuthError, match="Invalid API key format"):
+        await harness.client(emu, api_key=None).connect()  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     ("code", "cls"),
     [
