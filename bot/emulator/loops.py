@@ -214,6 +214,9 @@ class SceneLibrary:
         return await self._run(self._transition_sync, old, new, start)
 
     def _transition_sync(self, old: Scene, new: Scene, start: int) -> EncodedClip:
+        return encode_vp8(self._transition_frames(old, new, start), self.fps, self.bitrate)
+
+    def _transition_frames(self, old: Scene, new: Scene, start: int) -> list[Frame]:
         frames = []
         for index in range(start, self.loop_frames):
             phase = index / self.loop_frames
@@ -223,7 +226,11 @@ class SceneLibrary:
                 old_frame = old.art.frame(phase) if old.art is not None else old.first_frame
                 new_frame = crossfade(old_frame, new_frame, (step + 1) / (self.transition_frames + 1))
             frames.append(new_frame)
-        return encode_vp8(frames, self.fps, self.bitrate)
+        return frames
+
+    async def h264_transition(self, old: Scene, new: Scene, start: int) -> bytes:
+        """The same transition as `transition`, as a small H.264 MP4 for recordings."""
+        return await self._run(lambda: encode_h264_mp4(self._transition_frames(old, new, start), self.fps))
 
     async def h264_loop(self, scene: Scene) -> bytes:
         """The scene's loop as a small H.264 MP4 (encoded on first use, then kept)."""

@@ -35,6 +35,8 @@ class Segment:
 
     start_seconds: float
     scene: Scene
+    transition_from: Scene | None = None
+    transition_start: int = 0
 
 
 @dataclass
@@ -183,7 +185,7 @@ class RecordingStore:
                 )
                 end = min(end, recording.frame_count)
                 if end > start or (not parts and index == len(segments) - 1):
-                    parts.append((await self._library.h264_loop(segment.scene), max(1, end - start)))
+                    parts.extend(await self._segment_parts(segment, max(1, end - start)))
             await self._library.run_blocking(
                 write_files,
                 recording.directory,
@@ -198,6 +200,20 @@ class RecordingStore:
             recording.failed = True
         finally:
             recording.ready.set()
+
+    async def _segment_parts(self, segment: Segment, frame_count: int) -> list[tuple[bytes, int]]:
+        parts: list[tuple[bytes, int]] = []
+        if segment.transition_from is not None:
+            library = self._library
+            intro = await library.h264_transition(
+                segment.transition_from, segment.scene, segment.transition_start
+            )
+            intro_frames = min(frame_count, library.loop_frames - segment.transition_start)
+            parts.append((intro, intro_frames))
+            frame_count -= intro_frames
+        if frame_count > 0:
+            parts.append((await self._library.h264_loop(segment.scene), frame_count))
+        return parts
 
     async def get(self, stream_id: str, owner: str) -> Recording | None:
         """The caller's finished recording (waits for its files), or None."""

@@ -346,8 +346,8 @@ class StreamerConnection:
             if self.stream is not stream or self.track is None:
                 return
             self.track.show_from(position, scene.loop, transition)
+            stream.segments.append(Segment(stream.elapsed(), scene, stream.scene, position))
             stream.scene = scene
-            stream.segments.append(Segment(stream.elapsed(), scene))
             stream.log_event("update", prompt=scene.prompt)
             self._send({"type": "update_acknowledged", "prompt": scene.prompt})
 

@@ -10,8 +10,13 @@ import av
 import httpx
 from PIL import Image
 
-from bot.emulator import ApiKey, Emulator
+from bot.emulator import ApiKey, Emulator, garment_box
 from tests.emulator.peer import connected_peer, get_token, start_message
+
+
+def garment_level(frame: av.VideoFrame) -> float:
+    left, top, right, bottom = garment_box(frame.width, frame.height)
+    return float(frame.to_ndarray(format="rgb24")[top:bottom, left:right].mean())
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -52,8 +57,10 @@ async def test_recording_files_are_real_and_match_the_stream(emulator: Emulator)
             duration = container.duration / 1_000_000
         assert len(frames) == recording["frame_count"]
         assert abs(duration - recording["duration_seconds"]) < 0.2
-        first, last = frames[0].to_ndarray(format="rgb24"), frames[-1].to_ndarray(format="rgb24")
-        assert abs(first.astype(int) - last.astype(int)).mean() > 3  # the outfit changed mid-stream
+        levels = [garment_level(frame) for frame in frames]
+        assert levels[0] - levels[-1] > 40  # green linen, then black leather
+        low, high = levels[-1] + (levels[0] - levels[-1]) / 4, levels[0] - (levels[0] - levels[-1]) / 4
+        assert any(low < level < high for level in levels)  # the crossfade is recorded too
         preview = (await http.get(recording["preview_url"])).content
         with av.open(io.BytesIO(preview), "r") as container:
             assert 0 < len(list(container.decode(video=0))) <= emulator.config.preview_seconds * 8 + 1
