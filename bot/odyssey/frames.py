@@ -144,7 +144,11 @@ class LatestFrameWorker:
             frame, self._latest = self._latest, None
             if frame is None:
                 continue
-            video_frame = await asyncio.to_thread(to_video_frame, frame)
+            try:
+                video_frame = await asyncio.to_thread(to_video_frame, frame)
+            except (ValueError, av.error.FFmpegError) as exc:  # one bad frame must not stop the callbacks
+                log.warning("frame conversion failed: %s", exc)
+                continue
             await self._runner.call_and_wait(self._callback, video_frame)
 
 
