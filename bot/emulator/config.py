@@ -24,29 +24,29 @@ class EmulatorConfig:
     """Everything configurable about the emulator; tests shrink sizes, fps and limits."""
 
     host: str = "127.0.0.1"
-    port: int = 0
+    port: int = 0  # 0 picks a free port; read the result from `Emulator.url`
     api_keys: dict[str, ApiKey] = field(default_factory=lambda: {DEV_API_KEY: ApiKey()})
     fps: int = 24
-    scale: float = 1.0
-    loop_seconds: float = 2.0
-    transition_seconds: float = 0.5
+    scale: float = 1.0  # frame size factor on 704x1280 / 1280x704 (rounded to multiples of 16)
+    loop_seconds: float = 2.0  # length of each scene's pre-encoded loop
+    transition_seconds: float = 0.5  # crossfade when the prompt changes
     vp8_bitrate: int = 1_000_000
-    concurrency_limit: int = 5
-    streamer_slots: int = 16
-    stream_cap_seconds: float = 150.0
-    idle_timeout_seconds: float | None = 40.0
-    connection_max_seconds: float | None = 3600.0
+    concurrency_limit: int = 5  # sessions per key (unless the key sets its own) -> 429
+    streamer_slots: int = 16  # sessions in total -> 503 (clients queue)
+    stream_cap_seconds: float = 150.0  # -> session_timeout, then the connection drops
+    idle_timeout_seconds: float | None = 40.0  # a connection without a running stream; None disables
+    connection_max_seconds: float | None = 3600.0  # -> signaling error duration_limit_reached
     access_token_ttl_seconds: float = 3600.0
-    session_token_ttl_seconds: float = 600.0
-    unclaimed_session_seconds: float = 600.0
+    session_token_ttl_seconds: float = 600.0  # only gates opening the websocket
+    unclaimed_session_seconds: float = 600.0  # a session nobody connects to frees its slot after this
     max_image_bytes: int = MAX_IMAGE_BYTES
-    stream_start_delay_seconds: float = 0.0
+    stream_start_delay_seconds: float = 0.0  # extra wait before stream_started
     signed_url_ttl_seconds: float = 3600.0
     preview_seconds: float = 3.0
-    recordings_dir: str | None = None
-    simulation_step_seconds: float = 1.0
-    simulation_queue_cap: int = 10
-    render_workers: int = 2
+    recordings_dir: str | None = None  # None: a temporary folder removed by stop()
+    simulation_step_seconds: float = 1.0  # time between simulation job status changes
+    simulation_queue_cap: int = 10  # pending jobs per key -> 429
+    render_workers: int = 2  # threads that render and encode scenes and recordings
 
     @classmethod
     def small(cls, **overrides: object) -> EmulatorConfig:
@@ -73,11 +73,11 @@ def _round16(value: float) -> int:
 class Faults:
     """Runtime fault injection: tests flip these on a running emulator (`emu.faults`)."""
 
-    fail_503_times: int = 0
-    force_429_code: str | None = None
-    signaling_error_reason: str | None = None
-    ws_close_code_on_connect: int | None = None
-    stream_error_reason: str | None = None
+    fail_503_times: int = 0  # the next N /sessions/request answer 503 (counts down)
+    force_429_code: str | None = None  # every /sessions/request answers 429 with this §5.1 code
+    signaling_error_reason: str | None = None  # websocket sends {"type":"error","reason":…} and closes
+    ws_close_code_on_connect: int | None = None  # websocket closes with this code right after the offer
+    stream_error_reason: str | None = None  # every stream start is refused with this reason
     stream_error_message: str = "Injected stream error"
-    drop_peer_after_seconds: float | None = None
-    stream_start_delay_seconds: float | None = None
+    drop_peer_after_seconds: float | None = None  # the peer connection closes this long into a stream
+    stream_start_delay_seconds: float | None = None  # overrides the configured start delay
