@@ -156,6 +156,25 @@ async def test_platform_cap_rolls_over_then_idle_ends(
     assert presenter.statuses[-1].end_reason == "idle"
 
 
+async def test_failed_roll_over_ends_early_with_the_recording_so_far(
+    emulator_factory: Callable[..., Awaitable[Emulator]], make_engine: EngineMaker, tmp_path: Path
+) -> None:
+    emulator = await emulator_factory(stream_cap_seconds=1.5)
+    engine = await make_engine(emulator)
+    presenter = ConsolePresenter(tmp_path / "out", echo=lambda line: None)
+    session = await engine.manager.admit(request(12), presenter)
+    await until(lambda: session.state is SessionState.STREAMING)
+    emulator.faults.force_429_code = "CONCURRENT_LIMIT_REACHED"  # the next connect is refused
+    await finished(session)
+
+    assert session.state is SessionState.DONE and session.end_reason is EndReason.CONNECTION_LOST
+    assert "could not continue" in presenter.errors[0].message
+    [recordings] = presenter.recordings
+    assert len(recordings.recordings) == 1 and recordings.recordings[0].video_url
+    [charge] = [e for e in await engine.services.store.usage.for_session(session.id) if e.kind == "charge"]
+    assert charge.seconds == pytest.approx(1.5, abs=0.5)
+
+
 async def test_quota_is_a_hard_stop_and_bad_input_costs_nothing(
     emulator_factory: Callable[..., Awaitable[Emulator]], make_engine: EngineMaker, tmp_path: Path
 ) -> None:
