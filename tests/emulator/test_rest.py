@@ -123,11 +123,11 @@ async def test_concurrency_limit_and_streamer_slots(emulator_factory) -> None:
 
 
 async def test_access_token_expires(emulator_factory) -> None:
-    emu = await emulator_factory(access_token_ttl_seconds=0.3)
+    emu = await emulator_factory(access_token_ttl_seconds=1.0)
     async with httpx.AsyncClient(base_url=emu.url) as http:
         token = await get_token(http)
         assert (await http.get("/regions", headers=bearer(token))).status_code == 200
-        await asyncio.sleep(0.4)
+        await asyncio.sleep(1.1)
         assert (await http.get("/regions", headers=bearer(token))).status_code == 401
 
 
