@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -232,7 +233,8 @@ class SessionManager:
         finally:
             self._running.pop(session.id, None)
             if session.started_at is not None and session.streamed_seconds > 0:
-                self.estimator.record(session.streamed_seconds)
+                # The whole time the slot was held: connecting and finalising included.
+                self.estimator.record(time.monotonic() - session.started_at)
             self._forget(session)
             if not self._closing:
                 self._spawn(self._dispatch())

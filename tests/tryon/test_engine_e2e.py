@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ from bot.tryon.errors import (
     Blocked,
     NoSuchSession,
     NotAllowed,
+    PhotoRejected,
     PromptRejected,
     QueueFull,
     QuotaExceeded,
@@ -209,6 +211,9 @@ async def test_blocklist_moderator_stop_and_blocks(
 
     with pytest.raises(PromptRejected):
         await manager.admit(request(6, outfit="black L E A T H E R jacket"), presenter)
+    with pytest.raises(PhotoRejected):
+        await manager.admit(dataclasses.replace(request(6), photo=b"not a photo at all"), presenter)
+    assert await store.sessions.history(GUILD_A, 6) == []
     session = await manager.admit(request(6), presenter)
     await until(lambda: session.state is SessionState.STREAMING)
     with pytest.raises(PromptRejected):
