@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -304,25 +303,32 @@ class SessionManager:
         await asyncio.gather(*self._notify_tasks, return_exceptions=True)
 
     async def recover(self, presenter_for: RecoveryPresenterFactory | None = None) -> list[SessionRecord]:
-        """At start-up: mark sessions a crash left live as interrupted, settle them, offer recordings."""
-        store = self.services.store
-        interrupted = await store.sessions.interrupt_unfinished()
-        recovered = []
-        for item in interrupted:
-            record = item.session
-            recovered.append(record)
+        """At start-up: mark sessions a crash left live as interrupted, settle them, offer recordings.
+
+        Usage is settled from each session's last heartbeat; the recordings are fetched for all sessions at
+        once (each waits at most `recording_poll_limit_seconds`).
+        """
+        interrupted = await self.services.store.sessions.interrupt_unfinished()
+        records = [item.session for item in interrupted]
+        for record in records:
             await self.services.quota.settle(record.id, record.streamed_seconds)
-            presenter = presenter_for(record) if presenter_for is not None else None
-            if presenter is None:
-                continue
+        if presenter_for is not None:
+            await asyncio.gather(*(self._offer_recovered(record, presenter_for) for record in records))
+        return records
+
+    async def _offer_recovered(self, record: SessionRecord, presenter_for: RecoveryPresenterFactory) -> None:
+        presenter = presenter_for(record)
+        if presenter is None:
+            return
+        try:
             links = await self._recovered_links(record.id)
-            with contextlib.suppress(Exception):
-                if links:
-                    await presenter.recording_ready(RecordingReady(record.id, tuple(links), recovered=True))
-                else:
-                    message = "Your try-on was interrupted by a restart before anything was recorded."
-                    await presenter.error(ErrorReported(record.id, message))
-        return recovered
+            if links:
+                await presenter.recording_ready(RecordingReady(record.id, tuple(links), recovered=True))
+            else:
+                message = "Your try-on was interrupted by a restart before anything was recorded."
+                await presenter.error(ErrorReported(record.id, message))
+        except Exception:
+            log.exception("could not offer the recordings of interrupted session %s", record.id)
 
     async def _recovered_links(self, session_id: str) -> list[RecordingLinks]:
         streams = await self.services.store.streams.for_session(session_id)
