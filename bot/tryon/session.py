@@ -625,8 +625,13 @@ class TryOnSession:
         return latest.timeline_seconds if latest is not None else 0.0
 
     async def _wait_for_stream(self) -> _LiveStream:
-        """The live stream, waiting through a roll-over gap."""
-        await asyncio.wait_for(self._stream_ready.wait(), self.settings.connect_timeout_seconds)
+        """The live stream, waiting through a roll-over gap; NoSuchSession if the session ends meanwhile."""
+        try:
+            await asyncio.wait_for(
+                self._until_stopped(self._stream_ready.wait()), self.settings.connect_timeout_seconds
+            )
+        except _StopRequested:
+            raise NoSuchSession() from None
         live = self._live
         if live is None:
             raise NoSuchSession()
