@@ -317,13 +317,13 @@ class Emulator:
             raise web.HTTPConflict(text="session already connected")
         session.attached = True
         ws = web.WebSocketResponse(max_msg_size=MAX_WS_MESSAGE_BYTES, autoping=True)
-        await ws.prepare(request)
-        connection = StreamerConnection(self, session, ws)
-        self.connections.add(connection)
         task = asyncio.current_task()
         if task is not None:
             self._connection_tasks.add(task)
         try:
+            await ws.prepare(request)
+            connection = StreamerConnection(self, session, ws)
+            self.connections.add(connection)
             await connection.run()
         finally:
             self.release_session(session)
