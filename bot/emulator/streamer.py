@@ -121,11 +121,11 @@ class StreamerConnection:
         self.connected_at = time.monotonic()
         self.idle_since = time.monotonic()
         self._starting = False
-        self._stream_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
         self._seconds_per_transition_frame = 0.02
         self._close_task: asyncio.Future[None] | None = None
+        self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
 
     # ---- lifecycle -------------------------------------------------------------------------------------
 
@@ -142,6 +142,7 @@ class StreamerConnection:
                 await self.ws.close(code=faults.ws_close_code_on_connect, message=b"injected close")
                 return
             self._spawn(self._watchdog())
+            self._spawn(self._process_inbox())
             async for message in self.ws:
                 if message.type == WSMsgType.TEXT:
                     await self._on_ws_text(message.data)
@@ -224,13 +225,17 @@ class StreamerConnection:
             return
         kind = message.get("type")
         if kind == "answer" and self.pc is not None and isinstance(message.get("sdp"), str):
-            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=message["sdp"], type="answer"))
+            try:
+                await self.pc.setRemoteDescription(RTCSessionDescription(sdp=message["sdp"], type="answer"))
+            except Exception:
+                log.warning("unusable answer from session %s", self.session.session_id, exc_info=True)
+                self._spawn(self.close(1008, "Unusable answer"))
         elif kind == "ice_candidate":
             await self._add_remote_candidate(message)
         elif kind == "client_disconnecting":
             self._spawn(self.close())
         elif kind == "interactive_stream_start":
-            self._spawn(self._handle(message))
+            self._inbox.put_nowait(message)
 
     async def _add_remote_candidate(self, message: dict[str, Any]) -> None:
         text = message.get("candidate")
@@ -253,7 +258,12 @@ class StreamerConnection:
         except ValueError:
             return
         if isinstance(message, dict) and not self._closing:
-            self._spawn(self._handle(message))
+            self._inbox.put_nowait(message)
+
+    async def _process_inbox(self) -> None:
+        # One message at a time, in arrival order, like a single streamer process.
+        while True:
+            await self._handle(await self._inbox.get())
 
     # ---- stream logic ---------------------------------------------------------------------------------
 
@@ -327,29 +337,28 @@ class StreamerConnection:
         prompt = message.get("prompt")
         if not isinstance(prompt, str):
             raise StreamRefused("invalid_request", "prompt must be a string")
-        async with self._stream_lock:
-            stream = self.stream
-            if stream is None or self.track is None:
-                raise StreamRefused("no_active_stream", "No stream is running on this connection")
-            library = self.emulator.library
-            scene = await library.scene(stream.size, prompt.strip(), stream.image_bytes)
-            # Begin the crossfade where the old loop will be once the clip is encoded, so motion carries on.
-            playing = self.track.loop_position
-            lead = math.ceil(
-                (library.loop_frames - playing) * self._seconds_per_transition_frame * self.config.fps
-            )
-            position = library.transition_start(playing, lead + 1)
-            began = time.monotonic()
-            transition = await library.transition(stream.scene, scene, position)
-            took = time.monotonic() - began
-            self._seconds_per_transition_frame = took / max(1, len(transition.packets))
-            if self.stream is not stream or self.track is None:
-                return
-            self.track.show_from(position, scene.loop, transition)
-            stream.segments.append(Segment(stream.elapsed(), scene, stream.scene, position))
-            stream.scene = scene
-            stream.log_event("update", prompt=scene.prompt)
-            self._send({"type": "update_acknowledged", "prompt": scene.prompt})
+        stream = self.stream
+        if stream is None or self.track is None:
+            raise StreamRefused("no_active_stream", "No stream is running on this connection")
+        library = self.emulator.library
+        scene = await library.scene(stream.size, prompt.strip(), stream.image_bytes)
+        # Begin the crossfade where the old loop will be once the clip is encoded, so motion carries on.
+        playing = self.track.loop_position
+        lead = math.ceil(
+            (library.loop_frames - playing) * self._seconds_per_transition_frame * self.config.fps
+        )
+        position = library.transition_start(playing, lead + 1)
+        began = time.monotonic()
+        transition = await library.transition(stream.scene, scene, position)
+        took = time.monotonic() - began
+        self._seconds_per_transition_frame = took / max(1, len(transition.packets))
+        if self.stream is not stream or self.track is None:
+            return
+        self.track.show_from(position, scene.loop, transition)
+        stream.segments.append(Segment(stream.elapsed(), scene, stream.scene, position))
+        stream.scene = scene
+        stream.log_event("update", prompt=scene.prompt)
+        self._send({"type": "update_acknowledged", "prompt": scene.prompt})
 
     def _finish_stream(self, why: str) -> None:
         stream, self.stream = self.stream, None

@@ -6,7 +6,7 @@ import asyncio
 import re
 
 from bot.emulator import Emulator, garment_box
-from tests.emulator.peer import connected_peer
+from tests.emulator.peer import connected_peer, start_message
 
 
 def garment_mean(frame):
@@ -57,4 +57,16 @@ async def test_full_stream_changes_frames_with_the_prompt(emulator: Emulator) ->
         await garment_becomes(peer, 2)  # blue
         assert garment_mean(await peer.frame())[2] > 100  # and stays blue
         peer.send({"type": "interactive_stream_end"})
+        await peer.expect("stream_ended")
+
+
+async def test_messages_are_answered_in_arrival_order(emulator: Emulator) -> None:
+    async with connected_peer(emulator.url) as peer:
+        peer.send(start_message("green shirt"))
+        peer.send({"type": "update", "prompt": "yellow shirt"})  # before stream_started arrives
+        peer.send({"type": "update", "prompt": "purple shirt"})
+        peer.send({"type": "interactive_stream_end"})
+        await peer.expect("stream_started")
+        assert (await peer.expect("update_acknowledged"))["prompt"] == "yellow shirt"
+        assert (await peer.expect("update_acknowledged"))["prompt"] == "purple shirt"
         await peer.expect("stream_ended")
