@@ -4,6 +4,14 @@ Start it with `async with Emulator(EmulatorConfig()) as emu:` (then point a clie
 command line with `python -m bot emulator --host 127.0.0.1 --port 0 [--api-key KEY]`. Without a configured
 key it accepts the development key `DEV_API_KEY` = "ody_emulator_dev_key".
 
+How it stays cheap: every scene (photo hash, prompt, size) is rendered and VP8-encoded once as a short loop
+in a worker thread, and each stream's track replays those packets (aiortc only packetises them); a prompt
+change plays a keyframe-first crossfade clip into the new loop. Recordings remux H.264 versions of the same
+loops along the stream's timeline.
+
+Tests steer a running emulator through `emu.faults` (see `Faults`), `emu.drop_connections(code)`,
+`emu.drop_peer_connections()`, `emu.fail_streams(reason, message)`, and read `emu.observed`.
+
 Deliberate choices where the real service cannot be observed: the emulator is the WebRTC offerer and sends
 VP8 only; the idle timeout counts time without a running stream (keepalives do not reset it); broadcast
 (`broadcast: true`) is accepted but no `broadcast_ready`/WHEP spectator endpoint is offered.
