@@ -157,11 +157,11 @@ async def run_batch(
     )
     lag = await measure_lag(seconds)
     elapsed = time.monotonic() - started
+    delivered = [(s.frames_received - b) / elapsed for s, b in zip(sessions, before, strict=True)]
     own_cpu = (time.process_time() - own_cpu) / elapsed
     emulator_cpu = (process_cpu_seconds(emulator_pid) - emulator_cpu) / elapsed
     stop.set()
     await asyncio.gather(*steering, return_exceptions=True)
-    delivered = [(s.frames_received - b) / elapsed for s, b in zip(sessions, before, strict=True)]
     for session in sessions:
         engine.manager.stop(session.id, reason=EndReason.SHUTDOWN)
     async with asyncio.timeout(120):
@@ -267,14 +267,6 @@ def report(args: argparse.Namespace, idle: Lag, busy: Run, capacity: list[Run]) 
         f"During the busy run: {busy.snippets} snippets ({busy.snippet_kib:.0f} KiB each on average), "
         f"delivered {busy.delivered_fps:.1f} fps per session (worst {busy.worst_fps:.1f}); engine process "
         f"CPU {busy.engine_cpu:.0%} of one core, emulator {busy.emulator_cpu:.0%}.",
-        *(
-            [
-                "(Above the source rate: the emulator renders each new outfit in its own process, falls "
-                "behind for a moment and then catches up, so a window can hold more frames than 24 fps.)"
-            ]
-            if busy.delivered_fps > args.fps
-            else []
-        ),
         "",
         "Sessions per process at full frame rate (delivered = frames the engine took from the client):",
         "",
