@@ -233,7 +233,7 @@ async def measure_all(engine: Engine, args: argparse.Namespace, emulator_pid: in
     idle = await measure_lag(args.seconds)
     busy = await run_batch(engine, 4, args.seconds, with_snippets=True, emulator_pid=emulator_pid)
     capacity: list[Run] = []
-    for count in [1, 2, 4, 6, 8, 12, 16, 20, 24, 32]:
+    for count in [1, 2, 4, 6, 8, 10, 12, 16, 20, 24, 32]:
         if count > args.max_sessions:
             break
         run = await run_batch(engine, count, args.seconds, with_snippets=False, emulator_pid=emulator_pid)
