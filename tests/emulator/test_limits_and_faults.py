@@ -202,3 +202,21 @@ async def test_websocket_accepts_a_start_carrying_more_than_25_mib(emulator_fact
         assert refused["reason"] == "invalid_image" and "25MB" in refused["message"]
         peer.send(start_message("still connected"))
         await peer.expect("stream_started")
+
+
+async def test_slots_free_on_clean_disconnect_and_unclaimed_sessions_expire(emulator_factory) -> None:
+    emu = await emulator_factory(concurrency_limit=1, unclaimed_session_seconds=0.5)
+    async with connected_peer(emu.url):
+        assert len(emu.active_sessions()) == 1
+    for _ in range(500):  # the disconnect is processed by the emulator's handler shortly after
+        if not emu.active_sessions():
+            break
+        await asyncio.sleep(0.02)
+    assert not emu.active_sessions()
+    async with httpx.AsyncClient(base_url=emu.url) as http:
+        token = await get_token(http)
+        headers = {"Authorization": f"Bearer {token}"}
+        assert (await http.post("/sessions/request", json={}, headers=headers)).status_code == 200
+        assert (await http.post("/sessions/request", json={}, headers=headers)).status_code == 429
+        await asyncio.sleep(0.6)  # nobody connected to the first session
+        assert (await http.post("/sessions/request", json={}, headers=headers)).status_code == 200
