@@ -75,6 +75,10 @@ ALLOWED_TRANSITIONS: Mapping[SessionState, frozenset[SessionState]] = {
 }
 
 
+# Stream errors after which the platform closes the connection: the session rolls over to a fresh one.
+STREAM_ENDING_ERRORS = frozenset({"session_timeout"})
+
+
 class InvalidTransition(RuntimeError):
     """A state change the table does not allow: a bug in the engine, never a member's doing."""
 
@@ -384,7 +388,11 @@ class TryOnSession:
         loss = _Loss()
 
         def on_stream_error(reason: str, message: str) -> None:
-            loss.report(reason)
+            # Only the cap (credit lease) ends a running stream; e.g. a refused update leaves it playing.
+            if reason in STREAM_ENDING_ERRORS:
+                loss.report(reason)
+            else:
+                log.info("session %s: stream error %s: %s", self.id, reason, message)
 
         def on_disconnected() -> None:
             loss.report("disconnected")

@@ -158,6 +158,22 @@ async def test_platform_cap_rolls_over_then_idle_ends(
     assert presenter.statuses[-1].end_reason == "idle"
 
 
+async def test_dropped_connection_rolls_over(
+    emulator_factory: Callable[..., Awaitable[Emulator]], make_engine: EngineMaker, tmp_path: Path
+) -> None:
+    emulator = await emulator_factory()
+    emulator.faults.drop_peer_after_seconds = 1.0  # every peer connection dies a second into its stream
+    engine = await make_engine(emulator, idle_seconds=2.5)
+    presenter = ConsolePresenter(tmp_path / "out", echo=lambda line: None)
+    session = await engine.manager.admit(request(13), presenter)
+    await finished(session)
+
+    assert session.state is SessionState.DONE and session.end_reason is EndReason.IDLE
+    streams = await engine.services.store.streams.for_session(session.id)
+    assert len(streams) >= 2 and streams[0].end_reason == "disconnected"
+    assert any(status.continuing for status in presenter.statuses)
+
+
 async def test_failed_roll_over_ends_early_with_the_recording_so_far(
     emulator_factory: Callable[..., Awaitable[Emulator]], make_engine: EngineMaker, tmp_path: Path
 ) -> None:
