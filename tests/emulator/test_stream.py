@@ -58,6 +58,9 @@ async def test_full_stream_changes_frames_with_the_prompt(emulator: Emulator) ->
         assert garment_mean(await peer.frame())[2] > 100  # and stays blue
         peer.send({"type": "interactive_stream_end"})
         await peer.expect("stream_ended")
+        async with asyncio.timeout(10):
+            while (await peer.frame()).to_ndarray(format="rgb24").mean() > 30:
+                pass  # back to the dark idle picture
 
 
 async def test_messages_are_answered_in_arrival_order(emulator: Emulator) -> None:
