@@ -109,31 +109,13 @@ class TryOn(
         outfit: app_commands.Range[str, 1, 300],
         private: bool = False,
     ) -> None:
-        guild_id = self._guild_id(interaction)
-        await self._fast_checks(interaction, photo, outfit)
-        # Acknowledge privately at once; the first edit answers the "thinking" message, so the status
-        # message that follows is a message of its own (public unless `private`).
+        self._instant_checks(interaction, photo)
+        # Acknowledge privately before any await on the database or the network: the member hears back at
+        # once, refusals replace this private message, and the status message that follows is a message of
+        # its own (public unless `private`).
         await interaction.response.defer(ephemeral=True, thinking=True)
-        await interaction.edit_original_response(content="Checking your photo…", allowed_mentions=NO_MENTIONS)
-        outlet = SessionOutlet(self.bot, interaction.channel_id, interaction=interaction, private=private)
-        presenter = presenter_for_bot(self.bot, outlet, interaction.user.id, self._remember_status(private))
         try:
-            try:
-                data = await asyncio.wait_for(photo.read(), PHOTO_DOWNLOAD_SECONDS)
-            except (TimeoutError, discord.HTTPException) as error:
-                raise PhotoRejected(
-                    "Your photo could not be downloaded from Discord. Please try again."
-                ) from error
-            request = SessionRequest(
-                guild_id=guild_id,
-                user_id=interaction.user.id,
-                channel_id=interaction.channel_id,
-                photo=data,
-                outfit=outfit,
-                role_ids=_member_roles(interaction),
-                front_end={"private": private},
-            )
-            session = await self.manager.admit(request, presenter)
+            session = await self._begin(interaction, photo, outfit, private)
         except TryOnError as error:
             if isinstance(error, PromptRejected):
                 await self._prompt_refused(interaction, outfit, error)
@@ -144,25 +126,25 @@ class TryOn(
             content=f"Your try-on `{session.id}` is on its way. {where}", allowed_mentions=NO_MENTIONS
         )
 
-    def _remember_status(self, private: bool) -> Callable[[str, int], Awaitable[None]]:
-        async def remember(session_id: str, message_id: int) -> None:
-            data = {"private": private, "status_message_id": message_id}
-            await self.bot.runtime.store.sessions.set_front_end(session_id, data)
-
-        return remember
-
-    async def _fast_checks(
-        self, interaction: discord.Interaction[TryOnBot], photo: discord.Attachment, outfit: str
-    ) -> None:
-        """Everything that can be refused without downloading or spending anything."""
-        guild_id, user_id = self._guild_id(interaction), interaction.user.id
+    def _instant_checks(self, interaction: discord.Interaction[TryOnBot], photo: discord.Attachment) -> None:
+        """Refusals that need no await at all: answered directly, without even a defer."""
         if photo.content_type is not None and photo.content_type.split(";")[0] not in PHOTO_TYPES:
             raise PhotoRejected("Please attach a photo (JPEG, PNG or WebP), not another kind of file.")
         if photo.size > MAX_PHOTO_BYTES:
             raise PhotoRejected("That photo is larger than 25 MiB. Please attach a smaller one.")
-        existing = self.manager.session_for(user_id)
+        existing = self.manager.session_for(interaction.user.id)
         if existing is not None:
             raise AlreadyInSession(session_id=existing.id)
+
+    async def _begin(
+        self,
+        interaction: discord.Interaction[TryOnBot],
+        photo: discord.Attachment,
+        outfit: str,
+        private: bool,
+    ) -> TryOnSession:
+        """Cheap database checks, then the download, then the engine's admission (where quota is reserved)."""
+        guild_id, user_id = self._guild_id(interaction), interaction.user.id
         store = self.bot.runtime.store
         if interaction.channel_id is not None and not await store.guilds.is_channel_allowed(
             guild_id, interaction.channel_id
@@ -170,15 +152,37 @@ class TryOn(
             raise ChannelNotAllowed()
         await self._check_outfit(interaction, outfit)
         await self.bot.runtime.engine.services.quota.check(guild_id, user_id, _member_roles(interaction))
+        await interaction.edit_original_response(content="Checking your photo…", allowed_mentions=NO_MENTIONS)
+        try:
+            data = await asyncio.wait_for(photo.read(), PHOTO_DOWNLOAD_SECONDS)
+        except (TimeoutError, discord.HTTPException) as error:
+            raise PhotoRejected(
+                "Your photo could not be downloaded from Discord. Please try again."
+            ) from error
+        request = SessionRequest(
+            guild_id=guild_id,
+            user_id=user_id,
+            channel_id=interaction.channel_id,
+            photo=data,
+            outfit=outfit,
+            role_ids=_member_roles(interaction),
+            front_end={"private": private},
+        )
+        outlet = SessionOutlet(self.bot, interaction.channel_id, interaction=interaction, private=private)
+        presenter = presenter_for_bot(self.bot, outlet, user_id, self._remember_status(private))
+        return await self.manager.admit(request, presenter)
+
+    def _remember_status(self, private: bool) -> Callable[[str, int], Awaitable[None]]:
+        async def remember(session_id: str, message_id: int) -> None:
+            data = {"private": private, "status_message_id": message_id}
+            await self.bot.runtime.store.sessions.set_front_end(session_id, data)
+
+        return remember
 
     async def _check_outfit(self, interaction: discord.Interaction[TryOnBot], outfit: str) -> None:
         guild_id = self._guild_id(interaction)
         blocklist = await self.bot.runtime.store.guilds.blocked_words(guild_id)
-        try:
-            check_prompt(outfit, PromptRules(blocklist=blocklist))
-        except PromptRejected as error:
-            await self._prompt_refused(interaction, outfit, error)
-            raise
+        check_prompt(outfit, PromptRules(blocklist=blocklist))
 
     async def _prompt_refused(
         self,
@@ -218,10 +222,10 @@ class TryOn(
     ) -> None:
         """Check and apply an outfit (command or modal); the clip follows as its own message."""
         session = self.manager.get(session_id, guild_id=self._guild_id(interaction))
-        await self._check_outfit(interaction, text)
         await interaction.response.defer(ephemeral=True, thinking=True)
         budget = min(interaction.filesize_limit, self.bot.config.engine.snippet_budget_bytes)
         try:
+            await self._check_outfit(interaction, text)
             await session.prompt(text, budget_bytes=budget)
         except PromptRejected as error:
             await self._prompt_refused(interaction, text, error, session_id)

@@ -30,9 +30,8 @@ class Delivered:
 
     async def response(self, within: float = 10.0) -> RecordedRequest:
         """The interaction callback request (defer, message, modal...) once it arrives."""
-        return await self.fake.wait_for_request(
-            "POST", rf"^/interactions/\d+/{self.token}/callback$", within=within
-        )
+        found: RecordedRequest = await self.fake.wait_for(lambda: self.fake.callbacks.get(self.token), within)
+        return found
 
     async def original(self, predicate: Any = None, within: float = 10.0) -> FakeMessage:
         """The original response message, once it exists and `predicate(message)` holds."""
