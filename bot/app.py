@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import discord
+import yarl
 from discord import app_commands
 from discord.ext import commands
+from discord.gateway import DiscordWebSocket
 
 from bot.config import BotConfig, ConfigError, load_config
 from bot.emulator import DEV_API_KEY, Emulator, EmulatorConfig
@@ -230,10 +232,17 @@ async def sync_commands(bot: TryOnBot, guild_id: int | None = None) -> list[app_
     return await bot.tree.sync(guild=guild)
 
 
+def use_api(config: BotConfig) -> None:
+    """Point discord.py's REST routes (bot API and webhooks) and first gateway connection at the config."""
+    discord.http.Route.BASE = config.discord.api_base_url.rstrip("/")
+    DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(config.discord.gateway_url)
+
+
 async def run_bot(config: BotConfig) -> None:
     """Run until SIGINT/SIGTERM, then shut down cleanly (sessions ended and settled)."""
     if not config.discord.token:
         raise SystemExit("discord.token: set DISCORD_TOKEN in the environment or token in config.toml")
+    use_api(config)
     bot = TryOnBot(config)
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()
@@ -257,6 +266,7 @@ async def sync_once(config: BotConfig, guild_id: int | None) -> int:
     """`python -m bot sync`: log in over HTTP only, publish the commands, print what was published."""
     if not config.discord.token:
         raise SystemExit("discord.token: set DISCORD_TOKEN in the environment or token in config.toml")
+    use_api(config)
     async with TryOnBot(config, open_runtime=None) as bot:
         await bot.login(config.discord.token)
         published = await sync_commands(bot, guild_id)

@@ -33,6 +33,9 @@ class DiscordSettings:
     command_prefix: str = "!"
     # Users besides the application's owner(s) who may run owner-only commands such as `!sync`.
     owner_ids: tuple[int, ...] = ()
+    # Discord's REST API and gateway; change them only for proxies (e.g. nirn-proxy) or a test double.
+    api_base_url: str = "https://discord.com/api/v10"
+    gateway_url: str = "wss://gateway.discord.gg/"
     # Status messages are edited at most this often per session (Discord rate-limits message edits).
     status_edit_seconds: float = 2.0
     # Sessions listed per page of `/tryon history`.
@@ -41,6 +44,10 @@ class DiscordSettings:
     def __post_init__(self) -> None:
         if not self.command_prefix.strip():
             raise ValueError("command_prefix must not be blank")
+        if not self.api_base_url.startswith(("http://", "https://")):
+            raise ValueError("api_base_url must be an http(s) URL")
+        if not self.gateway_url.startswith(("ws://", "wss://")):
+            raise ValueError("gateway_url must be a ws(s) URL")
         if self.status_edit_seconds <= 0:
             raise ValueError("status_edit_seconds must be positive")
         if not 1 <= self.history_page_size <= 10:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -24,6 +25,9 @@ async def test_sync_cli_publishes_without_opening_the_runtime(
     fake_discord: FakeDiscord, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = make_config(tmp_path)
+    config = dataclasses.replace(
+        config, discord=dataclasses.replace(config.discord, api_base_url=fake_discord.api_base)
+    )
     assert await sync_once(config, None) == 0
     assert {c["name"] for c in fake_discord.synced_commands[None]} >= {"tryonadmin"}
     assert await sync_once(config, 1234) == 0

@@ -150,7 +150,13 @@ class FakeDiscord:
         self._validator = OpenApiValidator.load() if validate else None
         self._runner: web.AppRunner | None = None
         self.base_url = ""
+        # The gateway: guilds announced after READY, the IDENTIFY received, the connected socket.
+        self.gateway_guilds: list[Payload] = []
+        self.identify: Payload | None = None
+        self._gateway: web.WebSocketResponse | None = None
+        self._sequence = 0
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = [
+            ("GET", re.compile(r"^/gateway(/bot)?$"), self._get_gateway),
             ("GET", re.compile(r"^/users/@me$"), self._get_me),
             ("GET", re.compile(r"^/oauth2/applications/@me$"), self._get_application),
             ("GET", re.compile(r"^/applications/@me$"), self._get_application),
@@ -186,6 +192,7 @@ class FakeDiscord:
         """Listen on a free loopback port."""
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/cdn/{name}", self._serve_cdn)
+        app.router.add_get("/gateway-ws", self._gateway_socket)
         app.router.add_route("*", API_PREFIX + "/{tail:.*}", self._dispatch)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -276,6 +283,60 @@ class FakeDiscord:
             lambda: (found := self.requests_to(method, pattern)) and len(found) >= count and found, within
         )
         return matches[count - 1]
+
+    # gateway (for running the whole bot, `bot.start()` included, e.g. `python -m bot run` in a subprocess)
+
+    @property
+    def gateway_url(self) -> str:
+        """The fake gateway's websocket URL."""
+        return self.base_url.replace("http://", "ws://") + "/gateway-ws"
+
+    async def _get_gateway(self, recorded: RecordedRequest, match: re.Match[str]) -> web.Response:
+        limit = {"total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}
+        return _json({"url": self.gateway_url, "shards": 1, "session_start_limit": limit})
+
+    async def _gateway_socket(self, request: web.Request) -> web.WebSocketResponse:
+        socket = web.WebSocketResponse()
+        await socket.prepare(request)
+        self._gateway = socket
+        await socket.send_json({"op": 10, "d": {"heartbeat_interval": 41250}, "s": None, "t": None})
+        async for message in socket:
+            if message.type != aiohttp.WSMsgType.TEXT:
+                continue
+            frame = json.loads(message.data)
+            if frame["op"] == 1:  # heartbeat
+                await socket.send_json({"op": 11, "d": None, "s": None, "t": None})
+            elif frame["op"] == 2:  # identify
+                self.identify = frame["d"]
+                await self._ready()
+        self._gateway = None
+        return socket
+
+    async def _ready(self) -> None:
+        await self.gateway_dispatch(
+            "READY",
+            {
+                "v": 10,
+                "user": self.bot_user,
+                "guilds": [{"id": g["id"], "unavailable": True} for g in self.gateway_guilds],
+                "session_id": "fake-session",
+                "resume_gateway_url": self.gateway_url,
+                "application": {"id": str(self.application_id), "flags": 0},
+                "private_channels": [],
+                "relationships": [],
+            },
+        )
+        for guild in self.gateway_guilds:
+            await self.gateway_dispatch("GUILD_CREATE", guild)
+
+    async def gateway_dispatch(self, event: str, data: Payload) -> None:
+        """Send one dispatch (op 0) over the connected gateway socket."""
+        if self._gateway is None:
+            raise RuntimeError("no gateway connection")
+        self._sequence += 1
+        await self._gateway.send_json({"op": 0, "t": event, "s": self._sequence, "d": data})
+        async with self._changed:
+            self._changed.notify_all()
 
     # request plumbing
 

@@ -1,0 +1,117 @@
+"""`python -m bot run` as a real process: gateway login, a live session, then SIGTERM ends and settles it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.emulator import DEV_API_KEY, Emulator
+from bot.store import Store
+from tests.fakediscord import FakeDiscord
+from tests.fakediscord import payloads as p
+
+ROOT = Path(__file__).parents[2]
+PHOTO = (ROOT / "examples" / "astronaut.jpg").read_bytes()
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def write_config(path: Path, fake: FakeDiscord, emulator: Emulator, database: Path) -> None:
+    path.write_text(
+        f"""
+[discord]
+api_base_url = "{fake.api_base}"
+gateway_url = "{fake.gateway_url}"
+status_edit_seconds = 0.2
+
+[odyssey]
+api_url = "{emulator.url}"
+
+[store]
+database = "{database}"
+
+[engine]
+slots = 2
+snippet_seconds = 1.0
+snippet_fps = 4
+snippet_width = 96
+buffer_seconds = 3.0
+heartbeat_seconds = 0.3
+connect_timeout_seconds = 20.0
+recording_poll_first_seconds = 0.1
+recording_poll_limit_seconds = 10.0
+min_start_seconds = 1.0
+""",
+        encoding="utf-8",
+    )
+
+
+async def test_sigterm_ends_and_settles_every_session(
+    fake_discord: FakeDiscord, emulator: Emulator, tmp_path: Path
+) -> None:
+    world = p.guild_world()
+    for channel in world.channels:
+        fake_discord.add_channel(int(channel["id"]))
+    fake_discord.gateway_guilds.append(world.guild_create())
+    config, database = tmp_path / "config.toml", tmp_path / "tryon.db"
+    write_config(config, fake_discord, emulator, database)
+    env = dict(os.environ, DISCORD_TOKEN="fake.process.token", ODYSSEY_API_KEY=DEV_API_KEY)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        "run",
+        "--config",
+        str(config),
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        identified = asyncio.create_task(fake_discord.wait_for(lambda: fake_discord.identify, within=60))
+        exited = asyncio.create_task(process.wait())
+        await asyncio.wait({identified, exited}, return_when=asyncio.FIRST_COMPLETED)
+        if not identified.done() or identified.exception() is not None:
+            identified.cancel()
+            output, _ = await process.communicate()
+            pytest.fail("the bot never identified:\n" + output.decode(errors="replace")[-3000:])
+        exited.cancel()
+        assert fake_discord.identify is not None and fake_discord.identify["token"] == "fake.process.token"
+        assert not fake_discord.synced_commands  # never synced on start
+
+        alice = world.add_member("alice")
+        ctx = p.InteractionContext(fake_discord.application_id, world.channel, world.guild_id, alice)
+        photo = fake_discord.add_attachment("me.jpg", PHOTO, "image/jpeg", width=512, height=512)
+        start = p.slash_command(ctx, "tryon start", {"photo": p.opt_attachment(photo), "outfit": "red parka"})
+        fake_discord.register_interaction(start)
+        await fake_discord.gateway_dispatch("INTERACTION_CREATE", start)
+        await fake_discord.wait_for(
+            lambda: any("Streaming live" in m.text for m in fake_discord.messages_for(start["token"])),
+            within=60,
+        )
+
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(60):
+            output, _ = await process.communicate()
+        assert process.returncode == 0, output.decode(errors="replace")[-3000:]
+        assert b"shutting down" in output
+        status = next(m for m in fake_discord.messages_for(start["token"]) if m.embeds)
+        assert "the bot is restarting" in status.text
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+    store = await Store.open(database)
+    try:
+        sessions = await store.sessions.history(world.guild_id, int(alice["user"]["id"]))
+        assert len(sessions) == 1 and sessions[0].state == "done" and sessions[0].streamed_seconds > 0
+        assert "charge" in [entry.kind for entry in await store.usage.for_session(sessions[0].id)]
+    finally:
+        await store.close()
