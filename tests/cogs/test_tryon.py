@@ -202,6 +202,15 @@ async def test_whole_try_on_through_discord(
 
     history = await driver.command(alice, "tryon history").reply()
     assert session_id in history.content and "done" in history.content
+    nosy = await driver.command(bob, "tryon show", id=session_id).reply()
+    assert nosy.ephemeral and "No try-on of yours" in nosy.content
+
+    # Nothing the bot sent could ping anyone.
+    for request in fake_discord.requests:
+        body = request.json if isinstance(request.json, dict) else {}
+        message = body.get("data", body) if "/callback" in request.path else body
+        if isinstance(message, dict) and ("content" in message or "embeds" in message):
+            assert message.get("allowed_mentions") == {"parse": []}, request.route
 
 
 async def test_status_moves_to_the_channel_after_the_token_expires(
