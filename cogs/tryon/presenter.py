@@ -68,15 +68,19 @@ class DiscordPresenter:
         await self._post(caption, files=[discord.File(io.BytesIO(event.data), event.filename)])
 
     async def snapshot_ready(self, event: SnapshotReady) -> None:
-        """A still of the current frame."""
+        """A still of the current frame (if it fits the upload limit)."""
+        if len(event.data) > self.outlet.filesize_limit:
+            log.warning("snapshot of %s is over the upload limit", event.session_id)
+            return
         caption = f"Snapshot: {quote_safely(event.caption, 300)}"
         await self._post(caption, files=[discord.File(io.BytesIO(event.data), event.filename)])
 
     async def recording_ready(self, event: RecordingReady) -> None:
         """The final message: recording links, thumbnail, and the before/after still."""
         files = []
-        if event.before_after_png:
-            files.append(discord.File(io.BytesIO(event.before_after_png), "before-after.png"))
+        still = event.before_after_png
+        if still and len(still) <= self.outlet.filesize_limit:
+            files.append(discord.File(io.BytesIO(still), "before-after.png"))
         embed = recording_embed(event, with_still=bool(files))
         await self._post(f"<@{self.owner_id}>", embed=embed, files=files)
 

@@ -410,3 +410,34 @@ async def test_shutdown_ends_and_settles_live_sessions(
         assert "charge" in kinds
     finally:
         await reopened.close()
+
+
+async def test_rate_limited_status_edits_are_retried_and_end_right(
+    driver: BotDriver, world: p.GuildWorld, as_member: Ctx, bot: TryOnBot, fake_discord: FakeDiscord
+) -> None:
+    alice = as_member("alice")
+    start = driver.command(alice, "tryon start", photo=photo_option(fake_discord), outfit="grey hoodie")
+    status = await wait_status(fake_discord, start.token, "Streaming live")
+    fake_discord.rate_limit("PATCH", rf"/messages/{status.id}$", times=2, retry_after=0.05)
+    await driver.command(alice, "tryon stop").reply()
+    done = await wait_status(fake_discord, start.token, "Done after", within=40)
+    assert len(fake_discord.rate_limited) == 2
+    assert done.components == []
+
+
+async def test_snippets_respect_the_interaction_upload_limit(
+    driver: BotDriver, world: p.GuildWorld, as_member: Ctx, bot: TryOnBot, fake_discord: FakeDiscord
+) -> None:
+    alice = as_member("alice")
+    alice.attachment_size_limit = 1024  # far below any GIF of the stream
+    start = driver.command(alice, "tryon start", photo=photo_option(fake_discord), outfit="plaid shirt")
+    await wait_status(fake_discord, start.token, "Streaming live")
+    applied = await driver.command(alice, "tryon outfit", prompt="striped sweater").reply(within=40)
+    assert applied.content == "New outfit applied."
+    await driver.command(alice, "tryon stop").reply()
+    await wait_status(fake_discord, start.token, "Done after", within=40)
+    final = await fake_discord.wait_for(
+        lambda: next((m for m in fake_discord.messages_for(start.token) if "[video](" in m.text), None), 40
+    )
+    assert "image" not in final.embeds[0]  # the before/after still did not fit either
+    assert [f for r in fake_discord.requests for f in r.files] == []  # nothing over the limit was sent

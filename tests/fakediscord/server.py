@@ -145,6 +145,8 @@ class FakeDiscord:
         self.synced_commands: dict[int | None, list[Payload]] = {}
         self.channels: set[int] = set()
         self._cdn: dict[str, tuple[bytes, str]] = {}
+        self._rate_limits: list[list[Any]] = []  # [method, pattern, times left, retry_after]
+        self.rate_limited: list[RecordedRequest] = []
         self._changed = asyncio.Condition()
         # Benchmarks switch validation off: it is the harness's work, not the bot's.
         self._validator = OpenApiValidator.load() if validate else None
@@ -232,6 +234,33 @@ class FakeDiscord:
     def add_channel(self, channel_id: int) -> None:
         """Make a channel known (messages to unknown channels get Discord's 404 Unknown Channel)."""
         self.channels.add(channel_id)
+
+    def rate_limit(self, method: str, pattern: str, *, times: int = 1, retry_after: float = 0.05) -> None:
+        """Answer the next `times` matching requests with Discord's 429 (the client must wait and retry)."""
+        self._rate_limits.append([method, re.compile(pattern), times, retry_after])
+
+    def _limited(self, recorded: RecordedRequest) -> web.Response | None:
+        for rule in self._rate_limits:
+            method, pattern, left, retry_after = rule
+            if left > 0 and method == recorded.method and pattern.search(recorded.path):
+                rule[2] -= 1
+                self.rate_limited.append(recorded)
+                body = {"message": "You are being rate limited.", "retry_after": retry_after, "global": False}
+                headers = {
+                    "Retry-After": str(max(1, round(retry_after))),
+                    "X-RateLimit-Limit": "5",
+                    "X-RateLimit-Remaining": "0",
+                    "X-RateLimit-Reset-After": str(retry_after),
+                    "X-RateLimit-Bucket": "fake-bucket",
+                    "X-RateLimit-Scope": "user",
+                    # Discord's own 429s come through its proxy; clients treat a 429 without `Via` as a
+                    # Cloudflare ban and do not retry.
+                    "Via": "1.1 google",
+                }
+                response = _json(body, status=429)
+                response.headers.update(headers)
+                return response
+        return None
 
     def register_interaction(self, payload: Payload) -> None:
         """Remember an interaction the test is about to deliver, so its token is valid."""
@@ -379,8 +408,12 @@ class FakeDiscord:
         self.requests.append(recorded)
         if self._validator is not None:
             self.schema_errors += self._validator.validate(recorded.method, path, recorded.json)
+        limited = self._limited(recorded)
         for method, pattern, handler in self._routes:
             match = pattern.match(path)
+            if limited is not None:
+                response = limited
+                break
             if method == request.method and match:
                 response = await handler(recorded, match)
                 break
