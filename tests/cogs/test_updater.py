@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 from cogs.tryon.updater import CoalescingUpdater
 
@@ -40,7 +41,7 @@ async def test_edits_respect_the_interval() -> None:
     await updater.close(final=99)
     values = [value for _, value in shown]
     assert values[0] == 0 and values[-1] == 99 and len(values) < 4  # three publishes within one interval
-    gaps = [later - earlier for (earlier, _), (later, _) in zip(shown, shown[1:], strict=False)]
+    gaps = [later - earlier for (earlier, _), (later, _) in itertools.pairwise(shown)]
     assert all(gap >= 0.1 - 0.005 for gap in gaps)
 
 
