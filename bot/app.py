@@ -283,7 +283,11 @@ def main(args: argparse.Namespace) -> int:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
     logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.command == "sync":
-        return asyncio.run(sync_once(config, args.guild))
-    asyncio.run(run_bot(config))
+    try:
+        if args.command == "sync":
+            return asyncio.run(sync_once(config, args.guild))
+        asyncio.run(run_bot(config))
+    except discord.LoginFailure:
+        print("configuration error: discord.token: Discord rejected the bot token", file=sys.stderr)
+        return 2
     return 0

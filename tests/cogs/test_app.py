@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import logging
@@ -35,6 +36,19 @@ async def test_sync_cli_publishes_without_opening_the_runtime(
     assert "published" in capsys.readouterr().out
     assert not (tmp_path / "tryon.db").exists()
     assert fake_discord.requests[0].headers["Authorization"] == "Bot fake"
+
+
+async def test_rejected_token_stops_with_a_message(
+    fake_discord: FakeDiscord, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_discord.accepted_token = "the-right-token"
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f'[discord]\ntoken = "revoked"\napi_base_url = "{fake_discord.api_base}"\n', encoding="utf-8"
+    )
+    # The fake serves on this test's loop; the CLI runs its own loop in a thread.
+    assert await asyncio.to_thread(cli_main, ["sync", "--config", str(path)]) == 2
+    assert "Discord rejected the bot token" in capsys.readouterr().err
 
 
 def test_invalid_config_stops_start_up_naming_the_key(

@@ -133,6 +133,8 @@ class FakeDiscord:
         self, *, application_id: int | None = None, owner: Payload | None = None, validate: bool = True
     ) -> None:
         self.application_id = application_id or payloads.snowflake()
+        # Set to make every other bot token fail like a revoked one (401 on GET /users/@me).
+        self.accepted_token: str | None = None
         self.bot_user = payloads.user(self.application_id, "tryon-bot", bot=True)
         self.owner = owner or payloads.user(name="app-owner")
         self.requests: list[RecordedRequest] = []
@@ -435,7 +437,10 @@ class FakeDiscord:
     # routes
 
     async def _get_me(self, recorded: RecordedRequest, match: re.Match[str]) -> web.Response:
-        if not recorded.headers.get("Authorization", "").startswith("Bot "):
+        authorization = recorded.headers.get("Authorization", "")
+        if not authorization.startswith("Bot ") or (
+            self.accepted_token is not None and authorization != f"Bot {self.accepted_token}"
+        ):
             return _error(401, 0, "401: Unauthorized")
         return _json(self.bot_user)
 
