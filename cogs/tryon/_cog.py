@@ -80,12 +80,16 @@ class TryOn(
         """Stop routing presses to this cog."""
         self.bot.remove_dynamic_items(SessionButton)
 
-    def _recovery_presenter(self, record: SessionRecord) -> DiscordPresenter | None:
+    def _recovery_presenter(self, record: SessionRecord) -> DiscordPresenter:
+        # After a restart there is no interaction token: public sessions hear back in their channel,
+        # private ones in the member's DMs.
         front_end = record.front_end or {}
-        if front_end.get("private"):
-            return None
         outlet = SessionOutlet(
-            self.bot, record.channel_id, status_message_id=front_end.get("status_message_id")
+            self.bot,
+            record.channel_id,
+            status_message_id=front_end.get("status_message_id"),
+            private=bool(front_end.get("private")),
+            owner_id=record.user_id,
         )
         return presenter_for_bot(self.bot, outlet, record.user_id)
 
@@ -168,7 +172,9 @@ class TryOn(
             role_ids=_member_roles(interaction),
             front_end={"private": private},
         )
-        outlet = SessionOutlet(self.bot, interaction.channel_id, interaction=interaction, private=private)
+        outlet = SessionOutlet(
+            self.bot, interaction.channel_id, interaction=interaction, private=private, owner_id=user_id
+        )
         presenter = presenter_for_bot(self.bot, outlet, user_id, self._remember_status(private))
         return await self.manager.admit(request, presenter)
 

@@ -27,8 +27,8 @@ class SessionOutlet:
     Through the interaction's webhook while the token lives (the original response must already have been
     answered, so followups are new messages), through the channel afterwards.
 
-    Private (ephemeral) sessions can only be reached through the token; once it is gone their updates are
-    dropped (the member can still use `/tryon status` and `/tryon show`).
+    Private (ephemeral) sessions can only be reached through the token; once it is gone, their status stays
+    as it was and new messages (clips, recording links) go to the member's DMs instead of the channel.
     """
 
     def __init__(
@@ -39,8 +39,10 @@ class SessionOutlet:
         interaction: discord.Interaction[TryOnBot] | None = None,
         status_message_id: int | None = None,
         private: bool = False,
+        owner_id: int | None = None,
     ) -> None:
         self.bot = bot
+        self.owner_id = owner_id
         self.channel_id = channel_id
         self.interaction = interaction
         self.status_message_id = status_message_id
@@ -115,7 +117,18 @@ class SessionOutlet:
                 for file in files or []:
                     file.reset()
         channel = self._channel()
-        if channel is None:
+        if channel is not None:
+            return await channel.send(content, **options)
+        return await self._send_privately(content, options)
+
+    async def _send_privately(self, content: str | None, options: dict[str, Any]) -> discord.Message | None:
+        """A private session's message once the token is gone: to the member's DMs, if they accept them."""
+        if self.owner_id is None:
             log.info("message of a private session dropped: its interaction token expired")
             return None
-        return await channel.send(content, **options)
+        try:
+            dm = await self.bot.create_dm(discord.Object(id=self.owner_id))
+            return await dm.send(content, **options)
+        except discord.HTTPException as error:
+            log.info("could not DM member %s (%s); private message dropped", self.owner_id, error)
+            return None

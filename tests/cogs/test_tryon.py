@@ -441,3 +441,44 @@ async def test_snippets_respect_the_interaction_upload_limit(
     )
     assert "image" not in final.embeds[0]  # the before/after still did not fit either
     assert [f for r in fake_discord.requests for f in r.files] == []  # nothing over the limit was sent
+
+
+async def test_private_session_goes_to_dms_after_the_token_expires(
+    driver: BotDriver, world: p.GuildWorld, as_member: Ctx, bot: TryOnBot, fake_discord: FakeDiscord
+) -> None:
+    alice = as_member("alice")
+    alice_id = int(alice.member["user"]["id"])  # type: ignore[index]
+    start = driver.command(
+        alice, "tryon start", photo=photo_option(fake_discord), outfit="navy peacoat", private=True
+    )
+    await wait_status(fake_discord, start.token, "Streaming live")
+    fake_discord.expire_token(start.token)
+    await driver.command(alice, "tryon stop").reply()
+    links = await fake_discord.wait_for(
+        lambda: (
+            (dm := fake_discord.dm_channels.get(alice_id))
+            and next((m for m in fake_discord.channel_messages(dm) if "[video](" in m.text), None)
+        ),
+        40,
+    )
+    assert links.interaction_token is None
+    public = fake_discord.channel_messages(int(world.channel["id"]))
+    assert not any("[video](" in m.text for m in public)  # nothing private leaked into the channel
+
+
+async def test_closed_dms_drop_private_messages_quietly(
+    driver: BotDriver, world: p.GuildWorld, as_member: Ctx, bot: TryOnBot, fake_discord: FakeDiscord
+) -> None:
+    alice = as_member("alice")
+    fake_discord.closed_dms.add(int(alice.member["user"]["id"]))  # type: ignore[index]
+    start = driver.command(
+        alice, "tryon start", photo=photo_option(fake_discord), outfit="teal cardigan", private=True
+    )
+    await wait_status(fake_discord, start.token, "Streaming live")
+    fake_discord.expire_token(start.token)
+    await driver.command(alice, "tryon stop").reply()
+    await fake_discord.wait_for(
+        lambda: any(r.status == 403 for r in fake_discord.requests_to("POST", r"^/channels/\d+/messages$")),
+        40,
+    )
+    assert not any("[video](" in m.text for m in fake_discord.channel_messages(int(world.channel["id"])))

@@ -146,6 +146,9 @@ class FakeDiscord:
         self.callbacks: dict[str, RecordedRequest] = {}
         self.synced_commands: dict[int | None, list[Payload]] = {}
         self.channels: set[int] = set()
+        # Direct messages: the DM channel opened per user, and users who do not accept DMs from the bot.
+        self.dm_channels: dict[int, int] = {}
+        self.closed_dms: set[int] = set()
         self._cdn: dict[str, tuple[bytes, str]] = {}
         self._rate_limits: list[list[Any]] = []  # [method, pattern, times left, retry_after]
         self.rate_limited: list[RecordedRequest] = []
@@ -185,6 +188,7 @@ class FakeDiscord:
                 self._delete_webhook_message,
             ),
             ("POST", re.compile(r"^/channels/(\d+)/messages$"), self._create_channel_message),
+            ("POST", re.compile(r"^/users/@me/channels$"), self._open_dm),
             ("PATCH", re.compile(r"^/channels/(\d+)/messages/(\d+)$"), self._edit_channel_message),
             ("GET", re.compile(r"^/channels/(\d+)/messages/(\d+)$"), self._get_channel_message),
             ("DELETE", re.compile(r"^/channels/(\d+)/messages/(\d+)$"), self._delete_channel_message),
@@ -605,10 +609,19 @@ class FakeDiscord:
         found.deleted = True
         return web.Response(status=204)
 
+    async def _open_dm(self, recorded: RecordedRequest, match: re.Match[str]) -> web.Response:
+        recipient_id = int((recorded.json or {})["recipient_id"])
+        channel_id = self.dm_channels.setdefault(recipient_id, payloads.snowflake())
+        self.channels.add(channel_id)
+        recipient = payloads.user(recipient_id, f"user-{recipient_id}")
+        return _json(payloads.dm_channel(recipient, channel_id))
+
     async def _create_channel_message(self, recorded: RecordedRequest, match: re.Match[str]) -> web.Response:
         channel_id = int(match.group(1))
         if channel_id not in self.channels:
             return _error(404, 10003, "Unknown Channel")
+        if any(self.dm_channels.get(user_id) == channel_id for user_id in self.closed_dms):
+            return _error(403, 50007, "Cannot send messages to this user")
         message = self._new_message(channel_id, recorded.json or {}, recorded.files, None)
         return _json(message.payload())
 
