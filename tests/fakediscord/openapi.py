@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,14 @@ import jsonschema  # type: ignore[import-untyped]
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-SPEC_PATH = Path("/work/shared/specs/discord-openapi.json")
+# Discord's spec lives beside the repository (`../shared/specs`, like the other shared docs); set
+# DISCORD_OPENAPI_SPEC to use a copy elsewhere.
+SPEC_PATH = Path(
+    os.environ.get(
+        "DISCORD_OPENAPI_SPEC",
+        Path(__file__).resolve().parents[3] / "shared" / "specs" / "discord-openapi.json",
+    )
+)
 _SPEC_URI = "urn:discord-openapi"
 
 
