@@ -126,12 +126,13 @@ class SessionManager:
             cap = rules.queue_cap if rules.queue_cap is not None else self.settings.queue_cap_per_guild
             if must_wait and self.queue.waiting_in(request.guild_id) >= cap:
                 raise QueueFull()
+            portrait = self.settings.portrait if request.portrait is None else request.portrait
             record = await store.sessions.create(
                 guild_id=request.guild_id,
                 channel_id=request.channel_id,
                 user_id=request.user_id,
                 photo_sha256=photo.sha256,
-                orientation="portrait" if self.settings.portrait else "landscape",
+                orientation="portrait" if portrait else "landscape",
                 front_end=request.front_end,
             )
             try:
@@ -149,6 +150,7 @@ class SessionManager:
                 outfit=outfit,
                 role_ids=request.role_ids,
                 front_end=request.front_end,
+                portrait=request.portrait,
             )
             allowance = reservation.seconds_allowed
             session = TryOnSession(

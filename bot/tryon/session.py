@@ -113,6 +113,8 @@ class SessionRequest:
     role_ids: tuple[int, ...] = ()
     # Opaque JSON the front end wants back after a restart (e.g. the status message id).
     front_end: dict[str, Any] | None = None
+    # Portrait (True) or landscape (False) stream; None: the engine's setting.
+    portrait: bool | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -408,8 +410,9 @@ class TryOnSession:
                 self.settings.connect_timeout_seconds,
             )
             prompt = self.latest_outfit
+            portrait = self.settings.portrait if self.request.portrait is None else self.request.portrait
             stream_id = await asyncio.wait_for(
-                client.start_stream(prompt, portrait=self.settings.portrait, image=self.request.photo),
+                client.start_stream(prompt, portrait=portrait, image=self.request.photo),
                 self.settings.start_timeout_seconds,
             )
             started = self._clock()
