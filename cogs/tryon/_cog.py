@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Literal
 
 import discord
 from discord import app_commands
@@ -104,6 +105,7 @@ class TryOn(
     @app_commands.describe(
         photo="A clear photo of yourself (JPEG, PNG or WebP)",
         outfit="The outfit to try, e.g. 'a red wool coat with brass buttons'",
+        orientation="Tall (portrait, the default) or wide (landscape) video",
         private="Only you see the live status and clips",
     )
     async def start(
@@ -111,6 +113,7 @@ class TryOn(
         interaction: discord.Interaction[TryOnBot],
         photo: discord.Attachment,
         outfit: app_commands.Range[str, 1, 300],
+        orientation: Literal["portrait", "landscape"] | None = None,
         private: bool = False,
     ) -> None:
         self._instant_checks(interaction, photo)
@@ -119,7 +122,8 @@ class TryOn(
         # its own (public unless `private`).
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
-            session = await self._begin(interaction, photo, outfit, private)
+            portrait = None if orientation is None else orientation == "portrait"
+            session = await self._begin(interaction, photo, outfit, private, portrait)
         except TryOnError as error:
             if isinstance(error, PromptRejected):
                 await self._prompt_refused(interaction, outfit, error)
@@ -146,6 +150,7 @@ class TryOn(
         photo: discord.Attachment,
         outfit: str,
         private: bool,
+        portrait: bool | None,
     ) -> TryOnSession:
         """Cheap database checks, then the download, then the engine's admission (where quota is reserved)."""
         guild_id, user_id = self._guild_id(interaction), interaction.user.id
@@ -171,6 +176,7 @@ class TryOn(
             outfit=outfit,
             role_ids=_member_roles(interaction),
             front_end={"private": private},
+            portrait=portrait,
         )
         outlet = SessionOutlet(
             self.bot, interaction.channel_id, interaction=interaction, private=private, owner_id=user_id

@@ -73,6 +73,9 @@ async def test_commands_are_guild_only(bot: TryOnBot, fake_discord: FakeDiscord)
     assert "default_member_permissions" not in tryon or tryon["default_member_permissions"] is None
     names = {o["name"] for o in tryon["options"]}
     assert names == {"start", "outfit", "snapshot", "stop", "status", "quota", "history", "show", "forget"}
+    start = next(o for o in tryon["options"] if o["name"] == "start")
+    orientation = next(o for o in start["options"] if o["name"] == "orientation")
+    assert [c["value"] for c in orientation["choices"]] == ["portrait", "landscape"]
 
 
 async def test_fast_refusals_answer_at_once_and_spend_nothing(
@@ -217,9 +220,17 @@ async def test_status_moves_to_the_channel_after_the_token_expires(
     driver: BotDriver, world: p.GuildWorld, as_member: Ctx, bot: TryOnBot, fake_discord: FakeDiscord
 ) -> None:
     alice = as_member("alice")
-    start = driver.command(alice, "tryon start", photo=photo_option(fake_discord), outfit="green raincoat")
+    start = driver.command(
+        alice,
+        "tryon start",
+        photo=photo_option(fake_discord),
+        outfit="green raincoat",
+        orientation="landscape",
+    )
     status = await wait_status(fake_discord, start.token, "Streaming live")
     session_id = status.embeds[0]["footer"]["text"].removeprefix("session ")
+    landscape = await bot.runtime.store.sessions.get(session_id)
+    assert landscape is not None and landscape.orientation == "landscape"
     fake_discord.expire_token(start.token)
     await driver.command(alice, "tryon stop").reply()
     await fake_discord.wait_for(
