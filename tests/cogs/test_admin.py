@@ -187,3 +187,13 @@ async def test_dm_invocations_are_refused(driver: BotDriver, fake_discord: FakeD
     sent = driver.command(driver.dm_context(stranger), "tryonadmin usage")
     reply = await sent.reply()
     assert reply.ephemeral and "only works inside a server" in reply.content
+
+
+async def test_bad_option_values_are_explained(
+    driver: BotDriver, world: p.GuildWorld, as_member: Ctx
+) -> None:
+    mod = as_member("mod", moderator=True)
+    stranger = p.user(name="left-the-server")
+    not_a_member = p.Resolved(p.USER, stranger["id"], "users", stranger)  # a user without member data
+    reply = await driver.command(mod, "tryonadmin block", member=not_a_member).reply()
+    assert reply.ephemeral and reply.content.startswith("That value can't be used here")
