@@ -202,7 +202,7 @@ class StreamerConnection:
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.track = LoopTrack(self.config.fps, idle.loop)
         sender = self.pc.addTrack(self.track)
-        self.track.sender = sender
+        self.track.attach_sender(sender)
         transceiver = next(t for t in self.pc.getTransceivers() if t.sender is sender)
         vp8 = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType.lower() == "video/vp8"]
         transceiver.setCodecPreferences(vp8)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from fractions import Fraction
 
@@ -11,6 +12,8 @@ from aiortc import MediaStreamTrack, RTCRtpSender
 from aiortc.mediastreams import MediaStreamError
 
 from bot.emulator.loops import EncodedClip
+
+log = logging.getLogger(__name__)
 
 VIDEO_CLOCK = 90_000
 MAX_LAG_SECONDS = 1.0
@@ -24,7 +27,6 @@ class LoopTrack(MediaStreamTrack):
     def __init__(self, fps: int, loop: EncodedClip) -> None:
         super().__init__()
         self.fps = fps
-        self.sender: RTCRtpSender | None = None
         self.frames_sent = 0
         self.keyframe_restarts = 0
         self._clip = loop
@@ -32,6 +34,31 @@ class LoopTrack(MediaStreamTrack):
         self._index = 0
         self._clock_start: float | None = None
         self._pending: tuple[int, EncodedClip, EncodedClip] | None = None
+        self._keyframe_wanted = False
+
+    def attach_sender(self, sender: RTCRtpSender) -> bool:
+        """Restart at a keyframe whenever the receiver asks for one (RTCP PLI/FIR) through this sender.
+
+        aiortc answers PLI/FIR by calling the sender's `_send_keyframe()`, which only flags its own
+        encoder; our packets are pre-encoded, so we wrap that method. It is private: if an aiortc release
+        drops it we log once and carry on, and receivers then recover at the loop's next keyframe (every
+        `loop_seconds`). Returns whether the hook is in place (a test pins the aiortc behaviour).
+        """
+        original = getattr(sender, "_send_keyframe", None)
+        if not callable(original):
+            log.warning("aiortc has no RTCRtpSender._send_keyframe: keyframe requests wait for the loop")
+            return False
+
+        def on_keyframe_request() -> None:
+            self.request_keyframe()
+            original()
+
+        sender._send_keyframe = on_keyframe_request  # type: ignore[method-assign]
+        return True
+
+    def request_keyframe(self) -> None:
+        """Make the next packet a keyframe (the current loop restarts; an intro is cut short)."""
+        self._keyframe_wanted = True
 
     @property
     def loop_position(self) -> int:
@@ -66,7 +93,8 @@ class LoopTrack(MediaStreamTrack):
             raise MediaStreamError
         await self._wait_for_frame_time()
         self._apply_pending_switch()
-        if self._keyframe_requested():
+        if self._keyframe_wanted:
+            self._keyframe_wanted = False
             self.keyframe_restarts += 1
             self._intro = None
             self._index = 0
@@ -98,14 +126,3 @@ class LoopTrack(MediaStreamTrack):
             return
         if due > now:
             await asyncio.sleep(due - now)
-
-    def _keyframe_requested(self) -> bool:
-        # aiortc records a receiver's PLI/FIR only for the encoder it would run on raw frames; with
-        # pre-encoded packets we read that private flag and answer by restarting at a keyframe.
-        if self.sender is None:
-            return False
-        attribute = "_RTCRtpSender__force_keyframe"
-        if getattr(self.sender, attribute, False):
-            setattr(self.sender, attribute, False)
-            return True
-        return False

@@ -8,6 +8,8 @@ import sys
 from types import SimpleNamespace
 
 import httpx
+from aiortc import RTCPeerConnection
+from aiortc.rtp import RTCP_PSFB_FIR, RTCP_PSFB_PLI, RtcpPsfbPacket
 
 from bot.emulator.loops import EncodedClip
 from bot.emulator.track import LoopTrack
@@ -51,17 +53,14 @@ def clip(tag: bytes, count: int) -> EncodedClip:
 
 async def test_track_paces_loops_intros_and_restarts_at_keyframe_on_request() -> None:
     track = LoopTrack(fps=100, loop=clip(b"idle", 2))
-    sender = SimpleNamespace(_RTCRtpSender__force_keyframe=False)
-    track.sender = sender  # type: ignore[assignment]
     got = [bytes(await track.recv()) for _ in range(3)]
     assert got == [b"idle\x00", b"idle\x01", b"idle\x00"]
     track.show(clip(b"loop", 3), intro=clip(b"fade", 2))
     got = [bytes(await track.recv()) for _ in range(4)]
     assert got == [b"fade\x00", b"fade\x01", b"loop\x00", b"loop\x01"]
-    sender._RTCRtpSender__force_keyframe = True  # what aiortc sets when the receiver sends a PLI
+    track.request_keyframe()
     packet = await track.recv()
     assert bytes(packet) == b"loop\x00" and track.keyframe_restarts == 1
-    assert not sender._RTCRtpSender__force_keyframe
     assert packet.pts == 7 * 90_000 // 100 and packet.time_base.denominator == 90_000
     track.stop()
 
@@ -74,4 +73,27 @@ async def test_track_starts_a_transition_where_the_old_loop_reaches_its_start() 
     assert got == [b"old\x02", b"old\x03", b"fade\x00", b"new\x00"]
     track.show_from(0, clip(b"next", 2), clip(b"cut", 1))  # just passed: switch at once
     assert bytes(await track.recv()) == b"cut\x00"
+    track.stop()
+
+
+async def test_aiortc_pli_and_fir_from_the_receiver_restart_the_loop_at_its_keyframe() -> None:
+    # Pins the private aiortc hook the track relies on: if aiortc changes it, this test fails.
+    pc = RTCPeerConnection()
+    track = LoopTrack(fps=200, loop=clip(b"loop", 4))
+    try:
+        sender = pc.addTrack(track)
+        assert track.attach_sender(sender)
+        for fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
+            assert [bytes(await track.recv()) for _ in range(2)][-1] != b"loop\x00"
+            await sender._handle_rtcp_packet(RtcpPsfbPacket(fmt=fmt, ssrc=1, media_ssrc=sender._ssrc))
+            assert bytes(await track.recv()) == b"loop\x00"
+        assert track.keyframe_restarts == 2
+    finally:
+        track.stop()
+        await pc.close()
+
+
+def test_a_sender_without_the_keyframe_hook_degrades_to_loop_keyframes() -> None:
+    track = LoopTrack(fps=10, loop=clip(b"loop", 2))
+    assert not track.attach_sender(SimpleNamespace())  # type: ignore[arg-type]
     track.stop()
