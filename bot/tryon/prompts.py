@@ -1,7 +1,9 @@
 """Outfit prompt checks: cleaning, length limits and a per-guild blocklist matched on normalised words.
 
-Cleaning (what is sent to the platform and shown back): Unicode NFKC, control and invisible format
-characters (zero-width spaces/joiners, bidi overrides, BOM) removed, every run of whitespace made one space.
+Cleaning (what is sent to the platform and shown back): Unicode NFKC, control characters and every character
+Unicode calls "default ignorable" (zero-width spaces/joiners, bidi overrides, BOM, but also the combining
+grapheme joiner, Hangul fillers and variation selectors, which render as nothing) removed, every run of
+whitespace made one space.
 The result is plain text; front ends escape markdown themselves.
 
 Matching (never shown): the cleaned text casefolded, accents removed, split into words. A blocklist entry is
@@ -58,9 +60,16 @@ class CheckedPrompt:
     original: str
 
 
+# Default_Ignorable_Code_Point (Unicode DerivedCoreProperties) outside category Cf: invisible letters and
+# marks that split or pad a word without showing (Python's unicodedata does not expose the property).
+_IGNORABLE_NON_FORMAT = re.compile(
+    "[\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180d\u180f\u3164\ufe00-\ufe0f\uffa0\U000e0100-\U000e01ef]"
+)
+
+
 def _is_invisible(char: str) -> bool:
     # Cc: control characters; Cf: format characters (zero-width space/joiners, bidi controls, BOM, SHY).
-    return unicodedata.category(char) in ("Cc", "Cf")
+    return unicodedata.category(char) in ("Cc", "Cf") or _IGNORABLE_NON_FORMAT.match(char) is not None
 
 
 def clean_prompt(raw: str) -> str:

@@ -27,6 +27,9 @@ BLOCKLIST = ["naked", "latex", "ass", "see through"]
         ("red\x00\x07 coat\x7f", "red coat"),  # control characters
         ("\ufeffＲｅｄ　ｃｏａｔ", "Red coat"),  # BOM, fullwidth letters and ideographic space (NFKC)
         ("**bold** _coat_", "**bold** _coat_"),  # markdown is left for the front end to escape
+        ("red\u034fcoat", "redcoat"),  # combining grapheme joiner (invisible, but not a format character)
+        ("red\u3164 coat\uffa0", "red coat"),  # Hangul fillers: render as nothing
+        ("red\u17b4coat\ufe0f", "redcoat"),  # Khmer inherent vowel, variation selector
     ],
 )
 def test_clean_prompt(raw, cleaned):
@@ -73,6 +76,9 @@ def test_limits_are_configurable_and_counted_after_cleaning():
         ("l a t e x dress", "latex"),  # letter spacing
         ("l.a.t.e.x dress", "latex"),  # punctuation between letters
         ("la\u200btex dress", "latex"),  # zero-width space inside the word
+        ("la\u034ftex dress", "latex"),  # combining grapheme joiner inside the word
+        ("lat\u3164ex dress", "latex"),  # Hangul filler inside the word
+        ("na\u115fked", "naked"),
         ("n4k3d", "naked"),  # leetspeak
         ("big a$$ jeans", "ass"),
         ("ｌａｔｅｘ", "latex"),  # fullwidth
