@@ -85,9 +85,12 @@ class UsageLedger:
             entry_id, opened.guild_id, opened.user_id, session_id, "charge", seconds, 0, now, None, None
         )
 
-    async def refund(self, session_id: str, *, at: float | None = None) -> LedgerEntry | None:
-        """Give back a session start that never streamed; idempotent. None if it was charged instead."""
-        now = self._db.now(at)
+    async def refund(self, session_id: str) -> LedgerEntry | None:
+        """Give back a session start that never streamed; idempotent. None if it was charged instead.
+
+        The refund is dated at the start it cancels, so it lands in the same day and month: a session that
+        failed just after midnight must not give back a start in the new day that was counted in the old one.
+        """
         async with self._db.transaction() as tx:
             opened = await self._opened(tx, session_id)
             existing = await _entry(tx, session_id, "refund")
@@ -98,10 +101,10 @@ class UsageLedger:
             entry_id = await tx.insert(
                 "INSERT INTO usage_ledger (guild_id, user_id, session_id, kind, seconds, sessions, at)"
                 " VALUES (?, ?, ?, 'refund', 0, -1, ?)",
-                (opened.guild_id, opened.user_id, session_id, now),
+                (opened.guild_id, opened.user_id, session_id, opened.at),
             )
         return LedgerEntry(
-            entry_id, opened.guild_id, opened.user_id, session_id, "refund", 0.0, -1, now, None, None
+            entry_id, opened.guild_id, opened.user_id, session_id, "refund", 0.0, -1, opened.at, None, None
         )
 
     async def adjust(

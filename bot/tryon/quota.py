@@ -272,9 +272,12 @@ class QuotaPolicy:
         """Charge the seconds the session actually streamed, exactly once (repeats return the first)."""
         return await self._store.usage.charge(session_id, seconds, at=now)
 
-    async def refund(self, session_id: str, *, now: float | None = None) -> LedgerEntry | None:
-        """Give the session start back when it failed before streaming; None if it was already charged."""
-        return await self._store.usage.refund(session_id, at=now)
+    async def refund(self, session_id: str) -> LedgerEntry | None:
+        """Give the session start back when it failed before streaming; None if it was already charged.
+
+        Dated at the start it cancels, so it restores the day and month that start was counted in.
+        """
+        return await self._store.usage.refund(session_id)
 
     async def settle(
         self, session_id: str, streamed_seconds: float, *, now: float | None = None
@@ -291,7 +294,7 @@ class QuotaPolicy:
             return await self.charge(session_id, streamed_seconds, now=now)
         if "charge" in entries:
             return entries["charge"]
-        return await self.refund(session_id, now=now)
+        return await self.refund(session_id)
 
     async def adjust(
         self,

@@ -167,7 +167,7 @@ async def test_refund_before_streaming_gives_the_session_back(policy: QuotaPolic
     assert (await policy.remaining(G1, USER, now=now)).sessions_left == 4
     assert await policy.settle(session_id, 0.0, now=now) is not None  # never streamed: refunded
     assert (await policy.remaining(G1, USER, now=now)).sessions_left == 5
-    assert await policy.refund(session_id, now=now) is not None  # idempotent
+    assert await policy.refund(session_id) is not None  # idempotent
     assert (await policy.remaining(G1, USER, now=now)).sessions_left == 5
 
 
@@ -179,7 +179,7 @@ async def test_charge_settles_exactly_once(policy: QuotaPolicy, store: Store):
     assert first is not None and first.seconds == 42.0
     assert await policy.charge(session_id, 42.0, now=now) == first
     assert await policy.settle(session_id, 0.0, now=now) == first  # a late "never streamed" keeps the charge
-    assert await policy.refund(session_id, now=now) is None
+    assert await policy.refund(session_id) is None
     assert (await policy.remaining(G1, USER, now=now)).daily.seconds_used == 42.0
 
 
@@ -225,3 +225,14 @@ async def test_settling_a_session_that_was_never_reserved_is_a_no_op(policy: Quo
     assert await policy.settle(session_id, 0.0) is None
     assert await policy.settle(session_id, 12.0) is None
     assert await store.usage.for_session(session_id) == []
+
+
+async def test_a_refund_after_midnight_gives_back_the_start_it_cancels(policy: QuotaPolicy, store: Store):
+    session_id = await _session(store)
+    await policy.reserve(session_id, G1, USER, now=utc(2026, 3, 31, 23, 59, 50))
+    assert await policy.settle(session_id, 0.0, now=utc(2026, 4, 1, 0, 0, 10)) is not None
+    march = await policy.remaining(G1, USER, now=utc(2026, 3, 31, 23, 59, 55))
+    assert (march.daily.sessions_used, march.monthly.sessions_used) == (0, 0)
+    april = await policy.remaining(G1, USER, now=utc(2026, 4, 1, 12))
+    assert (april.daily.sessions_used, april.monthly.sessions_used) == (0, 0)  # not -1: no extra start
+    assert april.sessions_left == 5
