@@ -1,6 +1,8 @@
-"""`python -m bot demo`: try outfits on a photo through the Odyssey client, saving frames and the recording.
+"""`python -m bot demo`: the whole try-on engine on a photo, printed to the console, files under `out/`.
 
-Without ODYSSEY_API_KEY it runs against the embedded emulator on 127.0.0.1; with it, against Odyssey.
+Without ODYSSEY_API_KEY it runs against the embedded emulator on 127.0.0.1 (with a short stream cap, so a
+roll-over is shown); with it, against Odyssey. The engine is the bot's own: fair queue, session state
+machine, quota ledger in SQLite (`out/tryon.sqlite3`), GIF snippets, roll-over, recording links.
 """
 
 from __future__ import annotations
@@ -8,142 +10,265 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
+import json
 import os
 import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
-from PIL import Image, UnidentifiedImageError
 
-from bot.odyssey import Odyssey, OdysseyError, StreamFrame
+from bot.odyssey import OdysseyError
+from bot.store import Store
+from bot.tryon.console import ConsolePresenter
+from bot.tryon.engine import Engine, build_engine, client_factory
+from bot.tryon.errors import TryOnError
+from bot.tryon.photos import check_photo
+from bot.tryon.presenter import RecordingLinks
+from bot.tryon.prompts import check_prompt
+from bot.tryon.session import EndReason, SessionRequest, SessionState, TryOnSession
+from bot.tryon.settings import EngineSettings
 
 if TYPE_CHECKING:
     from bot.emulator import EmulatorConfig
 
 SAMPLE_PHOTO = Path(__file__).resolve().parent.parent / "examples" / "astronaut.jpg"
-DEFAULT_OUTFITS = ("a red wool coat", "a blue denim jacket")
-SECONDS_PER_OUTFIT = 2.0
+DEFAULT_OUTFITS = ("a red wool coat", "a blue denim jacket", "a green silk evening dress")
+# The emulator's per-stream cap in the demo (the platform's is 150 s), so one roll-over fits in a short run.
+DEMO_STREAM_CAP_SECONDS = 10.0
+DEMO_GUILD, DEMO_USER = 0, 1
 DOWNLOAD_TIMEOUT = 60.0
 
 
+class DemoError(Exception):
+    """A problem to report as one line (exit code 1)."""
+
+
 def main(args: argparse.Namespace) -> int:
-    """Run the demo; returns the process exit code (1 with one error line on failure)."""
+    """Run the demo; returns the exit code (1 with one `error:` line on a bad photo, prompt or failure)."""
     photo = Path(args.photo) if args.photo else SAMPLE_PHOTO
     outfits = list(args.outfit or DEFAULT_OUTFITS)
-    problem = photo_problem(photo)
-    if problem is not None:
-        print(f"error: {problem}", file=sys.stderr)
+    try:
+        photo_bytes = photo.read_bytes()
+    except OSError as exc:
+        print(f"error: cannot read the photo {photo}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     try:
-        asyncio.run(run_demo(photo, outfits, Path(args.out), portrait=not args.landscape))
-    except OdysseyError as exc:
+        asyncio.run(run_demo(photo_bytes, outfits, Path(args.out), portrait=not args.landscape))
+    except (TryOnError, DemoError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OdysseyError as exc:
+        print(f"error: the video platform failed: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
     return 0
 
 
-def photo_problem(photo: Path) -> str | None:
-    """Why the photo can't be used, or None when Pillow can read it."""
-    try:
-        with Image.open(photo) as image:
-            image.verify()
-    except FileNotFoundError:
-        return f"photo not found: {photo}"
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        return f"{photo} is not a readable image ({type(exc).__name__})"
-    return None
-
-
 @contextlib.asynccontextmanager
-async def odyssey_backend(
+async def backend(
     emulator_config: EmulatorConfig | None = None,
-) -> AsyncIterator[tuple[str, str | None]]:
-    """(api_key, api_url): the real platform when ODYSSEY_API_KEY is set, else an embedded emulator."""
+) -> AsyncIterator[tuple[str, str | None, float]]:
+    """(api_key, api_url, stream cap): Odyssey when ODYSSEY_API_KEY is set, else an embedded emulator."""
     api_key = os.environ.get("ODYSSEY_API_KEY")
     if api_key:
-        yield api_key, None
+        print("using Odyssey (ODYSSEY_API_KEY is set)")
+        yield api_key, None, EngineSettings().stream_cap_seconds
         return
     from bot.emulator import DEV_API_KEY, Emulator, EmulatorConfig
+    from bot.loopback_ice import restrict_ice_to_loopback
 
-    async with Emulator(emulator_config or EmulatorConfig(host="127.0.0.1", fps=12)) as emulator:
-        print(f"using the embedded emulator at {emulator.url} (set ODYSSEY_API_KEY to use Odyssey)")
-        yield DEV_API_KEY, emulator.url
+    restrict_ice_to_loopback()
+    config = emulator_config or EmulatorConfig(fps=12, scale=0.5, stream_cap_seconds=DEMO_STREAM_CAP_SECONDS)
+    cap = config.stream_cap_seconds
+    async with Emulator(config) as emulator:
+        print(
+            f"using the embedded emulator at {emulator.url} (set ODYSSEY_API_KEY to use Odyssey); its stream "
+            f"cap is set to {cap:g} s instead of 150 s so that this short run shows a roll-over to a fresh "
+            "stream"
+        )
+        yield DEV_API_KEY, emulator.url, cap
 
 
 async def run_demo(
-    photo: Path,
+    photo: bytes,
     outfits: list[str],
     out: Path,
     *,
     portrait: bool,
     emulator_config: EmulatorConfig | None = None,
-) -> None:
-    """Connect, stream the outfits one after another, save frames, end, download the recording."""
+) -> dict[str, Any]:
+    """Run one try-on through the engine; writes snippets, recordings and summary.json under `out`."""
+    # The engine checks these again at admission; checking first means a typo costs no emulator start.
+    await check_photo(photo)
+    for outfit in outfits:
+        check_prompt(outfit)
     await asyncio.to_thread(out.mkdir, parents=True, exist_ok=True)
     started = time.monotonic()
     async with (
-        odyssey_backend(emulator_config) as (api_key, api_url),
-        Odyssey(api_key=api_key, api_url=api_url) as client,
+        backend(emulator_config) as (api_key, api_url, cap),
+        await Store.open(out / "tryon.sqlite3") as store,
     ):
-        await client.connect(on_queue=lambda waited: print(f"waiting for a streamer ({waited:.0f}s)"))
-        print(f"connected (session {client.current_session_id})")
-        stream_id = await client.start_stream(outfits[0], portrait=portrait, image=photo)
-        saved: list[Path] = []
-        for index, outfit in enumerate(outfits):
-            applied = outfit if index == 0 else await client.interact(outfit)
-            frame = await newest_frame(client, stream_id, SECONDS_PER_OUTFIT)
-            path = out / f"frame_{index + 1}.png"
-            await asyncio.to_thread(save_png, frame, path)
-            saved.append(path)
-            print(f"outfit {index + 1}: {applied!r} -> {path}")
-        dropped = client.frames.dropped
-        await client.end_stream()
-        await client.disconnect()
-        video, thumbnail = await download_recording(client, stream_id, out)
-    print(
-        f"done in {time.monotonic() - started:.1f}s: {len(saved)} frames, recording {video}, "
-        f"thumbnail {thumbnail} (frames dropped by the bounded queue: {dropped})"
+        settings = EngineSettings(
+            portrait=portrait,
+            stream_cap_seconds=cap,
+            rollover_margin_seconds=min(5.0, cap / 10),
+            idle_seconds=60.0,
+            recording_poll_limit_seconds=60.0,
+        )
+        engine = build_engine(store, client_factory(api_key, api_url), settings)
+        try:
+            return await try_on(engine, photo, outfits, out, cap, started)
+        finally:
+            await engine.aclose(grace_seconds=30)
+
+
+async def try_on(
+    engine: Engine, photo: bytes, outfits: list[str], out: Path, cap: float, started: float
+) -> dict[str, Any]:
+    """Admit one session, steer it through the outfits, end it, download and summarise."""
+    manager = engine.manager
+    for recovered in await manager.recover():
+        print(f"recovered an interrupted session from an earlier run: {recovered.id}")
+    # Every outfit is checked before anything is spent, exactly as the first one is at admission.
+    outfits = [await engine.services.check_prompt(DEMO_GUILD, outfit) for outfit in outfits]
+    presenter = ConsolePresenter(out)
+    request = SessionRequest(
+        guild_id=DEMO_GUILD, user_id=DEMO_USER, channel_id=None, photo=photo, outfit=outfits[0]
     )
+    session = await manager.admit(request, presenter)
+    await wait_until(
+        session,
+        lambda: session.state is not SessionState.QUEUED and session.state is not SessionState.CONNECTING,
+        120,
+    )
+    for outfit in outfits[1:]:
+        if session.is_finished:
+            break
+        await asyncio.sleep(1.0)  # let the member look at the last outfit for a moment
+        await session.prompt(outfit)
+    await session.snapshot()
+    if session.rollovers == 0 and not session.is_finished and cap < 60:
+        print(f"waiting past the {cap:g} s stream cap to show the roll-over...")
+        await wait_until(session, lambda: session.rollovers > 0, cap + 20)
+        await asyncio.sleep(1.5)
+    manager.stop(session.id, user_id=DEMO_USER, reason=EndReason.MEMBER)
+    await wait_until(session, lambda: session.finished.is_set(), 120)
+    if session.state is not SessionState.DONE:
+        message = presenter.errors[-1].message if presenter.errors else f"the session ended {session.state}"
+        raise DemoError(message)
+    downloads = await download_recordings(presenter, out)
+    summary = await summarise(engine, session, presenter, downloads, time.monotonic() - started)
+    await asyncio.to_thread((out / "summary.json").write_text, json.dumps(summary, indent=2) + "\n")
+    print_summary(summary, out)
+    return summary
 
 
-async def newest_frame(client: Odyssey, stream_id: str, seconds: float) -> StreamFrame:
-    """Read frames for `seconds` and return the newest one of this stream."""
-    newest: StreamFrame | None = None
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(seconds):
-            async for frame in client.frames:
-                if frame.stream_id == stream_id:
-                    newest = frame
-    if newest is None:
-        raise OdysseyError(f"no video received within {seconds:g}s")
-    return newest
+async def wait_until(session: TryOnSession, condition: Any, seconds: float) -> None:
+    """Wait for `condition()` (or the session's end), at most `seconds`."""
+    async with asyncio.timeout(seconds):
+        # Polling: roll-overs and states belong to the session and have no event of their own.
+        while not condition() and not session.finished.is_set():  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
 
 
-def save_png(frame: StreamFrame, path: Path) -> None:
-    """Convert one decoded frame to RGB and write it (blocking; run in a thread)."""
-    Image.fromarray(frame.frame.to_ndarray(format="rgb24")).save(path, "PNG")
-
-
-async def download_recording(client: Odyssey, stream_id: str, out: Path) -> tuple[Path | None, Path | None]:
-    """Fetch the recording's MP4 and thumbnail into `out`."""
-    recording = await client.get_recording(stream_id)
-    targets = [(recording.video_url, out / "recording.mp4"), (recording.thumbnail_url, out / "thumbnail.jpg")]
-    saved: list[Path | None] = []
+async def download_recordings(presenter: ConsolePresenter, out: Path) -> list[dict[str, Any]]:
+    """Fetch every stream's MP4 and thumbnail into `out`."""
+    files: list[dict[str, Any]] = []
+    if not presenter.recordings:
+        return files
     async with httpx.AsyncClient(timeout=DOWNLOAD_TIMEOUT) as http:
-        for url, path in targets:
-            if url is None:
-                saved.append(None)
-                continue
-            try:
-                response = await http.get(url)
-                response.raise_for_status()
-            except httpx.HTTPError as exc:
-                raise OdysseyError(f"downloading {path.name} failed: {type(exc).__name__}") from exc
-            await asyncio.to_thread(path.write_bytes, response.content)
-            saved.append(path)
-    return saved[0], saved[1]
+        for index, links in enumerate(presenter.recordings[-1].recordings, start=1):
+            files.append(await download_one(http, links, index, out))
+    return files
+
+
+async def download_one(
+    http: httpx.AsyncClient, links: RecordingLinks, index: int, out: Path
+) -> dict[str, Any]:
+    saved: dict[str, Any] = {"stream_id": links.stream_id, "duration_seconds": links.duration_seconds}
+    for key, url, name in (
+        ("video", links.video_url, f"recording-{index}.mp4"),
+        ("thumbnail", links.thumbnail_url, f"thumbnail-{index}.jpg"),
+    ):
+        if url is None:
+            continue
+        try:
+            response = await http.get(url)
+            response.raise_for_status()
+        except httpx.HTTPError as exc:
+            raise DemoError(f"downloading the {key} of stream {links.stream_id} failed: {exc}") from exc
+        path = out / name
+        await asyncio.to_thread(path.write_bytes, response.content)
+        saved[key] = str(path)
+    return saved
+
+
+async def summarise(
+    engine: Engine,
+    session: TryOnSession,
+    presenter: ConsolePresenter,
+    downloads: list[dict[str, Any]],
+    wall_seconds: float,
+) -> dict[str, Any]:
+    store = engine.services.store
+    streams = await store.streams.for_session(session.id)
+    prompts = await store.prompts.for_session(session.id)
+    ledger = await store.usage.for_session(session.id)
+    return {
+        "session_id": session.id,
+        "state": str(session.state),
+        "end_reason": str(session.end_reason),
+        "streamed_seconds": round(session.streamed_seconds, 2),
+        "charged_seconds": round(sum(e.seconds for e in ledger if e.kind == "charge"), 2),
+        "rollovers": session.rollovers,
+        # Time without video at each roll-over (old stream ended -> new stream started), in seconds.
+        "rollover_gaps_seconds": [
+            round(after.started_at - before.ended_at, 2)
+            for before, after in itertools.pairwise(streams)
+            if before.ended_at is not None
+        ],
+        "streams": [
+            {
+                "index": s.index,
+                "odyssey_stream_id": s.odyssey_stream_id,
+                "seconds": round(s.seconds, 2),
+                "end_reason": s.end_reason,
+            }
+            for s in streams
+        ],
+        "outfits": [{"text": p.text, "status": p.status} for p in prompts],
+        "snippets": [
+            {"path": str(f.path), "bytes": f.size_bytes, "outfit": f.caption} for f in presenter.snippets
+        ],
+        "snapshots": [str(f.path) for f in presenter.snapshots],
+        "before_after": str(presenter.before_after) if presenter.before_after else None,
+        "recordings": downloads,
+        "wall_seconds": round(wall_seconds, 1),
+    }
+
+
+def print_summary(summary: dict[str, Any], out: Path) -> None:
+    print()
+    print(f"Summary ({out / 'summary.json'}):")
+    print(
+        f"  session {summary['session_id']}: {summary['state']} ({summary['end_reason']}), "
+        f"{summary['streamed_seconds']:.1f} s streamed over {len(summary['streams'])} stream(s) "
+        f"with {summary['rollovers']} roll-over(s); {summary['charged_seconds']:.1f} s charged to the member"
+    )
+    if summary["rollover_gaps_seconds"]:
+        gaps = ", ".join(f"{gap:.1f} s" for gap in summary["rollover_gaps_seconds"])
+        print(f"  roll-over gap(s) without video: {gaps}")
+    for outfit in summary["outfits"]:
+        print(f"  outfit {outfit['status']}: {outfit['text']}")
+    for snippet in summary["snippets"]:
+        print(f"  snippet {snippet['path']} ({snippet['bytes'] / 1024:.0f} KiB): {snippet['outfit']}")
+    for recording in summary["recordings"]:
+        print(f"  recording {recording.get('video')} (thumbnail {recording.get('thumbnail')})")
+    if summary["before_after"]:
+        print(f"  before/after still: {summary['before_after']}")
+    print(f"  finished in {summary['wall_seconds']:.1f} s")

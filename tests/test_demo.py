@@ -1,0 +1,64 @@
+"""The engine demo: one clear error line for bad input; a run streams, rolls over, snippets and records."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot import demo
+from bot.emulator import EmulatorConfig
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def args(**overrides: object) -> argparse.Namespace:
+    values: dict[str, object] = {"photo": None, "outfit": None, "out": "out", "landscape": False}
+    values.update(overrides)
+    return argparse.Namespace(**values)
+
+
+def test_bad_photo_or_prompt_is_one_clear_error_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "photo.jpg"
+    bad.write_bytes(b"this is not an image")
+    out = tmp_path / "out"
+    assert demo.main(args(photo=str(bad), out=str(out))) == 1
+    assert demo.main(args(photo=str(tmp_path / "missing.jpg"), out=str(out))) == 1
+    assert demo.main(args(outfit=["a red coat", "\u200b"], out=str(out))) == 1
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 3 and all(line.startswith("error: ") for line in err)
+    assert "photo" in err[0] and "missing.jpg" in err[1] and "outfit" in err[2]
+    assert "Traceback" not in captured.err + captured.out
+    assert not out.exists()  # nothing started, nothing written
+
+
+async def test_demo_runs_the_engine_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ODYSSEY_API_KEY", raising=False)
+    summary = await demo.run_demo(
+        demo.SAMPLE_PHOTO.read_bytes(),
+        ["a red wool coat", "a blue denim jacket"],
+        tmp_path,
+        portrait=True,
+        emulator_config=EmulatorConfig.small(stream_cap_seconds=4.0),
+    )
+    check_outputs(summary, tmp_path)
+
+
+def check_outputs(summary: dict[str, Any], out: Path) -> None:
+    assert summary == json.loads((out / "summary.json").read_text())
+    assert summary["state"] == "done" and summary["rollovers"] >= 1
+    assert len(summary["streams"]) == len(summary["recordings"]) >= 2
+    assert [o["status"] for o in summary["outfits"]] == ["applied", "applied"]
+    assert len(summary["snippets"]) == 2
+    for snippet in summary["snippets"]:
+        assert Path(snippet["path"]).read_bytes()[:4] == b"GIF8"
+    for recording in summary["recordings"]:
+        assert Path(recording["video"]).read_bytes()[4:8] == b"ftyp"
+    assert summary["charged_seconds"] == pytest.approx(summary["streamed_seconds"], abs=0.05)
+    assert (out / "tryon.sqlite3").exists()
