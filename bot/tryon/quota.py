@@ -284,13 +284,18 @@ class QuotaPolicy:
     ) -> LedgerEntry | None:
         """End-of-session settlement: charge what streamed, or refund a session that never streamed.
 
-        Also used at start-up for interrupted sessions, with the seconds of their last heartbeat. A session
-        that was never reserved (e.g. a crash between creating and reserving it) has nothing to settle: None.
+        Also used at start-up for interrupted sessions, with the seconds of their last heartbeat. Without
+        `now`, a session that already ended (an interrupted one: at its last heartbeat) is charged at its end,
+        so a restart the next day does not move its seconds into that day. A session that was never reserved
+        (e.g. a crash between creating and reserving it) has nothing to settle: None.
         """
         entries = {entry.kind: entry for entry in await self._store.usage.for_session(session_id)}
         if "session" not in entries:
             return None
         if streamed_seconds > 0:
+            if now is None:
+                session = await self._store.sessions.get(session_id)
+                now = None if session is None else session.ended_at
             return await self.charge(session_id, streamed_seconds, now=now)
         if "charge" in entries:
             return entries["charge"]

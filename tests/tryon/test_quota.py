@@ -236,3 +236,19 @@ async def test_a_refund_after_midnight_gives_back_the_start_it_cancels(policy: Q
     april = await policy.remaining(G1, USER, now=utc(2026, 4, 1, 12))
     assert (april.daily.sessions_used, april.monthly.sessions_used) == (0, 0)  # not -1: no extra start
     assert april.sessions_left == 5
+
+
+async def test_a_session_recovered_after_a_crash_is_charged_when_it_last_streamed(
+    policy: QuotaPolicy, store: Store
+):
+    session_id = await _session(store)
+    await policy.reserve(session_id, G1, USER, now=utc(2026, 3, 9, 23, 50))
+    await store.sessions.heartbeat(session_id, 100.0, at=utc(2026, 3, 9, 23, 58))
+    # The bot restarts the next day (the store's clock: 2026-03-10 12:00) and settles from the heartbeat.
+    [interrupted] = await store.sessions.interrupt_unfinished()
+    charge = await policy.settle(session_id, interrupted.session.streamed_seconds)
+    assert charge is not None and charge.at == utc(2026, 3, 9, 23, 58)
+    crash_day = await policy.remaining(G1, USER, now=utc(2026, 3, 9, 23, 59))
+    assert crash_day.daily.seconds_used == 100.0
+    restart_day = await policy.remaining(G1, USER, now=utc(2026, 3, 10, 12))
+    assert restart_day.daily.seconds_used == 0.0 and restart_day.monthly.seconds_used == 100.0
