@@ -16,6 +16,17 @@ def build_parser() -> argparse.ArgumentParser:
     emulator.add_argument("--host", default="127.0.0.1")
     emulator.add_argument("--port", type=int, default=0, help="0 picks a free port")
     emulator.add_argument("--api-key", default=None, help="accepted API key (default: the development key)")
+    limits = emulator.add_argument_group("limits and video (default: the platform's values)")
+    limits.add_argument("--concurrency-limit", type=int, help="sessions per key, then 429 (default 5)")
+    limits.add_argument("--streamer-slots", type=int, help="sessions in total, then 503 (default 16)")
+    limits.add_argument(
+        "--stream-cap", type=float, help="seconds per stream, then session_timeout (default 150)"
+    )
+    limits.add_argument(
+        "--idle-timeout", type=float, help="seconds without a stream before closing; 0: never (40)"
+    )
+    limits.add_argument("--fps", type=int, help="video frame rate (default 24)")
+    limits.add_argument("--scale", type=float, help="frame size factor on 704x1280, e.g. 0.5 (default 1)")
 
     run = commands.add_parser("run", help="run the Discord bot")
     run.add_argument("--config", default=None, help="configuration file (default: ./config.toml if present)")

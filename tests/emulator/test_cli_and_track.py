@@ -8,9 +8,13 @@ import sys
 from types import SimpleNamespace
 
 import httpx
+import pytest
 from aiortc import RTCPeerConnection
 from aiortc.rtp import RTCP_PSFB_FIR, RTCP_PSFB_PLI, RtcpPsfbPacket
 
+from bot.__main__ import build_parser
+from bot.emulator.cli import config_from_args
+from bot.emulator.config import EmulatorConfig
 from bot.emulator.loops import EncodedClip
 from bot.emulator.track import LoopTrack
 
@@ -27,6 +31,10 @@ async def test_cli_prints_url_first_and_stops_on_sigterm() -> None:
         "0",
         "--api-key",
         "KEY",
+        "--concurrency-limit",
+        "1",
+        "--scale",
+        "0.25",
         stdout=asyncio.subprocess.PIPE,
     )
     try:
@@ -39,12 +47,48 @@ async def test_cli_prints_url_first_and_stops_on_sigterm() -> None:
             assert (
                 await http.post("/auth/token", json={"api_key": "ody_emulator_dev_key"})
             ).status_code == 401
+            token = (await http.post("/auth/token", json={"api_key": "KEY"})).json()["access_token"]
+            headers = {"Authorization": f"Bearer {token}"}
+            assert (await http.post("/sessions/request", json={}, headers=headers)).status_code == 200
+            refused = await http.post("/sessions/request", json={}, headers=headers)
+            assert refused.status_code == 429
+            assert refused.json()["detail"]["details"] == {"active_count": 1, "limit": 1}
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), 30) == 0
     finally:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+def parse_emulator_config(*options: str) -> EmulatorConfig:
+    return config_from_args(build_parser().parse_args(["emulator", *options]))
+
+
+def test_cli_limit_options_reach_the_config_and_unset_ones_keep_the_defaults() -> None:
+    config = parse_emulator_config(
+        "--concurrency-limit=2",
+        "--streamer-slots=3",
+        "--stream-cap=20",
+        "--idle-timeout=7.5",
+        "--fps=12",
+        "--scale=0.5",
+    )
+    assert (config.concurrency_limit, config.streamer_slots, config.stream_cap_seconds) == (2, 3, 20.0)
+    assert (config.idle_timeout_seconds, config.fps, config.frame_size(True)) == (7.5, 12, (352, 640))
+    assert parse_emulator_config("--idle-timeout=0").idle_timeout_seconds is None
+    defaults, plain = EmulatorConfig(), parse_emulator_config()
+    assert (plain.concurrency_limit, plain.idle_timeout_seconds, plain.fps) == (
+        defaults.concurrency_limit,
+        defaults.idle_timeout_seconds,
+        defaults.fps,
+    )
+
+
+@pytest.mark.parametrize("option", ["--fps=0", "--concurrency-limit=-1", "--idle-timeout=-2", "--scale=0"])
+def test_cli_refuses_limits_that_cannot_work(option: str) -> None:
+    with pytest.raises(SystemExit, match="emulator: "):
+        parse_emulator_config(option)
 
 
 def clip(tag: bytes, count: int) -> EncodedClip:
