@@ -14,7 +14,8 @@ from tests.fakediscord.server import FakeDiscord
 async def fake_discord(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeDiscord]:
     """A started fake with every discord.py REST route (bot API and webhooks) pointed at it.
 
-    Fails the test if the bot sent a body that breaks Discord's OpenAPI schema or hit a route the fake lacks.
+    Fails the test if a request (query, body) or the fake's own answer (status, body) breaks Discord's
+    OpenAPI description, or if the bot hit a route the fake lacks.
     """
     fake = FakeDiscord()
     await fake.start()

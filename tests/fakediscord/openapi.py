@@ -1,4 +1,4 @@
-"""Checks request bodies the bot sends against Discord's published OpenAPI description."""
+"""Checks requests the bot sends, and the fake's answers, against Discord's published OpenAPI description."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import functools
 import json
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,36 +74,69 @@ class OpenApiValidator:
                 return template.template
         return None
 
-    def validate(self, method: str, path: str, body: Any) -> list[str]:
-        """Human-readable schema violations of `body` for this operation (empty when valid or no schema)."""
+    def _operation(self, method: str, path: str) -> tuple[str, dict[str, Any]] | str:
+        """(template, operation) for a concrete request, or the reason there is none."""
         template = self.match(path)
         if template is None:
-            return [f"{method} {path}: not an operation in Discord's API"]
+            return f"{method} {path}: not an operation in Discord's API"
         operation = self._spec["paths"][template].get(method.lower())
         if operation is None:
-            return [f"{method} {template}: method not in Discord's API"]
+            return f"{method} {template}: method not in Discord's API"
+        return template, operation
+
+    def validate(
+        self, method: str, path: str, body: Any, query: Mapping[str, str] | None = None
+    ) -> list[str]:
+        """Human-readable violations of the request (query names, JSON body); empty when it is valid."""
+        found = self._operation(method, path)
+        if isinstance(found, str):
+            return [found]
+        template, operation = found
+        known = {p["name"] for p in operation.get("parameters", []) if p.get("in") == "query"}
+        problems = [
+            f"{method} {template}: query parameter {name!r} not in Discord's API"
+            for name in query or {}
+            if name not in known
+        ]
         content = operation.get("requestBody", {}).get("content", {})
-        if "application/json" not in content or body is None:
-            return []
-        pointer = "/".join(
-            _escape_pointer(part)
-            for part in (
-                "paths",
-                template,
-                method.lower(),
-                "requestBody",
-                "content",
-                "application/json",
-                "schema",
-            )
-        )
+        if "application/json" in content and body is not None:
+            pointer = ("paths", template, method.lower(), "requestBody", "content", "application/json")
+            problems += self._check(f"{method} {template}", (*pointer, "schema"), body)
+        return problems
+
+    def validate_response(self, method: str, path: str, status: int, body: Any) -> list[str]:
+        """Violations of the answer the fake gave: a status Discord documents, and the documented body."""
+        found = self._operation(method, path)
+        if isinstance(found, str):
+            return []  # the request itself is already reported
+        template, operation = found
+        responses = operation.get("responses", {})
+        key = str(status) if str(status) in responses else f"{str(status)[0]}XX"
+        where = f"{method} {template} -> {status}"
+        if key not in responses:
+            return [f"{where}: status not documented (documented: {', '.join(responses)})"]
+        response = responses[key]
+        pointer: tuple[str, ...] = ("paths", template, method.lower(), "responses", key)
+        if "$ref" in response:
+            name = response["$ref"].rsplit("/", 1)[1]
+            response, pointer = self._spec["components"]["responses"][name], ("components", "responses", name)
+        content = response.get("content", {})
+        if "application/json" not in content:
+            return [] if body is None else [f"{where}: Discord answers without a body here"]
+        if body is None:
+            return [f"{where}: Discord answers with a JSON body here"]
+        return self._check(where, (*pointer, "content", "application/json", "schema"), body)
+
+    def _check(self, where: str, schema_at: tuple[str, ...], value: Any) -> list[str]:
+        """Violations of `value` against the schema at the JSON pointer made of `schema_at`."""
+        pointer = "/".join(_escape_pointer(part) for part in schema_at)
         validator = jsonschema.Draft202012Validator(
             {"$ref": f"{_SPEC_URI}#/{pointer}"}, registry=self._registry
         )
         problems = []
-        for error in validator.iter_errors(body):
+        for error in validator.iter_errors(value):
             # For a failed union, the closest branch's error is the useful one.
             detail = jsonschema.exceptions.best_match(error.context) if error.context else error
-            where = "/".join(map(str, detail.absolute_path)) or "<body>"
-            problems.append(f"{method} {template}: {where}: {detail.message[:300]}")
+            at = "/".join(map(str, detail.absolute_path)) or "<body>"
+            problems.append(f"{where}: {at}: {detail.message[:300]}")
         return problems

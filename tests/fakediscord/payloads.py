@@ -43,6 +43,8 @@ def user(user_id: int | None = None, name: str = "member", *, bot: bool = False)
         "avatar": None,
         "bot": bot,
         "public_flags": 0,
+        "flags": 0,
+        "primary_guild": None,
     }
 
 
@@ -108,6 +110,7 @@ def dm_channel(recipient: Payload, channel_id: int | None = None) -> Payload:
     return {
         "id": str(channel_id or snowflake()),
         "type": 1,
+        "flags": 0,
         "recipients": [recipient],
         "last_message_id": None,
     }

@@ -251,7 +251,12 @@ class FakeDiscord:
             if left > 0 and method == recorded.method and pattern.search(recorded.path):
                 rule[2] -= 1
                 self.rate_limited.append(recorded)
-                body = {"message": "You are being rate limited.", "retry_after": retry_after, "global": False}
+                body = {
+                    "message": "You are being rate limited.",
+                    "code": 0,
+                    "retry_after": retry_after,
+                    "global": False,
+                }
                 headers = {
                     "Retry-After": str(max(1, round(retry_after))),
                     "X-RateLimit-Limit": "5",
@@ -413,7 +418,9 @@ class FakeDiscord:
         recorded = await self._record(request, path)
         self.requests.append(recorded)
         if self._validator is not None:
-            self.schema_errors += self._validator.validate(recorded.method, path, recorded.json)
+            self.schema_errors += self._validator.validate(
+                recorded.method, path, recorded.json, recorded.query
+            )
         limited = self._limited(recorded)
         for method, pattern, handler in self._routes:
             match = pattern.match(path)
@@ -427,6 +434,10 @@ class FakeDiscord:
             self.unhandled.append(recorded)
             response = _error(404, 0, "404: Not Found")
         recorded.status = response.status
+        if self._validator is not None:
+            self.schema_errors += self._validator.validate_response(
+                recorded.method, path, response.status, _body_of(response)
+            )
         async with self._changed:
             self._changed.notify_all()
         return response
@@ -446,7 +457,7 @@ class FakeDiscord:
             self.accepted_token is not None and authorization != f"Bot {self.accepted_token}"
         ):
             return _error(401, 0, "401: Unauthorized")
-        return _json(self.bot_user)
+        return _json(dict(self.bot_user, mfa_enabled=False, locale="en-US"))
 
     async def _get_application(self, recorded: RecordedRequest, match: re.Match[str]) -> web.Response:
         return _json(
@@ -455,6 +466,14 @@ class FakeDiscord:
                 "name": "tryon-bot",
                 "icon": None,
                 "description": "",
+                "type": None,
+                "flags_new": "0",
+                "role_connections_verification_url": None,
+                "approximate_guild_count": 1,
+                "approximate_user_install_count": 0,
+                "approximate_user_authorization_count": 0,
+                "explicit_content_filter": 0,
+                "eligible_oauth2_scopes": ["bot", "applications.commands"],
                 "bot_public": True,
                 "bot_require_code_grant": False,
                 "owner": self.owner,
@@ -478,6 +497,11 @@ class FakeDiscord:
             )
             stored.setdefault("description", "")
             stored.setdefault("type", 1)
+            # Discord answers permissions as a string (or null), whatever form the request used.
+            permissions = stored.get("default_member_permissions")
+            stored["default_member_permissions"] = None if permissions is None else str(permissions)
+            if stored.get("integration_types") is None:
+                stored["integration_types"] = [0]  # guild install, the default of a bot application
             if guild_id is not None:
                 stored["guild_id"] = str(guild_id)
             commands.append(stored)
@@ -503,7 +527,7 @@ class FakeDiscord:
         if "embeds" in body:
             message.embeds = body["embeds"] or []
         if "components" in body:
-            message.components = body["components"] or []
+            message.components = _numbered(body["components"] or [])
         if "flags" in body and body["flags"] is not None:
             message.flags = (message.flags & EPHEMERAL) | (body["flags"] & ~LOADING)
         if "attachments" in body or files:
@@ -536,6 +560,8 @@ class FakeDiscord:
         kind = body.get("type")
         data = body.get("data") or {}
         record.responded, record.response_type = True, kind
+        # Discord documents a `resource` only for a message sent (4) or updated (7); defers and modals
+        # are described by the `interaction` part alone.
         resource: Payload = {"type": kind}
         interaction: Payload = {"id": str(record.interaction_id), "type": 2}
         if kind in (4, 5):
@@ -543,7 +569,8 @@ class FakeDiscord:
             message = self._new_message(record.channel_id, data, recorded.files, record.token)
             message.flags = (flags & EPHEMERAL) | (LOADING if kind == 5 else 0)
             record.original_message_id = message.id
-            resource["message"] = message.payload()
+            if kind == 4:
+                resource["message"] = message.payload()
             interaction.update(
                 response_message_id=str(message.id),
                 response_message_loading=kind == 5,
@@ -557,7 +584,10 @@ class FakeDiscord:
                 resource["message"] = target.payload()
         elif kind == 9:
             record.modal = data
-        return _json({"interaction": interaction, "resource": resource})
+        answer: Payload = {"interaction": interaction}
+        if "message" in resource:
+            answer["resource"] = resource
+        return _json(answer)
 
     async def _followup(self, recorded: RecordedRequest, match: re.Match[str]) -> web.Response:
         record = self._interaction(match.group(2))
@@ -661,6 +691,27 @@ def _json(data: Any, status: int = 200) -> web.Response:
     return web.Response(
         body=json.dumps(data).encode(), status=status, headers={"Content-Type": "application/json"}
     )
+
+
+def _numbered(components: list[Payload]) -> list[Payload]:
+    """Components as Discord stores them: every one (rows and their children) gets a numeric `id`."""
+    counter = iter(range(1, 1000))
+
+    def number(component: Payload) -> Payload:
+        numbered = dict(component)
+        numbered.setdefault("id", next(counter))
+        if "components" in numbered:
+            numbered["components"] = [number(child) for child in numbered["components"]]
+        return numbered
+
+    return [number(component) for component in components]
+
+
+def _body_of(response: web.Response) -> Any:
+    """The JSON a response carries (None without a body), as the client will parse it."""
+    if not isinstance(response.body, bytes) or not response.body:
+        return None
+    return json.loads(response.body)
 
 
 def _error(status: int, code: int, message: str) -> web.Response:

@@ -122,3 +122,19 @@ def test_validator_catches_bad_bodies() -> None:
         == "/webhooks/{webhook_id}/{webhook_token}/messages/@original"
     )
     assert validator.validate("POST", "/nowhere", None)
+
+
+def test_validator_checks_queries_and_the_fakes_answers() -> None:
+    validator = OpenApiValidator.load()
+    assert validator.validate("POST", "/webhooks/1/t", {"content": "x"}, {"wait": "true"}) == []
+    assert validator.validate("POST", "/webhooks/1/t", {"content": "x"}, {"wiat": "true"})
+    message = {"type": 4, "message": {"id": "1"}}  # far from a whole message object
+    answer = {"interaction": {"id": "1", "type": 2}, "resource": message}
+    assert validator.validate_response("POST", "/interactions/1/t/callback", 200, answer)
+    deferred = {"interaction": {"id": "1", "type": 2, "response_message_loading": True}}
+    assert validator.validate_response("POST", "/interactions/1/t/callback", 200, deferred) == []
+    error = {"message": "Unknown interaction", "code": 10062}
+    assert validator.validate_response("POST", "/interactions/1/t/callback", 404, error) == []
+    assert validator.validate_response("POST", "/interactions/1/t/callback", 404, {"message": "x"})
+    assert validator.validate_response("DELETE", "/channels/1/messages/2", 204, None) == []
+    assert validator.validate_response("DELETE", "/channels/1/messages/2", 200, {"id": "2"})
