@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from bot.app import TryOnBot
 from bot.store.records import QuotaLimits
@@ -10,6 +11,7 @@ from tests.fakediscord import BotDriver, FakeDiscord
 from tests.fakediscord import payloads as p
 
 Ctx = Callable[..., p.InteractionContext]
+Steps = list[tuple[str, dict[str, Any]]]
 
 
 async def test_commands_are_hidden_from_members_and_guild_only(
@@ -197,3 +199,67 @@ async def test_bad_option_values_are_explained(
     not_a_member = p.Resolved(p.USER, stranger["id"], "users", stranger)  # a user without member data
     reply = await driver.command(mod, "tryonadmin block", member=not_a_member).reply()
     assert reply.ephemeral and reply.content.startswith("That value can't be used here")
+
+
+async def test_moderators_never_see_or_change_another_guilds_data(
+    driver: BotDriver, world: p.GuildWorld, as_member: Ctx, bot: TryOnBot, fake_discord: FakeDiscord
+) -> None:
+    store = bot.runtime.store
+    ours = as_member("our-mod", moderator=True)
+    alice = world.add_member("alice")
+    alice_id = int(alice["user"]["id"])
+    ours_steps: Steps = [
+        ("tryonadmin blocklist add", {"word": "velvet"}),
+        ("tryonadmin channels allow", {"channel": p.opt_channel(world.channel)}),
+        ("tryonadmin block", {"member": p.opt_member(alice), "reason": "ours"}),
+        ("tryonadmin quota set-default", {"daily_sessions": 2}),
+        ("tryonadmin quota set-member", {"member": p.opt_member(alice), "daily_minutes": 1.0}),
+    ]
+    for command, options in ours_steps:
+        await driver.command(ours, command, **options).reply()
+    session = await store.sessions.create(
+        guild_id=world.guild_id,
+        channel_id=int(world.channel["id"]),
+        user_id=alice_id,
+        photo_sha256="0" * 64,
+        orientation="portrait",
+        front_end=None,
+    )
+
+    other = p.guild_world("other")
+    driver.add_guild(other)
+    theirs = driver.context(other, other.add_member("their-mod", moderator=True))
+    alice_there = other.add_member("alice-there")
+    alice_there["user"] = alice["user"]  # the same person is a member of both servers
+
+    looks: Steps = [
+        ("tryonadmin blocklist list", {}),
+        ("tryonadmin channels list", {}),
+        ("tryonadmin audit", {}),
+        ("tryonadmin quota show", {"member": p.opt_member(alice_there)}),
+        ("tryonadmin sessions list", {}),
+        ("tryon show", {"id": session.id}),
+    ]
+    seen = [(await driver.command(theirs, command, **options).reply()).text for command, options in looks]
+    assert "No words are blocked." in seen[0]
+    assert "every channel" in seen[1]
+    assert "No audit entries." in seen[2]
+    assert "2 sessions per day" not in seen[3] and "1 min per day" not in seen[3] and "Blocked" not in seen[3]
+    assert "No try-ons are running" in seen[4]
+    assert "No try-on of yours" in seen[5]
+
+    changes: Steps = [
+        ("tryonadmin blocklist remove", {"word": "velvet"}),
+        ("tryonadmin unblock", {"member": p.opt_member(alice_there)}),
+        ("tryonadmin quota reset-default", {}),
+        ("tryonadmin quota reset-member", {"member": p.opt_member(alice_there)}),
+        ("tryonadmin channels remove", {"channel": p.opt_channel(world.channel)}),
+    ]
+    for command, options in changes:
+        await driver.command(theirs, command, **options).reply()
+    assert await store.guilds.blocked_words(world.guild_id) == ["velvet"]
+    assert await store.blocks.get(world.guild_id, alice_id) is not None
+    assert (await store.guilds.get(world.guild_id)).default_limits == QuotaLimits(daily_sessions=2)
+    assert await store.quotas.get_user(world.guild_id, alice_id) is not None
+    assert await store.guilds.allowed_channels(world.guild_id) == {int(world.channel["id"])}
+    assert len(await store.audit.list(world.guild_id, limit=50)) == 5  # only our own moderator's actions
