@@ -13,7 +13,8 @@ Tests steer a running emulator through `emu.faults` (see `Faults`), `emu.drop_co
 `emu.drop_peer_connections()`, `emu.fail_streams(reason, message)`, and read `emu.observed`.
 
 Deliberate choices where the real service cannot be observed: the emulator is the WebRTC offerer and sends
-VP8 only; the idle timeout counts time without a running stream (keepalives do not reset it); broadcast
+VP8 only; the idle timeout counts time without a running stream, since keepalives arrive every 10 s from any
+live client (`keepalive_resets_idle` switches to §20.2's other reading); broadcast
 (`broadcast: true`) is accepted but no `broadcast_ready`/WHEP spectator endpoint is offered.
 """
 

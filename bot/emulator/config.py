@@ -34,7 +34,11 @@ class EmulatorConfig:
     concurrency_limit: int = 5  # sessions per key (unless the key sets its own) -> 429
     streamer_slots: int = 16  # sessions in total -> 503 (clients queue)
     stream_cap_seconds: float = 150.0  # -> session_timeout, then the connection drops
-    idle_timeout_seconds: float | None = 40.0  # a connection without a running stream; None disables
+    # Idle = no stream running (§12 "inactivity", §20.2 "40 s without a stream"). Both official clients send
+    # a keepalive every 10 s, so a timer they reset could never fire for a live client; set
+    # keepalive_resets_idle for §20.2's other reading (only a silent, half-dead client times out).
+    idle_timeout_seconds: float | None = 40.0  # None disables
+    keepalive_resets_idle: bool = False
     connection_max_seconds: float | None = 3600.0  # -> signaling error duration_limit_reached
     access_token_ttl_seconds: float = 3600.0
     session_token_ttl_seconds: float = 600.0  # only gates opening the websocket

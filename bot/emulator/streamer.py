@@ -232,6 +232,8 @@ class StreamerConnection:
                 self._spawn(self.close(1008, "Unusable answer"))
         elif kind == "ice_candidate":
             await self._add_remote_candidate(message)
+        elif kind == "keepalive" and self.config.keepalive_resets_idle:
+            self.idle_since = time.monotonic()
         elif kind == "client_disconnecting":
             self._spawn(self.close())
         elif kind == "interactive_stream_start":

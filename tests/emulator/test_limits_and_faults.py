@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import time
 
 import httpx
@@ -42,11 +43,26 @@ async def test_stream_cap_sends_session_timeout_then_drops(emulator_factory) -> 
 
 
 async def test_idle_connection_times_out_without_a_stream(emulator_factory) -> None:
-    emu = await emulator_factory(idle_timeout_seconds=1.0)
+    emu = await emulator_factory(idle_timeout_seconds=0.6)
     async with connected_peer(emu.url) as peer:
-        await peer.send_ws({"type": "keepalive"})  # keepalives do not count as activity
-        assert peer.reader is not None and not peer.reader.done()
+        assert peer.reader is not None
+        async with asyncio.timeout(5):
+            while not peer.reader.done():  # keepalives do not count as activity by default
+                with contextlib.suppress(websockets.ConnectionClosed):
+                    await peer.send_ws({"type": "keepalive"})
+                await asyncio.sleep(0.2)
         assert await wait_closed(peer) == 1000
+    assert not emu.active_sessions()
+
+
+async def test_keepalives_hold_an_idle_connection_open_when_configured(emulator_factory) -> None:
+    emu = await emulator_factory(idle_timeout_seconds=0.6, keepalive_resets_idle=True)
+    async with connected_peer(emu.url) as peer:
+        for _ in range(6):  # 1.2 s of keepalives, twice the idle timeout
+            await peer.send_ws({"type": "keepalive"})
+            await asyncio.sleep(0.2)
+        assert peer.reader is not None and not peer.reader.done()
+        assert await wait_closed(peer) == 1000  # silence: closed again
     assert not emu.active_sessions()
 
 
