@@ -171,7 +171,17 @@ INITIAL_SCHEMA = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (INITIAL_SCHEMA,)
+LEDGER_BY_SESSION = Migration(
+    version=2,
+    description="index the usage ledger by session",
+    statements=(
+        # Settlement and the in-flight quota sum look rows up by session; the partial unique index above
+        # cannot serve them (SQLite uses it only when a query repeats its WHERE), so each was a full scan.
+        "CREATE INDEX ledger_by_session ON usage_ledger (session_id, kind)",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (INITIAL_SCHEMA, LEDGER_BY_SESSION)
 
 
 def check_migrations(migrations: tuple[Migration, ...]) -> None:

@@ -77,3 +77,17 @@ async def test_misnumbered_migrations_are_refused(tmp_path):
     skipped = Migration(version=len(MIGRATIONS) + 2, description="gap", statements=())
     with pytest.raises(SchemaError, match="in order"):
         await Store.open(tmp_path / "bot.db", migrations=(*MIGRATIONS, skipped))
+
+
+async def test_a_file_from_every_earlier_version_upgrades_to_the_latest(tmp_path):
+    for version in range(1, len(MIGRATIONS)):
+        path = tmp_path / f"v{version}.db"
+        async with await Store.open(path, migrations=MIGRATIONS[:version]) as old:
+            session = await old.sessions.create(guild_id=1, channel_id=2, user_id=3)
+            await old.usage.open_session(guild_id=1, user_id=3, session_id=session.id)
+        async with await Store.open(path) as new:
+            assert await new.schema_version() == len(MIGRATIONS)
+            assert await new.integrity_check() == "ok"
+            assert [entry.kind for entry in await new.usage.for_session(session.id)] == ["session"]
+            indexes = await new.db.fetch_all("SELECT name FROM sqlite_master WHERE type = 'index'")
+            assert "ledger_by_session" in {row["name"] for row in indexes}

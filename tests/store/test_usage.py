@@ -136,3 +136,29 @@ async def test_forget_deletes_own_data_keeps_what_quotas_need(store: Store, cloc
     assert refused.details == {"r": 1, "redacted": 1}
     assert await store.blocks.get(G1, 3) is not None
     assert await store.integrity_check() == "ok"
+
+
+async def test_settlement_and_quota_lookups_use_indexes(store: Store, clock):
+    """Every ledger query of a session's life is an index search, never a scan of the whole ledger.
+
+    The ledger holds every guild's history; a scan per settlement (or per session of the member, for the
+    seconds still in flight) would slow every quota check as the bot ages.
+    """
+    refunded = await _started(store)
+    await store.usage.refund(refunded)
+    statements: list[str] = []
+    await store.db._conn.set_trace_callback(statements.append)
+    session_id = await _started(store)
+    await store.sessions.heartbeat(session_id, 5.0)
+    await store.usage.unsettled_seconds(G1, 3)
+    await store.usage.charge(session_id, 5.0)
+    await store.usage.refund(session_id)
+    await store.usage.for_session(session_id)
+    await store.usage.totals(G1, 3, since=0, until=clock.now + 1)
+    await store.db._conn.set_trace_callback(None)
+
+    queries = [sql for sql in statements if sql.lstrip().upper().startswith(("SELECT", "UPDATE", "DELETE"))]
+    assert any("NOT EXISTS" in sql for sql in queries) and any("kind = 'charge'" in sql for sql in queries)
+    for sql in queries:
+        plan = [row["detail"] for row in await store.db.fetch_all(f"EXPLAIN QUERY PLAN {sql}")]
+        assert not [step for step in plan if step.startswith("SCAN")], (sql, plan)
