@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from types import TracebackType
 from typing import Any
 
@@ -82,6 +82,8 @@ class Odyssey:
         self._callbacks = Callbacks()
         self._runner = CallbackRunner()
         self._connection: StreamConnection | None = None
+        self._connect_task: asyncio.Task[None] | None = None
+        self._aborting_connect = False
         self._capabilities: Capabilities | None = None
         self._last_token_lifetime = 600.0
         self.frames = FrameQueue(frame_queue_size)
@@ -142,6 +144,9 @@ class Odyssey:
     ) -> None:
         """Reserve a streamer (queueing while none is free) and connect to it; returns once ready."""
         self._begin(Callbacks(**{k: v for k, v in locals().items() if k != "self"}))
+        await self._run_connect(self._connect_to_platform())
+
+    async def _connect_to_platform(self) -> None:
         async with self._connecting():
             grant, token = await self._reserve_session()
             self._capabilities = grant.capabilities
@@ -163,17 +168,24 @@ class Odyssey:
     ) -> None:
         """Connect with credentials from `create_client_credentials` (no API key needed)."""
         self._begin(Callbacks(**callbacks))
+        await self._run_connect(self._connect_with(credentials))
+
+    async def _connect_with(self, credentials: ClientCredentials) -> None:
         async with self._connecting():
             session_id = credentials.token_session_id()
             self._capabilities = credentials.capabilities
             await self._open(credentials.signaling_url, session_id, credentials.session_token)
 
     async def disconnect(self) -> None:
-        """Close the connection (frees the streamer at once); safe to call at any time."""
+        """Close the connection (frees the streamer at once); safe to call at any time.
+
+        A `connect()` still under way is abandoned: it raises OdysseyConnectionError.
+        """
+        aborted = await self._abort_connect()
         connection, self._connection = self._connection, None
         if connection is not None:
             await connection.close()
-        if self._status is not ConnectionStatus.FAILED:
+        if aborted or self._status is not ConnectionStatus.FAILED:
             self._set_status(ConnectionStatus.DISCONNECTED, None)
 
     async def aclose(self) -> None:
@@ -195,6 +207,34 @@ class Odyssey:
             self.frames = FrameQueue(self._frame_queue_size)
         self._set_status(ConnectionStatus.AUTHENTICATING, None)
 
+    async def _run_connect(self, steps: Coroutine[Any, Any, None]) -> None:
+        """Run the connect steps as a task `disconnect()` can abandon (the caller then gets an error)."""
+        task = asyncio.create_task(steps, name="odyssey-connect")
+        self._connect_task = task
+        try:
+            await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if task.cancelled() and (current is None or not current.cancelling()):
+                raise OdysseyConnectionError("Disconnected while connecting") from None
+            raise
+        finally:
+            if self._connect_task is task:
+                self._connect_task = None
+
+    async def _abort_connect(self) -> bool:
+        """Stop a connect under way and wait until it has cleaned up; True if there was one."""
+        task = self._connect_task
+        if task is None or task.done() or task is asyncio.current_task():
+            return False
+        self._aborting_connect = True
+        try:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        finally:
+            self._aborting_connect = False
+        return True
+
     @contextlib.asynccontextmanager
     async def _connecting(self) -> AsyncIterator[None]:
         """Whatever stops a connect (error or cancellation) leaves the client FAILED, never half-way."""
@@ -205,7 +245,8 @@ class Odyssey:
                 self._fail(exc)
             raise
         except BaseException:
-            self._set_status(ConnectionStatus.FAILED, "connect interrupted")
+            if not self._aborting_connect:  # `disconnect()` sets DISCONNECTED itself
+                self._set_status(ConnectionStatus.FAILED, "connect interrupted")
             raise
 
     async def _reserve_session(self) -> tuple[SessionGrant, str]:

@@ -358,3 +358,24 @@ async def test_cancelled_connect_leaves_a_usable_client(harness: ClientHarness) 
     await client.connect()
     assert client.is_connected
     await client.disconnect()
+
+
+async def test_disconnect_while_queueing_stops_the_connect(harness: ClientHarness) -> None:
+    emu = await harness.emulator()
+    emu.faults.fail_503_times = 100
+    client = harness.client(emu, queue_timeout=30)
+    seen = Recorder()
+    queued = asyncio.Event()
+    connecting = asyncio.create_task(client.connect(on_queue=lambda _: queued.set(), **seen.callbacks()))
+    async with asyncio.timeout(10):
+        await queued.wait()
+    emu.faults.fail_503_times = 0  # a streamer frees up: the abandoned connect must still not take it
+    await client.disconnect()
+    with pytest.raises(OdysseyConnectionError, match="Disconnected while connecting"):
+        await asyncio.wait_for(connecting, 5)
+    assert client.current_status is ConnectionStatus.DISCONNECTED
+    assert ConnectionStatus.FAILED not in seen.statuses and not seen.errors
+    assert not emu.active_sessions()
+    await client.connect()
+    assert client.is_connected
+    await client.disconnect()
