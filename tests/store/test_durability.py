@@ -139,3 +139,17 @@ async def test_a_transaction_left_open_is_rolled_back_by_the_next_one(tmp_path):
         await raw.execute("INSERT INTO blocked_words (guild_id, word, added_at) VALUES (1, 'left', 0)")
         await store.guilds.add_blocked_word(1, "mine", moderator_id=None)
         assert await store.guilds.blocked_words(1) == ["mine"]
+
+
+async def test_charge_and_refund_racing_on_two_connections_settle_once(tmp_path):
+    path = tmp_path / "bot.db"
+    async with await Store.open(path) as first, await Store.open(path) as second:
+        for round_ in range(10):
+            session = await first.sessions.create(guild_id=1, channel_id=2, user_id=3)
+            await first.usage.open_session(guild_id=1, user_id=3, session_id=session.id)
+            racers = [first.usage.charge(session.id, 5.0), second.usage.refund(session.id)]
+            if round_ % 2:
+                racers.reverse()
+            await asyncio.gather(*racers, return_exceptions=True)
+            settled = [e.kind for e in await second.usage.for_session(session.id) if e.kind != "session"]
+            assert settled in (["charge"], ["refund"])
