@@ -273,7 +273,7 @@ class Odyssey:
         if previous is not None:  # closed by the server earlier: make sure its teardown finished
             await previous.close()
         self._set_status(ConnectionStatus.CONNECTING, None)
-        if is_loopback_url(signaling_url) or is_loopback_url(self.api_url):
+        if is_loopback_url(signaling_url):  # the peer is on this machine (the emulator)
             restrict_ice_to_loopback()
         websocket, ice_servers = await self._open_signaling(signaling_url, session_id, token)
         connection = StreamConnection(
