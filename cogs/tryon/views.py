@@ -63,7 +63,8 @@ class SessionButton(
 
 
 async def _guarded(interaction: discord.Interaction[TryOnBot], work: Awaitable[bool | None]) -> bool:
-    # Component and modal errors do not reach the command tree's handler; render them the same way here.
+    # A dynamic item's errors reach neither the command tree's handler nor a view's `on_error` (discord.py
+    # only logs them); render them like every other error.
     try:
         return bool(await work)
     except Exception as error:
@@ -96,9 +97,11 @@ class OutfitModal(discord.ui.Modal):
 
     async def on_submit(self, interaction: discord.Interaction[TryOnBot]) -> None:  # type: ignore[override]
         """Apply the outfit to the session."""
-        await _guarded(
-            interaction, _cog(interaction).apply_outfit(interaction, self.session_id, self.outfit.value)
-        )
+        await _cog(interaction).apply_outfit(interaction, self.session_id, self.outfit.value)
+
+    async def on_error(self, interaction: discord.Interaction[TryOnBot], error: Exception) -> None:  # type: ignore[override]
+        """Members' errors as written, anything else with an id (as for commands)."""
+        await send_reply(interaction, describe_error(error, interaction))
 
 
 class InvokerOnlyView(discord.ui.View):
@@ -114,6 +117,12 @@ class InvokerOnlyView(discord.ui.View):
             await send_reply(interaction, "Only the member who opened this can use it.")
             return False
         return True
+
+    async def on_error(  # type: ignore[override]
+        self, interaction: discord.Interaction[TryOnBot], error: Exception, item: discord.ui.Item[Any]
+    ) -> None:
+        """Members' errors as written, anything else with an id (as for commands)."""
+        await send_reply(interaction, describe_error(error, interaction))
 
 
 class ForgetConfirmation(InvokerOnlyView):
@@ -131,7 +140,7 @@ class ForgetConfirmation(InvokerOnlyView):
     ) -> None:
         """Delete, then close the question."""
         self.stop()
-        await _guarded(interaction, self._forget(interaction))
+        await self._forget(interaction)
 
     @discord.ui.button(label="Keep it", style=discord.ButtonStyle.secondary, custom_id="tryon:forget:no")
     async def cancel(

@@ -493,3 +493,32 @@ async def test_closed_dms_drop_private_messages_quietly(
         40,
     )
     assert not any("[video](" in m.text for m in fake_discord.channel_messages(int(world.channel["id"])))
+
+
+async def test_a_failing_page_button_tells_the_member_an_error_id(
+    driver: BotDriver,
+    world: p.GuildWorld,
+    as_member: Ctx,
+    bot: TryOnBot,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    alice = as_member("alice")
+    alice_id = int(alice.member["user"]["id"])  # type: ignore[index]
+    for _ in range(bot.config.discord.history_page_size + 1):
+        await bot.runtime.store.sessions.create(
+            guild_id=world.guild_id,
+            channel_id=None,
+            user_id=alice_id,
+            photo_sha256="0" * 64,
+            orientation="portrait",
+            front_end=None,
+        )
+    page = await driver.command(alice, "tryon history").reply()
+    await driver.view_attached(page)
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("database gone")
+
+    monkeypatch.setattr(bot.runtime.store.sessions, "history", broken)
+    failed = await driver.press(alice, page, "tryon:history:next").reply()
+    assert failed.ephemeral and "error id `" in failed.content and "database gone" not in failed.content
