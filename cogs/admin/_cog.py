@@ -182,7 +182,9 @@ class TryOnAdmin(
         if role is not None:
             override = await self.store.quotas.get_role(guild_id, role.id)
             limits = override.limits if override else None
-            embed.add_field(name=f"Role @{role.name}", value=limits_text(limits), inline=False)
+            embed.add_field(
+                name=f"Role @{quote_safely(role.name, 80)}", value=limits_text(limits), inline=False
+            )
         if member is not None:
             await self._describe_member(embed, guild_id, member)
         await send_reply(interaction, embed=embed)
@@ -195,12 +197,14 @@ class TryOnAdmin(
         today = await self.store.usage.totals(guild_id, member.id, since=now - now % DAY, until=now + 1)
         month = await self.store.usage.totals(guild_id, member.id, since=month_start(now), until=now + 1)
         embed.add_field(
-            name=f"{member.display_name}'s own", value=limits_text(own.limits if own else None), inline=False
+            name=f"{quote_safely(member.display_name, 80)}'s own",
+            value=limits_text(own.limits if own else None),
+            inline=False,
         )
-        for override in roles:
-            embed.add_field(
-                name=f"Role <@&{override.subject_id}>", value=limits_text(override.limits), inline=False
-            )
+        if roles:
+            # Mentions render in field values only, never in names.
+            lines = [f"<@&{override.subject_id}>: {limits_text(override.limits)}" for override in roles]
+            embed.add_field(name="Through their roles", value="\n".join(lines)[:1024], inline=False)
         embed.add_field(
             name="Used",
             value=f"today {duration(today.seconds)} in {today.sessions} sessions; "

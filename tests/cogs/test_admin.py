@@ -78,6 +78,10 @@ async def test_quota_set_show_reset_for_member_role_and_default(
         and "60 min per month" in shown.text
     )
     assert "today 0 s in 0 sessions" in shown.text
+    # Discord renders mentions in field values only; a name would show the raw `<@&id>`.
+    fields = shown.embeds[0]["fields"]
+    assert not any("<@" in f["name"] for f in fields)
+    assert any(f"<@&{world.member_role['id']}>" in f["value"] for f in fields)
 
     await driver.command(mod, "tryonadmin quota reset-member", member=p.opt_member(alice)).reply()
     await driver.command(mod, "tryonadmin quota reset-role", role=p.opt_role(world.member_role)).reply()
