@@ -42,6 +42,29 @@ async def _entry(tx: Tx, session_id: str, kind: str) -> LedgerEntry | None:
     return None if row is None else _entry_from_row(row)
 
 
+async def _append(
+    tx: Tx,
+    *,
+    guild_id: int,
+    user_id: int,
+    session_id: str | None,
+    kind: str,
+    at: float,
+    seconds: float = 0.0,
+    sessions: int = 0,
+    actor_id: int | None = None,
+    note: str | None = None,
+) -> LedgerEntry:
+    """Append one row; the entry as stored."""
+    entry_id = await tx.insert(
+        "INSERT INTO usage_ledger"
+        " (guild_id, user_id, session_id, kind, seconds, sessions, at, actor_id, note)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (guild_id, user_id, session_id, kind, seconds, sessions, at, actor_id, note),
+    )
+    return LedgerEntry(entry_id, guild_id, user_id, session_id, kind, seconds, sessions, at, actor_id, note)
+
+
 class UsageLedger:
     """Append to and sum the ledger; sums and reports are per guild."""
 
@@ -57,12 +80,15 @@ class UsageLedger:
             existing = await _entry(tx, session_id, "session")
             if existing is not None:
                 return existing
-            entry_id = await tx.insert(
-                "INSERT INTO usage_ledger (guild_id, user_id, session_id, kind, seconds, sessions, at)"
-                " VALUES (?, ?, ?, 'session', 0, 1, ?)",
-                (guild_id, user_id, session_id, now),
+            return await _append(
+                tx,
+                guild_id=guild_id,
+                user_id=user_id,
+                session_id=session_id,
+                kind="session",
+                at=now,
+                sessions=1,
             )
-        return LedgerEntry(entry_id, guild_id, user_id, session_id, "session", 0.0, 1, now, None, None)
 
     async def charge(self, session_id: str, seconds: float, *, at: float | None = None) -> LedgerEntry:
         """Charge the seconds a session streamed, exactly once: a repeat returns the first charge as is."""
@@ -76,14 +102,15 @@ class UsageLedger:
                 return existing
             if await _entry(tx, session_id, "refund") is not None:
                 raise SettlementError(f"session {session_id} was already refunded")
-            entry_id = await tx.insert(
-                "INSERT INTO usage_ledger (guild_id, user_id, session_id, kind, seconds, sessions, at)"
-                " VALUES (?, ?, ?, 'charge', ?, 0, ?)",
-                (opened.guild_id, opened.user_id, session_id, seconds, now),
+            return await _append(
+                tx,
+                guild_id=opened.guild_id,
+                user_id=opened.user_id,
+                session_id=session_id,
+                kind="charge",
+                at=now,
+                seconds=seconds,
             )
-        return LedgerEntry(
-            entry_id, opened.guild_id, opened.user_id, session_id, "charge", seconds, 0, now, None, None
-        )
 
     async def refund(self, session_id: str) -> LedgerEntry | None:
         """Give back a session start that never streamed; idempotent. None if it was charged instead.
@@ -98,14 +125,15 @@ class UsageLedger:
                 return existing
             if await _entry(tx, session_id, "charge") is not None:
                 return None
-            entry_id = await tx.insert(
-                "INSERT INTO usage_ledger (guild_id, user_id, session_id, kind, seconds, sessions, at)"
-                " VALUES (?, ?, ?, 'refund', 0, -1, ?)",
-                (opened.guild_id, opened.user_id, session_id, opened.at),
+            return await _append(
+                tx,
+                guild_id=opened.guild_id,
+                user_id=opened.user_id,
+                session_id=session_id,
+                kind="refund",
+                at=opened.at,
+                sessions=-1,
             )
-        return LedgerEntry(
-            entry_id, opened.guild_id, opened.user_id, session_id, "refund", 0.0, -1, opened.at, None, None
-        )
 
     async def adjust(
         self,
@@ -121,11 +149,17 @@ class UsageLedger:
         """A moderator's correction (negative gives quota back); returns the entry and its audit entry."""
         now = self._db.now(at)
         async with self._db.transaction() as tx:
-            entry_id = await tx.insert(
-                "INSERT INTO usage_ledger"
-                " (guild_id, user_id, session_id, kind, seconds, sessions, at, actor_id, note)"
-                " VALUES (?, ?, NULL, 'adjust', ?, ?, ?, ?, ?)",
-                (guild_id, user_id, seconds, sessions, now, moderator_id, note),
+            entry = await _append(
+                tx,
+                guild_id=guild_id,
+                user_id=user_id,
+                session_id=None,
+                kind="adjust",
+                at=now,
+                seconds=seconds,
+                sessions=sessions,
+                actor_id=moderator_id,
+                note=note,
             )
             audit = await write_audit(
                 tx,
@@ -136,9 +170,6 @@ class UsageLedger:
                 target_user_id=user_id,
                 details={"seconds": seconds, "sessions": sessions, "note": note},
             )
-        entry = LedgerEntry(
-            entry_id, guild_id, user_id, None, "adjust", seconds, sessions, now, moderator_id, note
-        )
         return entry, audit
 
     async def _opened(self, tx: Tx, session_id: str) -> LedgerEntry:
