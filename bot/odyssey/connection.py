@@ -296,10 +296,14 @@ class StreamConnection:
 
     async def _send_keepalives(self) -> None:
         keepalive = json.dumps({"type": "keepalive"})
-        with contextlib.suppress(ConnectionClosed):
+        try:
             while True:
                 await asyncio.sleep(self._timeouts.keepalive_interval)
                 await asyncio.wait_for(self._ws.send(keepalive), self._timeouts.send)
+        except ConnectionClosed:
+            pass  # the reader reports the close
+        except TimeoutError:
+            self._lost(OdysseyConnectionError("Signaling connection lost: keepalive could not be sent"))
 
     async def _on_offer(self, sdp: str) -> None:
         if self._closing:
@@ -326,12 +330,12 @@ class StreamConnection:
         text = message.get("candidate")
         if self._pc is None or not isinstance(text, str) or not text:
             return  # candidates before the offer, and end-of-candidates markers, carry nothing for us
-        candidate = candidate_from_sdp(text.removeprefix("candidate:"))
-        candidate.sdpMid = message.get("sdpMid")
-        candidate.sdpMLineIndex = message.get("sdpMLineIndex")
         try:
+            candidate = candidate_from_sdp(text.removeprefix("candidate:"))
+            candidate.sdpMid = message.get("sdpMid")
+            candidate.sdpMLineIndex = message.get("sdpMLineIndex")
             await self._pc.addIceCandidate(candidate)
-        except ValueError as exc:
+        except (ValueError, IndexError, AssertionError) as exc:  # bad line (aiortc asserts): skip it
             log.debug("remote ICE candidate ignored: %s", exc)
 
     # -- peer connection events -----------------------------------------------------------------------

@@ -176,3 +176,54 @@ async def test_broadcast_ready_and_incomplete_broadcast() -> None:
 def test_remote_max_message_size() -> None:
     assert remote_max_message_size("v=0\r\na=max-message-size:262144\r\n") == 262144
     assert remote_max_message_size("v=0\r\n") == 65536
+
+
+async def test_malformed_remote_candidate_is_ignored() -> None:
+    from aiortc import RTCPeerConnection
+
+    connection, _, _ = open_connection()
+    connection._pc = RTCPeerConnection()
+    try:
+        for text in ("candidate:garbage", "1 1 udp", "candidate:1 1 udp notanumber 127.0.0.1 9 typ host"):
+            await connection._on_signaling({"type": "ice_candidate", "candidate": text, "sdpMLineIndex": 0})
+        assert not connection._closing  # one bad line from the server must not drop the connection
+    finally:
+        await connection._pc.close()
+
+
+class StuckSocket(StubSocket):
+    """A socket whose sends never complete (the peer stopped reading)."""
+
+    async def send(self, text: str) -> None:
+        await asyncio.Event().wait()
+
+    async def close(self, code: int, reason: str) -> None:
+        return None
+
+
+async def test_stuck_keepalive_fails_the_connection() -> None:
+    statuses: list[tuple[object, object]] = []
+    errors: list[BaseException] = []
+    failed = asyncio.Event()
+
+    def on_error(error: BaseException, fatal: bool) -> None:
+        errors.append(error)
+        failed.set()
+
+    connection = StreamConnection(
+        session_id="s",
+        websocket=StuckSocket(),  # type: ignore[arg-type]
+        ice_servers=[],
+        callbacks=Callbacks(on_error=on_error),
+        runner=CallbackRunner(),
+        frames=FrameQueue(),
+        set_status=lambda status, message: statuses.append((status, message)),
+        timeouts=ConnectionTimeouts(keepalive_interval=0.01, send=0.05, close=0.05),
+    )
+    connection._ready.set_result(None)
+    connection._spawn(connection._send_keepalives(), "keepalive")
+    async with asyncio.timeout(5):
+        await failed.wait()
+        await connection.wait_closed()
+    assert [str(e) for e in errors] == ["Signaling connection lost: keepalive could not be sent"]
+    assert statuses and statuses[0][0] == "failed"
