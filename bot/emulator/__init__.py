@@ -14,8 +14,10 @@ Tests steer a running emulator through `emu.faults` (see `Faults`), `emu.drop_co
 
 Deliberate choices where the real service cannot be observed: the emulator is the WebRTC offerer and sends
 VP8 only; the idle timeout counts time without a running stream, since keepalives arrive every 10 s from any
-live client (`keepalive_resets_idle` switches to §20.2's other reading); broadcast
-(`broadcast: true`) is accepted but no `broadcast_ready`/WHEP spectator endpoint is offered.
+live client (`keepalive_resets_idle` switches to §20.2's other reading). Broadcast (`broadcast: true`) sends
+`broadcast_ready` right after `stream_started` with a WHEP endpoint (`POST <webrtc_url>/whep?token=`,
+`DELETE` on the Location) that streams the same packets to each spectator; there is no HLS
+(`broadcast_url` is null).
 """
 
 from bot.emulator.config import DEV_API_KEY, ApiKey, EmulatorConfig, Faults

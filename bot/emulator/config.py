@@ -45,7 +45,8 @@ class EmulatorConfig:
     unclaimed_session_seconds: float = 600.0  # a session nobody connects to frees its slot after this
     max_image_bytes: int = MAX_IMAGE_BYTES
     stream_start_delay_seconds: float = 0.0  # extra wait before stream_started
-    signed_url_ttl_seconds: float = 3600.0
+    signed_url_ttl_seconds: float = 3600.0  # recording links and spectator tokens
+    max_spectators_per_stream: int = 8  # WHEP viewers of one `broadcast: true` stream -> 503
     preview_seconds: float = 3.0
     recordings_dir: str | None = None  # None: a temporary folder removed by stop()
     simulation_step_seconds: float = 1.0  # time between simulation job status changes

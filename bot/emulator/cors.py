@@ -16,6 +16,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def _allow_any_origin(headers: MutableMapping[str, str]) -> None:
     # The SDK sends bearer tokens, never cookies, so a wildcard origin is enough.
     headers["Access-Control-Allow-Origin"] = "*"
+    headers["Access-Control-Expose-Headers"] = "Location"  # WHEP spectators follow it to DELETE
 
 
 @web.middleware

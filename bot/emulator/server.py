@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bot.emulator.broadcast import BroadcastHub
 from bot.emulator.config import ApiKey, EmulatorConfig, Faults
 from bot.emulator.cors import cors_middleware
 from bot.emulator.loops import SceneLibrary
@@ -112,6 +113,7 @@ class Emulator:
         )
         self.recordings = RecordingStore(self.library, cfg.fps, cfg.preview_seconds, cfg.recordings_dir)
         self.simulations = SimulationService(self)
+        self.broadcasts = BroadcastHub(self.secret, cfg.signed_url_ttl_seconds, cfg.max_spectators_per_stream)
 
     # ---- lifecycle -------------------------------------------------------------------------------------
 
@@ -138,6 +140,7 @@ class Emulator:
             return
         self._stopped = True
         await self.drop_connections(code=1001)
+        await self.broadcasts.close()
         await self.simulations.close()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -214,6 +217,7 @@ class Emulator:
             ]
         )
         self.simulations.add_routes(app)
+        self.broadcasts.add_routes(app)
         return app
 
     def caller(self, request: web.Request) -> str:

@@ -334,6 +334,8 @@ class StreamerConnection:
         stream.log_event("stream_started", prompt=scene.prompt, portrait=portrait, image=image is not None)
         self.stream = stream
         self._send({"type": "stream_started", "stream_id": stream.stream_id, "applied_prompt": scene.prompt})
+        if message.get("broadcast") is True:
+            self._send(self.emulator.broadcasts.open(stream.stream_id, self.track, self.emulator.url))
 
     async def _update(self, message: dict[str, Any]) -> None:
         prompt = message.get("prompt")
@@ -368,6 +370,7 @@ class StreamerConnection:
             return
         duration = stream.elapsed()
         stream.log_event("stream_ended", reason=why)
+        self.emulator.broadcasts.end(stream.stream_id)
         self.idle_since = time.monotonic()
         if self.track is not None and not self._closing:
             idle = self.emulator.library.idle_now(self.config.frame_size(True))

@@ -35,6 +35,21 @@ class LoopTrack(MediaStreamTrack):
         self._clock_start: float | None = None
         self._pending: tuple[int, EncodedClip, EncodedClip] | None = None
         self._keyframe_wanted = False
+        self._mirrors: set[LoopTrack] = set()
+        self._mirrored: LoopTrack | None = None
+
+    def mirror(self) -> LoopTrack:
+        """A track for another receiver (a spectator) following every switch of this one, on its own clock."""
+        follower = LoopTrack(self.fps, self._clip)
+        follower._mirrored = self
+        self._mirrors.add(follower)
+        return follower
+
+    def stop(self) -> None:
+        """End the track (and stop following the track it mirrors)."""
+        super().stop()
+        if self._mirrored is not None:
+            self._mirrored._mirrors.discard(self)
 
     def attach_sender(self, sender: RTCRtpSender) -> bool:
         """Restart at a keyframe whenever the receiver asks for one (RTCP PLI/FIR) through this sender.
@@ -67,6 +82,11 @@ class LoopTrack(MediaStreamTrack):
 
     def show(self, loop: EncodedClip, intro: EncodedClip | None = None) -> None:
         """Switch at the next frame: play `intro` once (if given), then `loop` from its keyframe."""
+        for follower in self._mirrors:
+            follower.show(loop, intro)
+        self._switch(loop, intro)
+
+    def _switch(self, loop: EncodedClip, intro: EncodedClip | None) -> None:
         self._pending = None
         self._clip = loop
         self._intro = intro if intro is not None and intro.packets else None
@@ -77,6 +97,8 @@ class LoopTrack(MediaStreamTrack):
 
         If that point has already passed (or an intro is playing), switch at once.
         """
+        for follower in self._mirrors:
+            follower.show_from(position, loop, intro)
         self._pending = (position, loop, intro)
 
     def _apply_pending_switch(self) -> None:
@@ -85,7 +107,7 @@ class LoopTrack(MediaStreamTrack):
         position, loop, intro = self._pending
         frames_ahead = (position - self._index) % max(1, len(self._clip.packets))
         if self._intro is not None or frames_ahead == 0 or frames_ahead > len(self._clip.packets) // 2:
-            self.show(loop, intro)
+            self._switch(loop, intro)
 
     async def recv(self) -> av.Packet:  # type: ignore[type-arg]
         """The next frame's packet, released at its presentation time."""
