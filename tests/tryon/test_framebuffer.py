@@ -14,6 +14,7 @@ from PIL import Image
 from bot.odyssey import StreamFrame
 from bot.tryon import framebuffer
 from bot.tryon.framebuffer import FrameBuffer, StreamFrameLike, scaled_size
+from bot.tryon.settings import EngineSettings
 
 
 def decoded(width: int = 64, height: int = 112, shade: int = 100) -> av.VideoFrame:
@@ -168,3 +169,19 @@ def test_scaling_into_a_preallocated_array_matches_pyav(width: int, height: int)
     expected = source.reformat(width, height, "yuv420p", interpolation="AREA").to_ndarray()
     out = np.empty((height * 3 // 2, width), np.uint8)
     assert np.array_equal(framebuffer._scale_to_yuv420p(source, out), expected)
+
+
+async def test_a_live_session_buffer_stays_under_30_mb_with_the_engine_defaults() -> None:
+    # Configured exactly as TryOnSession does, fed a full-size portrait stream for longer than its window.
+    settings = EngineSettings()
+    buffer = FrameBuffer(
+        sample_fps=settings.snippet_fps,
+        window_seconds=settings.buffer_seconds,
+        max_width=settings.snippet_width,
+    )
+    source = decoded(704, 1280)
+    source_fps = 24
+    for index in range(round((settings.buffer_seconds + 2) * source_fps)):
+        await buffer.add(StreamFrame(source, index / source_fps, "s1"))
+    assert len(buffer) >= settings.buffer_seconds * settings.snippet_fps  # the window is full
+    assert buffer.nbytes < 30 * 1024 * 1024
