@@ -101,14 +101,19 @@ def fit_to_stream(data: bytes, portrait: bool) -> tuple[bytes, str]:
         with Image.open(io.BytesIO(data)) as image:
             if image.size == target:
                 return data, mime
-            fmt = image.format or "JPEG"
+            fmt = _output_format(image.format)
             if fmt == "JPEG":
                 image.draft("RGB", target)  # decode at a reduced scale when the photo is much larger
             fitted = ImageOps.fit(_resizable(image), target, Image.Resampling.LANCZOS)
-            return _encode(fitted, fmt), _FORMAT_MIME.get(fmt, mime)
+            return _encode(fitted, fmt), _FORMAT_MIME[fmt]
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         log.info("image left as is (%s: %s)", type(exc).__name__, exc)
         return data, mime
+
+
+def _output_format(source_format: str | None) -> str:
+    """The input's format when we can label it truthfully; JPEG otherwise (phone MPO photos are JPEGs)."""
+    return source_format if source_format in _FORMAT_MIME else "JPEG"
 
 
 def _read_file(path: Path) -> bytes:

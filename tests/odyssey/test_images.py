@@ -125,3 +125,32 @@ def test_missing_file_and_bad_array_are_clear_errors(tmp_path: Path) -> None:
         load_image_bytes(tmp_path / "nope.jpg")
     with pytest.raises(OdysseyStreamError, match="RGB uint8"):
         load_image_bytes(np.zeros((10, 10), np.float32))
+
+
+def jpeg_luma_dc_step(data: bytes) -> int:
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.format in ("JPEG", "MPO")
+        return int(image.quantization[0][0])  # type: ignore[attr-defined]
+
+
+def test_jpeg_output_uses_quality_90() -> None:
+    data, _ = fit_to_stream(SAMPLE.read_bytes(), portrait=False)
+    assert jpeg_luma_dc_step(data) == 3  # the standard table scaled for quality 90 (75 would give 8)
+
+
+def test_phone_mpo_photo_is_treated_as_jpeg() -> None:
+    # Many phone cameras write MPO (JPEG plus a second picture); Pillow reports it as its own format.
+    first, second = Image.new("RGB", (600, 400), "red"), Image.new("RGB", (600, 400), "blue")
+    out = io.BytesIO()
+    first.save(out, "MPO", save_all=True, append_images=[second])
+    assert Image.open(io.BytesIO(out.getvalue())).format == "MPO"
+    data, mime = fit_to_stream(out.getvalue(), portrait=True)
+    assert mime == "image/jpeg" and data.startswith(b"\xff\xd8\xff")
+    assert Image.open(io.BytesIO(data)).size == (704, 1280)
+    assert jpeg_luma_dc_step(data) == 3
+
+
+def test_format_without_a_known_mime_is_sent_as_jpeg() -> None:
+    data, mime = fit_to_stream(encode(Image.new("RGB", (300, 300), "red"), "TIFF"), portrait=True)
+    with Image.open(io.BytesIO(data)) as image:
+        assert (mime, image.format, image.size) == ("image/jpeg", "JPEG", (704, 1280))
