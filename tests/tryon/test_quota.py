@@ -252,3 +252,10 @@ async def test_a_session_recovered_after_a_crash_is_charged_when_it_last_streame
     assert crash_day.daily.seconds_used == 100.0
     restart_day = await policy.remaining(G1, USER, now=utc(2026, 3, 10, 12))
     assert restart_day.daily.seconds_used == 0.0 and restart_day.monthly.seconds_used == 100.0
+
+
+async def test_exactly_the_minimum_start_left_is_allowed(policy: QuotaPolicy, store: Store):
+    now = utc(2026, 3, 10, 12)
+    await _use(policy, store, 295.0, now)
+    reservation = await policy.reserve(await _session(store), G1, USER, now=now)
+    assert reservation.seconds_allowed == 5.0
