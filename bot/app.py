@@ -101,7 +101,8 @@ def describe_error(error: BaseException, interaction: discord.Interaction[Any] |
     if isinstance(cause, app_commands.CheckFailure):
         return "You're not allowed to do that."
     if isinstance(cause, app_commands.TransformerError):
-        return f"That value can't be used here: {discord.utils.escape_markdown(str(cause.value))[:100]}"
+        shown = discord.utils.escape_markdown(str(cause.value))[:100]
+        return f"That value can't be used here: {shown}. Please pick another one."
     error_id = uuid.uuid4().hex[:8]
     command = interaction.command.qualified_name if interaction and interaction.command else "?"
     log.error("unexpected error %s in /%s", error_id, command, exc_info=cause)

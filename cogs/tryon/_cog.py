@@ -30,6 +30,7 @@ from cogs.tryon.outlet import SessionOutlet
 from cogs.tryon.presenter import DiscordPresenter, presenter_for_bot
 from cogs.tryon.render import history_line, quota_text, recording_links_text, status_line
 from cogs.tryon.views import ForgetConfirmation, HistoryPages, OutfitModal, SessionButton
+from cogs.utils.formatting import duration
 from cogs.utils.modlog import post_to_mod_log
 
 log = logging.getLogger(__name__)
@@ -139,7 +140,9 @@ class TryOn(
         if photo.content_type is not None and photo.content_type.split(";")[0] not in PHOTO_TYPES:
             raise PhotoRejected("Please attach a photo (JPEG, PNG or WebP), not another kind of file.")
         if photo.size > MAX_PHOTO_BYTES:
-            raise PhotoRejected("That photo is larger than 25 MiB. Please attach a smaller one.")
+            raise PhotoRejected(
+                f"That photo is larger than {MAX_PHOTO_BYTES // 2**20} MiB. Please attach a smaller one."
+            )
         existing = self.manager.session_for(interaction.user.id)
         if existing is not None:
             raise AlreadyInSession(session_id=existing.id)
@@ -302,7 +305,7 @@ class TryOn(
         last = presenter.last_status if isinstance(presenter, DiscordPresenter) else None
         line = status_line(last) if last is not None else f"State: {session.state}."
         await send_reply(
-            interaction, f"{line}\nTime left: {round(session.remaining_seconds)} s · session `{session.id}`"
+            interaction, f"{line}\nTime left: {duration(session.remaining_seconds)} · session `{session.id}`"
         )
 
     @app_commands.command(name="quota", description="How much try-on time you have left")
@@ -322,7 +325,8 @@ class TryOn(
                 guild_id, user_id, limit=size + 1, offset=page * size
             )
             if not rows:
-                return ("You have no try-ons here yet." if page == 0 else "No more try-ons."), False
+                empty = "You have no try-ons here yet. Start one with /tryon start."
+                return (empty if page == 0 else "No more try-ons."), False
             lines = "\n".join(history_line(r) for r in rows[:size])
             return f"**Your try-ons (page {page + 1})**\n{lines}", len(rows) > size
 
