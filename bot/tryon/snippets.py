@@ -72,6 +72,15 @@ def _stack(frames: ClipFrames) -> tuple[np.ndarray, PixelFormat, int, int]:
     return np.stack(arrays), "rgb24", width, height
 
 
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Kill a pool's worker processes and wait for the pool to wind down (blocking)."""
+    # ProcessPoolExecutor has no public way to stop a running job before Python 3.14 (terminate_workers).
+    processes = pool._processes or {}  # None once the pool has been shut down
+    for process in list(processes.values()):
+        process.kill()
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
 class SnippetEncoder:
     """Encodes clips off the event loop in a spawn-safe process pool; shrinks them to fit a byte budget.
 
@@ -175,10 +184,9 @@ class SnippetEncoder:
         return None
 
     async def _run(self, job: ClipJob) -> JobResult:
-        loop = asyncio.get_running_loop()
         pool = self._pool
         try:
-            return await asyncio.wait_for(loop.run_in_executor(pool, run_job, job), self.job_timeout_seconds)
+            return await self._run_on(pool, job)
         except BrokenProcessPool:
             # A worker died (killed, out of memory): replace the pool once and retry on a fresh worker.
             if self.closed:
@@ -186,9 +194,20 @@ class SnippetEncoder:
             if self._pool is pool:
                 pool.shutdown(wait=False, cancel_futures=True)
                 self._pool = self._new_pool()
-            return await asyncio.wait_for(
-                loop.run_in_executor(self._pool, run_job, job), self.job_timeout_seconds
-            )
+            return await self._run_on(self._pool, job)
+
+    async def _run_on(self, pool: ProcessPoolExecutor, job: ClipJob) -> JobResult:
+        future = pool.submit(run_job, job)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), self.job_timeout_seconds)
+        except TimeoutError:
+            if future.running():
+                # Nobody waits for this job any more, but its worker would finish it while later snippets
+                # queue behind it: stop the pool's workers (other jobs on it retry on the new pool).
+                if self._pool is pool and not self.closed:
+                    self._pool = self._new_pool()
+                await asyncio.to_thread(_stop_workers, pool)
+            raise
 
     def close(self) -> None:
         """Stop the worker processes (waits for them to exit; pending encodings are cancelled)."""

@@ -236,3 +236,18 @@ async def test_frames_of_streams_with_different_sizes_share_the_first_size(encod
     assert {(f.width, f.height) for f in frames} == {(96, 160), (96, 120)}
     snippet = await encoder.encode_gif(frames, fps=12, budget_bytes=2**20)
     assert (snippet.width, snippet.height, snippet.frame_count) == (96, 160, 8)
+
+
+async def test_a_job_over_its_time_limit_stops_its_worker() -> None:
+    # 0.2 s is far less than a worker needs to start and encode 24 frames of 360x640 (about 1 s), so the
+    # job is running when time is up.
+    clip = moving_scene(count=24, width=360, height=640)
+    async with SnippetEncoder(max_workers=1, job_timeout_seconds=0.2) as encoder:
+        before = set(multiprocessing.active_children())
+        with pytest.raises(TimeoutError):
+            await encoder.encode_gif(clip, fps=12, budget_bytes=2**22)
+        # Nobody waits for that job any more: its worker must not keep a core (and the queue) busy with it.
+        assert not set(multiprocessing.active_children()) - before
+        encoder.job_timeout_seconds = 60.0
+        snippet = await encoder.encode_gif(moving_scene(count=2), fps=2, budget_bytes=2**20)
+        assert snippet.frame_count == 2
