@@ -103,7 +103,8 @@ class Odyssey:
 
     @property
     def is_connected(self) -> bool:
-        return self._status is ConnectionStatus.CONNECTED and self._connection is not None
+        connection = self._connection
+        return self._status is ConnectionStatus.CONNECTED and connection is not None and connection.is_open
 
     @property
     def current_status(self) -> ConnectionStatus:
@@ -143,7 +144,9 @@ class Odyssey:
         on_queue: Callback | None = None,
     ) -> None:
         """Reserve a streamer (queueing while none is free) and connect to it; returns once ready."""
-        self._begin(Callbacks(**{k: v for k, v in locals().items() if k != "self"}))
+        callbacks = Callbacks(**{k: v for k, v in locals().items() if k != "self"})
+        await self._settle_server_close()
+        self._begin(callbacks)
         await self._run_connect(self._connect_to_platform())
 
     async def _connect_to_platform(self) -> None:
@@ -167,6 +170,7 @@ class Odyssey:
         self, credentials: ClientCredentials, **callbacks: Callback | None
     ) -> None:
         """Connect with credentials from `create_client_credentials` (no API key needed)."""
+        await self._settle_server_close()
         self._begin(Callbacks(**callbacks))
         await self._run_connect(self._connect_with(credentials))
 
@@ -198,6 +202,12 @@ class Odyssey:
         await self._runner.drain(self.timeouts.close)
         if self._owns_http:
             await self._http.aclose()
+
+    async def _settle_server_close(self) -> None:
+        """Let a teardown the server started finish, so the status says whether a new connect may begin."""
+        connection = self._connection
+        if connection is not None and connection.is_closing:
+            await connection.wait_closed()
 
     def _begin(self, callbacks: Callbacks) -> None:
         if self._status in _BUSY:

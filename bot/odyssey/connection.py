@@ -170,6 +170,11 @@ class StreamConnection:
         )
 
     @property
+    def is_closing(self) -> bool:
+        """A teardown (ours or the server's) has begun."""
+        return self._closing
+
+    @property
     def dropped_callback_frames(self) -> int:
         return self._frame_worker.dropped if self._frame_worker else 0
 

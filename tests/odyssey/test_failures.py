@@ -379,3 +379,34 @@ async def test_disconnect_while_queueing_stops_the_connect(harness: ClientHarnes
     await client.connect()
     assert client.is_connected
     await client.disconnect()
+
+
+async def test_connect_right_after_the_server_let_go(
+    harness: ClientHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.odyssey.connection import StreamConnection
+
+    close_peer = StreamConnection._close_peer
+
+    async def slow_close_peer(self: StreamConnection) -> None:
+        await asyncio.sleep(0.5)  # a teardown still running when the caller reacts to the stream error
+        await close_peer(self)
+
+    monkeypatch.setattr(StreamConnection, "_close_peer", slow_close_peer)
+    emu = await harness.emulator(stream_cap_seconds=0.5)
+    client = harness.client(emu)
+    capped = asyncio.Event()
+    await client.connect(on_stream_error=lambda reason, _: capped.set())
+    await client.start_stream("a coat")
+    async with asyncio.timeout(10):
+        await capped.wait()
+    for _ in range(500):  # the server closes the socket right after the error; our teardown then runs
+        if client._connection is None or client._connection.is_closing:
+            break
+        await asyncio.sleep(0.01)
+    usable_while_closing = client.is_connected  # going away: no request can succeed on it any more
+    assert client.current_status is ConnectionStatus.CONNECTED and not usable_while_closing
+    await client.connect()  # waits for the old teardown instead of "Already connected"
+    assert client.is_connected
+    assert await client.start_stream("a hat")
+    await client.disconnect()
