@@ -65,16 +65,29 @@ class QuotaExceeded(TryOnError):
         self.resets_at = resets_at
 
     @classmethod
-    def for_window(cls, window: str, what: str, resets_at: float | None) -> QuotaExceeded:
-        """Build the refusal for a spent `window` ("daily"/"monthly"); `what` is "time" or "sessions"."""
+    def for_window(
+        cls, window: str, what: str, resets_at: float | None, *, none_allowed: bool = False
+    ) -> QuotaExceeded:
+        """Build the refusal for a spent `window` ("daily"/"monthly"); `what` is "time" or "sessions".
+
+        `none_allowed`: the limit itself is below what a start needs (e.g. a restricted role with 0), so
+        nothing was used up and no reset will help; the message says so instead.
+        """
+        noun = "try-on time" if what == "time" else "try-on sessions"
+        reason = f"quota_{window}_{what}"
+        if none_allowed:
+            message = (
+                f"This server gives you no {window} {noun}, so you can't start a try-on. "
+                "Ask a moderator if you think this is a mistake."
+            )
+            return cls(message, reason=reason, window=window, resets_at=None)
         if resets_at is None:
             when = ""
         else:
             stamp = dt.datetime.fromtimestamp(resets_at, tz=dt.UTC)
             when = f" It resets at {stamp:%Y-%m-%d %H:%M} UTC."
-        noun = "try-on time" if what == "time" else "try-on sessions"
         message = f"You have used all of your {window} {noun}.{when}"
-        return cls(message, reason=f"quota_{window}_{what}", window=window, resets_at=resets_at)
+        return cls(message, reason=reason, window=window, resets_at=resets_at)
 
 
 class Blocked(TryOnError):

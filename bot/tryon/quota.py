@@ -238,10 +238,18 @@ class QuotaPolicy:
             raise _blocked(remaining)
         for window in remaining.windows:
             if window.sessions_left == 0:
-                raise QuotaExceeded.for_window(window.window, "sessions", window.resets_at)
+                none_allowed = window.sessions_limit == 0
+                raise QuotaExceeded.for_window(
+                    window.window, "sessions", window.resets_at, none_allowed=none_allowed
+                )
             left = window.seconds_left
             if left is not None and left < self._min_start_seconds:
-                raise QuotaExceeded.for_window(window.window, "time", window.resets_at)
+                none_allowed = (
+                    window.seconds_limit is not None and window.seconds_limit < self._min_start_seconds
+                )
+                raise QuotaExceeded.for_window(
+                    window.window, "time", window.resets_at, none_allowed=none_allowed
+                )
         return remaining
 
     async def reserve(

@@ -259,3 +259,12 @@ async def test_exactly_the_minimum_start_left_is_allowed(policy: QuotaPolicy, st
     await _use(policy, store, 295.0, now)
     reservation = await policy.reserve(await _session(store), G1, USER, now=now)
     assert reservation.seconds_allowed == 5.0
+
+
+async def test_a_zero_allowance_is_not_called_used_up(policy: QuotaPolicy, store: Store):
+    await store.quotas.set_role(G1, 10, QuotaLimits(daily_sessions=0), moderator_id=MOD)
+    with pytest.raises(QuotaExceeded) as refused:
+        await policy.reserve(await _session(store), G1, USER, [10], now=utc(2026, 3, 10, 12))
+    assert refused.value.reason == "quota_daily_sessions"
+    assert "used" not in refused.value.message and "resets" not in refused.value.message
+    assert "no daily try-on sessions" in refused.value.message
