@@ -12,6 +12,7 @@ import aiosqlite
 
 from bot.store.audit import write_audit
 from bot.store.database import Database, Tx
+from bot.store.quotas import check_limits
 from bot.store.records import AuditEntry, GuildSettings, QuotaLimits
 
 _SETTING_COLUMNS = (
@@ -61,6 +62,7 @@ class GuildRules:
         self, guild_id: int, limits: QuotaLimits, *, moderator_id: int | None
     ) -> AuditEntry:
         """Replace the guild's default quota (None fields fall back to the bot-wide default)."""
+        check_limits(limits)
         return await self._set(guild_id, limits.as_dict(), moderator_id, "guild_quota_set")
 
     async def set_queue_cap(self, guild_id: int, cap: int | None, *, moderator_id: int | None) -> AuditEntry:

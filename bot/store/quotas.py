@@ -95,7 +95,7 @@ class QuotaOverrides:
     async def _set(
         self, guild_id: int, kind: str, subject_id: int, limits: QuotaLimits, moderator_id: int | None
     ) -> AuditEntry:
-        _check_limits(limits)
+        check_limits(limits)
         now = self._db.now()
         values = limits.as_dict()
         async with self._db.transaction() as tx:
@@ -140,7 +140,8 @@ class QuotaOverrides:
             )
 
 
-def _check_limits(limits: QuotaLimits) -> None:
+def check_limits(limits: QuotaLimits) -> None:
+    """Refuse negative limits (a guild default or an override)."""
     for name, value in limits.as_dict().items():
         if value is not None and value < 0:
             raise ValueError(f"{name} must be >= 0")

@@ -244,3 +244,9 @@ async def test_prompt_refused_is_audited_and_forgettable(store: Store):
     assert (await store.forget(3)).audit_rows_redacted == 1
     (kept,) = await store.audit.list(G1)
     assert kept.details == {"reason": "prompt_blocked_word", "blocked_entry": "naked", "redacted": 1}
+
+
+async def test_negative_guild_default_limits_are_refused(store: Store):
+    with pytest.raises(ValueError, match="daily_sessions"):
+        await store.guilds.set_default_limits(G1, QuotaLimits(daily_sessions=-1), moderator_id=MOD)
+    assert (await store.guilds.get(G1)).default_limits.is_empty()
