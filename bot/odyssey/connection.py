@@ -208,8 +208,12 @@ class StreamConnection:
         }
         if bypass_prompt_expansion is not None:
             message["bypass_vlm_expansion"] = bypass_prompt_expansion
-        text = json.dumps(message)
-        over_channel = image_data_url is None and self._channel_fits(text)
+        if image_data_url is None:
+            text = json.dumps(message)
+            over_channel = self._channel_fits(text)
+        else:  # tens of megabytes for a large photo sent as is: serialise it off the loop
+            text = await asyncio.to_thread(json.dumps, message)
+            over_channel = False  # image starts always go over the websocket
         return await self._request(self._starts, text, over_channel, self._timeouts.start, "stream_started")
 
     async def interact(self, prompt: str) -> str:

@@ -70,6 +70,14 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
+async def until_sent(socket: StubSocket) -> None:
+    """Image starts are serialised in a worker thread: wait for the send rather than a few loop turns."""
+    for _ in range(200):
+        if socket.sent:
+            return
+        await asyncio.sleep(0.01)
+
+
 async def test_overlapping_interacts_get_answers_in_order() -> None:
     connection, channel, _ = open_connection()
     first = asyncio.create_task(connection.interact("a"))
@@ -94,7 +102,7 @@ async def test_refusal_goes_to_the_start_first_then_the_oldest_interact() -> Non
             broadcast=False,
         )
     )
-    await settle()
+    await until_sent(socket)
     assert json.loads(socket.sent[0])["type"] == "interactive_stream_start"  # images always go over the WS
     streamer_says(connection, type="interactive_stream_error", reason="moderation_blocked", message="no")
     with pytest.raises(OdysseyStreamError, match="moderation_blocked: no"):
@@ -227,3 +235,26 @@ async def test_stuck_keepalive_fails_the_connection() -> None:
         await connection.wait_closed()
     assert [str(e) for e in errors] == ["Signaling connection lost: keepalive could not be sent"]
     assert statuses and statuses[0][0] == "failed"
+
+
+async def test_image_start_is_serialised_off_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    offloaded: list[object] = []
+    original = asyncio.to_thread
+
+    async def spy(func: Any, /, *args: Any, **kwargs: Any) -> Any:
+        offloaded.append(func)
+        return await original(func, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "to_thread", spy)
+    connection, _, socket = open_connection()
+    image = "data:image/jpeg;base64," + "A" * 100_000  # up to ~33 MB for a 25 MiB photo sent as is
+    start = asyncio.create_task(
+        connection.start_stream(
+            "p", portrait=True, image_data_url=image, bypass_prompt_expansion=None, broadcast=False
+        )
+    )
+    await until_sent(socket)
+    assert json.loads(socket.sent[0])["input_image_base64"] == image
+    assert json.dumps in offloaded
+    streamer_says(connection, type="stream_started", stream_id="1")
+    assert await start == "1"
