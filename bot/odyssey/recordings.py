@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from bot.odyssey.errors import OdysseyAuthError, OdysseyError
 from bot.odyssey.models import Recording, StreamRecordingsList
@@ -11,7 +12,7 @@ from bot.odyssey.rest import ApiClient, json_body
 
 async def get_recording(api: ApiClient, stream_id: str) -> Recording:
     """`GET /recordings/{stream_id}`."""
-    response = await api.request("GET", f"/recordings/{stream_id}")
+    response = await api.request("GET", f"/recordings/{quote(stream_id, safe='')}")
     if response.status_code == 404:
         raise OdysseyError("Recording not found")
     if response.status_code == 401:

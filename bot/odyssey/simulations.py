@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
+from urllib.parse import quote
 
 from bot.odyssey.errors import OdysseyAuthError, OdysseyError
 from bot.odyssey.images import ImageInput, image_to_data_url
@@ -42,7 +43,7 @@ async def simulate(
 
 async def get_simulate_status(api: ApiClient, job_id: str) -> SimulationJobDetail:
     """`GET /simulation-jobs/{job_id}`."""
-    response = await api.request("GET", f"/simulation-jobs/{job_id}")
+    response = await api.request("GET", f"/simulation-jobs/{quote(job_id, safe='')}")
     _raise_for_job(response.status_code, response.reason_phrase, "get simulation")
     return SimulationJobDetail.from_json(json_body(response))
 
@@ -79,7 +80,7 @@ async def list_simulations(
 
 async def cancel_simulation(api: ApiClient, job_id: str) -> SimulationJobInfo:
     """`DELETE /simulation-jobs/{job_id}` (only pending or dispatched jobs can be cancelled)."""
-    response = await api.request("DELETE", f"/simulation-jobs/{job_id}")
+    response = await api.request("DELETE", f"/simulation-jobs/{quote(job_id, safe='')}")
     if response.status_code == 400:
         raise OdysseyError(_detail(response) or "Simulation cannot be cancelled")
     _raise_for_job(response.status_code, response.reason_phrase, "cancel simulation")

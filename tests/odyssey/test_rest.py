@@ -156,3 +156,29 @@ async def test_ice_config_failure_means_no_servers_not_public_stun() -> None:
     async with http(lambda request: httpx.Response(200, json=turn)) as client:
         servers = await fetch_ice_servers(client, "wss://sig/")
     assert [(s.urls, s.username, s.credential) for s in servers] == [("turn:t", "u", "c")]
+
+
+async def test_ids_are_one_path_segment() -> None:
+    from bot.odyssey.auth import TokenCache as Tokens
+    from bot.odyssey.recordings import get_recording
+    from bot.odyssey.rest import ApiClient
+    from bot.odyssey.simulations import cancel_simulation, get_simulate_status
+
+    paths: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/auth/token":
+            return httpx.Response(200, json={"access_token": "t", "expires_in": 3600})
+        paths.append(request.url.raw_path.decode())
+        return httpx.Response(404)
+
+    async with http(handler) as client:
+        api = ApiClient(client, "http://api", Tokens(client, "http://api", "k"))
+        for call in (get_recording, get_simulate_status, cancel_simulation):
+            with pytest.raises(OdysseyError, match="not found"):
+                await call(api, "../auth/token?x=1")
+    assert paths == [
+        "/recordings/..%2Fauth%2Ftoken%3Fx%3D1",
+        "/simulation-jobs/..%2Fauth%2Ftoken%3Fx%3D1",
+        "/simulation-jobs/..%2Fauth%2Ftoken%3Fx%3D1",
+    ]
