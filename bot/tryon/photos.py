@@ -1,4 +1,4 @@
-"""Photo checks before anything is spent: sniffed type, size, pixel limit, EXIF orientation, minimum size.
+"""Photo checks before anything is spent: sniffed type, size, pixel limit, EXIF orientation, size and shape.
 
 `check_photo` returns the photo as a clean JPEG (orientation applied, metadata such as GPS dropped, scaled
 down to a sensible size) ready for the Odyssey client, or raises `PhotoRejected` with a reason per problem.
@@ -22,6 +22,8 @@ MAX_PHOTO_BYTES = 25 * MiB
 # Above today's 48 MP phone cameras, far below what a decompression bomb claims.
 MAX_PHOTO_PIXELS = 50_000_000
 MIN_SHORT_SIDE = 256
+# Longer than 4:1 (a panorama, a screenshot strip): scaled to the platform's frame, the person would be tiny.
+MAX_ASPECT_RATIO = 4.0
 OUTPUT_LONG_SIDE = 1280  # the platform streams 1280x704 / 704x1280; more would only cost bytes
 
 _DECODE_SLOTS = threading.BoundedSemaphore(2)
@@ -51,6 +53,7 @@ class PhotoLimits:
     max_bytes: int = MAX_PHOTO_BYTES
     max_pixels: int = MAX_PHOTO_PIXELS
     min_short_side: int = MIN_SHORT_SIDE
+    max_aspect_ratio: float = MAX_ASPECT_RATIO
     output_long_side: int = OUTPUT_LONG_SIDE
     jpeg_quality: int = 90
 
@@ -200,7 +203,7 @@ def _damaged() -> PhotoRejected:
 
 
 def _open_header(data: bytes, kind: str, limits: PhotoLimits) -> Image.Image:
-    """Open lazily (header only) and refuse pixel bombs and tiny photos before any decoding."""
+    """Open lazily (header only) and refuse pixel bombs, tiny and strip-shaped photos before any decoding."""
     try:
         # Pillow's own bomb check (Image.MAX_IMAGE_PIXELS) only warns up to twice its limit; ours, below
         # that limit, refuses first. Above twice its limit Pillow refuses while opening.
@@ -219,6 +222,13 @@ def _open_header(data: bytes, kind: str, limits: PhotoLimits) -> Image.Image:
             f"That photo is too small ({width}×{height} pixels): it needs at least "
             f"{limits.min_short_side} pixels on its shorter side.",
             reason="photo_too_small",
+        )
+    if max(width, height) > limits.max_aspect_ratio * min(width, height):
+        image.close()
+        raise PhotoRejected(
+            f"That photo is too long and thin ({width}×{height} pixels). Please crop it to a portrait or "
+            f"landscape shape, at most {limits.max_aspect_ratio:g} times longer than it is wide.",
+            reason="photo_bad_shape",
         )
     return image
 

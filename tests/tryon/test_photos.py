@@ -216,3 +216,14 @@ async def test_unusual_pixel_modes_become_rgb(mode, fmt):
     photo = await check_photo(encode(halves((300, 300)).convert(mode), fmt))
     image = Image.open(io.BytesIO(photo.jpeg))
     assert image.mode == "RGB" and image.size == (300, 300)
+
+
+async def test_a_long_thin_photo_is_refused():
+    # Scaled to the platform's 1280 px, a 1:5 strip would leave a person a few dozen pixels wide.
+    with pytest.raises(PhotoRejected) as refused:
+        await check_photo(encode(halves((300, 1500)), "PNG"))
+    assert refused.value.reason == "photo_bad_shape" and "300×1500" in refused.value.message
+    with pytest.raises(PhotoRejected, match="1500×300"):
+        await check_photo(encode(halves((1500, 300)), "PNG"))
+    photo = await check_photo(encode(halves((300, 1200)), "PNG"))  # 1:4 is still fine
+    assert (photo.width, photo.height) == (300, 1200)
