@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -231,31 +232,15 @@ def _status(data: dict[str, Any]) -> SimulationJobStatus:
 
 
 @dataclass(frozen=True)
-class SimulationStream:
-    """A stream produced by a simulation job."""
+class SimulationStream(Recording):
+    """A stream produced by a simulation job: its recording, and which script produced it."""
 
-    stream_id: str
-    video_url: str | None = None
-    events_url: str | None = None
-    thumbnail_url: str | None = None
-    preview_url: str | None = None
-    frame_count: int | None = None
-    duration_seconds: float | None = None
     script_index: int | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SimulationStream:
         recording = Recording.from_json(data)
-        return cls(
-            stream_id=recording.stream_id,
-            video_url=recording.video_url,
-            events_url=recording.events_url,
-            thumbnail_url=recording.thumbnail_url,
-            preview_url=recording.preview_url,
-            frame_count=recording.frame_count,
-            duration_seconds=recording.duration_seconds,
-            script_index=_opt_int(data, "script_index"),
-        )
+        return cls(**dataclasses.asdict(recording), script_index=_opt_int(data, "script_index"))
 
 
 @dataclass(frozen=True)
