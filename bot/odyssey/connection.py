@@ -141,6 +141,7 @@ class StreamConnection:
         self._closing = False
         self._teardown: asyncio.Task[None] | None = None
         self._transport_lost = False
+        self._close_reason: OdysseyError = OdysseyConnectionError("Connection closed")
 
     # -- life cycle ---------------------------------------------------------------------------------
 
@@ -158,6 +159,8 @@ class StreamConnection:
             error = OdysseyConnectionError(f"Connection timed out waiting for: {', '.join(missing)}")
             await self._shutdown(ConnectionStatus.FAILED, error)
             raise error from None
+        if self._closing:  # lost in the same moment it became ready: it never counts as connected
+            raise self._close_reason
         self._connected = True
 
     @property
@@ -470,6 +473,7 @@ class StreamConnection:
     def _begin_shutdown(self, status: ConnectionStatus, error: OdysseyError | None) -> None:
         if self._teardown is None:
             self._closing = True
+            self._close_reason = error or OdysseyConnectionError("Connection closed")
             self._teardown = asyncio.create_task(self._teardown_all(status, error), name="odyssey-teardown")
 
     async def _shutdown(self, status: ConnectionStatus, error: OdysseyError | None) -> None:
@@ -477,7 +481,7 @@ class StreamConnection:
         await self.wait_closed()
 
     async def _teardown_all(self, status: ConnectionStatus, error: OdysseyError | None) -> None:
-        reason = error or OdysseyConnectionError("Connection closed")
+        reason = self._close_reason
         if not self._ready.done():
             self._ready.set_exception(reason)
             self._ready.exception()  # mark retrieved: nobody may be waiting any more

@@ -258,3 +258,15 @@ async def test_image_start_is_serialised_off_the_loop(monkeypatch: pytest.Monkey
     assert json.dumps in offloaded
     streamer_says(connection, type="stream_started", stream_id="1")
     assert await start == "1"
+
+
+async def test_connection_lost_just_as_it_became_ready_is_not_connected() -> None:
+    from bot.odyssey import OdysseyConnectionError
+
+    disconnects: list[str] = []
+    connection, _, _ = open_connection(on_disconnected=lambda: disconnects.append("x"))
+    connection._lost(OdysseyConnectionError("Streamer has disconnected."))  # same loop turn as readiness
+    with pytest.raises(OdysseyConnectionError, match="Streamer has disconnected"):
+        await connection.wait_ready()
+    await connection.wait_closed()
+    assert disconnects == []  # it never counted as connected
