@@ -155,13 +155,15 @@ async def test_signaling_error_fails_connect_and_cleans_up(harness: ClientHarnes
     assert seen.disconnects == 0  # never reached CONNECTED
 
 
-async def test_socket_closed_before_ready_fails_fast(harness: ClientHarness) -> None:
+@pytest.mark.parametrize("code", [1000, 1011])
+async def test_socket_closed_before_ready_fails_fast(harness: ClientHarness, code: int) -> None:
     emu = await harness.emulator()
-    emu.faults.ws_close_code_on_connect = 1011
+    emu.faults.ws_close_code_on_connect = code  # even a normal close: connect() did not get what it asked for
     client = harness.client(emu, timeouts=ConnectionTimeouts(ready=30))
     async with asyncio.timeout(10):  # not the 30 s readiness timeout
         with pytest.raises(OdysseyConnectionError):
             await client.connect()
+    assert client.current_status is ConnectionStatus.FAILED
 
 
 async def test_abnormal_close_rejects_pending_waits_and_notifies(harness: ClientHarness) -> None:
@@ -188,12 +190,13 @@ async def test_abnormal_close_rejects_pending_waits_and_notifies(harness: Client
     assert seen.disconnects == 1
 
 
-async def test_normal_server_close_is_a_clean_disconnect(harness: ClientHarness) -> None:
+@pytest.mark.parametrize("code", [1000, 1001])
+async def test_normal_server_close_is_a_clean_disconnect(harness: ClientHarness, code: int) -> None:
     emu = await harness.emulator()
     client = harness.client(emu)
     seen = Recorder()
     await client.connect(**seen.callbacks())
-    await emu.drop_connections(code=1000)
+    await emu.drop_connections(code=code)
     await seen.wait_disconnected()
     assert client.current_status is ConnectionStatus.DISCONNECTED and not seen.errors
     await client.connect()  # a fresh session after the server let go
