@@ -413,3 +413,25 @@ async def test_connect_right_after_the_server_let_go(
     assert client.is_connected
     assert await client.start_stream("a hat")
     await client.disconnect()
+
+
+async def test_disconnect_while_waiting_for_readiness(
+    harness: ClientHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.odyssey.connection import StreamConnection
+
+    monkeypatch.setattr(StreamConnection, "_check_ready", lambda self: None)  # readiness never comes
+    emu = await harness.emulator()
+    client = harness.client(emu)
+    seen = Recorder()
+    connecting = asyncio.create_task(client.connect(**seen.callbacks()))
+    for _ in range(500):
+        if client._connection is not None:
+            break
+        await asyncio.sleep(0.01)
+    assert client.current_status is ConnectionStatus.CONNECTING
+    await client.disconnect()
+    with pytest.raises(OdysseyConnectionError, match="Disconnected while connecting"):
+        await asyncio.wait_for(connecting, 5)
+    assert client.current_status is ConnectionStatus.DISCONNECTED
+    assert not seen.errors and seen.disconnects == 0 and ConnectionStatus.FAILED not in seen.statuses
