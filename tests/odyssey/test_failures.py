@@ -429,7 +429,8 @@ async def test_disconnect_while_waiting_for_readiness(
         if client._connection is not None:
             break
         await asyncio.sleep(0.01)
-    assert client.current_status is ConnectionStatus.CONNECTING
+    status_before = client.current_status
+    assert status_before is ConnectionStatus.CONNECTING
     await client.disconnect()
     with pytest.raises(OdysseyConnectionError, match="Disconnected while connecting"):
         await asyncio.wait_for(connecting, 5)
