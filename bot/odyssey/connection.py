@@ -336,6 +336,7 @@ class StreamConnection:
         await self._send_on_socket(json.dumps({"type": "answer", "sdp": pc.localDescription.sdp}))
 
     def _closed_meanwhile(self) -> bool:
+        """`_closing` re-read after awaits (a method, so the type checker does not keep it narrowed)."""
         return self._closing
 
     async def _on_remote_candidate(self, message: dict[str, Any]) -> None:
