@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
 
 RGB = tuple[int, int, int]
 Frame = NDArray[np.uint8]
@@ -147,16 +147,37 @@ def _contrasting(colour: RGB) -> RGB:
     return (235, 235, 230) if luma < 140 else _shade(colour, -0.6)
 
 
+# A shirt outline (neckline, shoulders, sleeves, body) in fractions of a portrait frame; landscape frames
+# narrow it around the centre. Without a segmentation model this is where an upper-body photo's torso is.
+SHIRT_OUTLINE: tuple[tuple[float, float], ...] = (
+    (0.40, 0.50),  # neckline, left
+    (0.50, 0.60),  # bottom of the V
+    (0.60, 0.50),  # neckline, right
+    (0.80, 0.535),  # right shoulder
+    (0.97, 0.68),  # right sleeve
+    (0.99, 1.00),
+    (0.01, 1.00),
+    (0.03, 0.68),  # left sleeve
+    (0.20, 0.535),  # left shoulder
+)
+SLEEVE_SEAMS: tuple[tuple[tuple[float, float], tuple[float, float]], ...] = (
+    ((0.78, 0.55), (0.82, 1.0)),
+    ((0.22, 0.55), (0.18, 1.0)),
+)
+LANDSCAPE_SHIRT_WIDTH = 0.5
+
+
 def garment_box(width: int, height: int) -> tuple[int, int, int, int]:
     """A box (left, top, right, bottom) well inside the garment region, for tests that sample colour."""
-    cx, cy, rx, ry = _garment_ellipse(width, height)
-    return int(cx - rx * 0.5), int(cy - ry * 0.5), int(cx + rx * 0.5), int(cy + ry * 0.5)
+    half = 0.21 if height >= width else 0.1
+    return int(width * (0.5 - half)), int(height * 0.69), int(width * (0.5 + half)), int(height * 0.91)
 
 
-def _garment_ellipse(width: int, height: int) -> tuple[float, float, float, float]:
-    if height >= width:
-        return width * 0.5, height * 0.8, width * 0.42, height * 0.22
-    return width * 0.5, height * 0.76, width * 0.2, height * 0.26
+def _shirt_points(
+    points: tuple[tuple[float, float], ...], width: int, height: int
+) -> list[tuple[float, float]]:
+    squeeze = 1.0 if height >= width else LANDSCAPE_SHIRT_WIDTH
+    return [((0.5 + (x - 0.5) * squeeze) * width, y * height) for x, y in points]
 
 
 def load_photo(image_bytes: bytes, size: tuple[int, int]) -> Image.Image:
@@ -177,24 +198,37 @@ def synthetic_figure(size: tuple[int, int], prompt: str) -> Image.Image:
     field = (top * (1 - ramp) + bottom * ramp).repeat(width, axis=1)
     image = Image.fromarray(field.astype(np.uint8), "RGB")
     draw = ImageDraw.Draw(image)
-    cx, cy, rx, ry = _garment_ellipse(width, height)
+    neck_left, _v, neck_right, *_rest = _shirt_points(SHIRT_OUTLINE, width, height)
+    cx, neck_y = width / 2, neck_left[1]
+    head_r = (neck_right[0] - neck_left[0]) * 0.75
+    head_cy = neck_y - head_r * 1.5
     skin = (214, 170, 140)
-    head_r = rx * 0.42
-    head_cy = cy - ry - head_r * 1.35
-    draw.rectangle((cx - head_r * 0.35, head_cy, cx + head_r * 0.35, cy - ry * 0.8), fill=skin)
+    draw.rectangle((cx - head_r * 0.35, head_cy, cx + head_r * 0.35, neck_y + height * 0.05), fill=skin)
     draw.ellipse((cx - head_r, head_cy - head_r * 1.2, cx + head_r, head_cy + head_r * 1.1), fill=skin)
     draw.ellipse(
         (cx - head_r, head_cy - head_r * 1.3, cx + head_r, head_cy - head_r * 0.1), fill=(60, 40, 30)
     )
-    draw.ellipse((cx - rx * 1.05, cy - ry * 1.05, cx + rx * 1.05, cy + ry * 1.6), fill=(150, 150, 150))
+    draw.polygon(_shirt_points(SHIRT_OUTLINE, width, height), fill=(150, 150, 150))
     return image
 
 
 def _garment_mask(width: int, height: int) -> NDArray[np.float32]:
-    cx, cy, rx, ry = _garment_ellipse(width, height)
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
-    distance = ((xs - cx) / rx) ** 4 + (np.maximum(ys - cy, (ys - cy) * 1.6) / ry) ** 2
-    return _f32(np.clip((1.15 - distance) / 0.3, 0.0, 1.0))
+    """1 inside the shirt outline, 0 outside, with a soft edge."""
+    outline = Image.new("L", (width, height), 0)
+    ImageDraw.Draw(outline).polygon(_shirt_points(SHIRT_OUTLINE, width, height), fill=255)
+    softened = outline.filter(ImageFilter.GaussianBlur(radius=max(1.0, min(width, height) / 90)))
+    return _f32(np.asarray(softened, dtype=np.float32) / 255)
+
+
+def _seam_shading(width: int, height: int) -> NDArray[np.float32]:
+    """A factor below 1 along the sleeve seams, so the recoloured region reads as a sewn garment."""
+    seams = Image.new("L", (width, height), 0)
+    seam_width = max(1, min(width, height) // 150)
+    for start, end in SLEEVE_SEAMS:
+        line = _shirt_points((start, end), width, height)
+        ImageDraw.Draw(seams).line(line, fill=255, width=seam_width)
+    shadow = np.asarray(seams.filter(ImageFilter.GaussianBlur(seam_width)), dtype=np.float32) / 255
+    return _f32(1 - 0.4 * shadow)
 
 
 def _f32(values: object) -> NDArray[np.float32]:
@@ -267,7 +301,8 @@ def dress(base: Image.Image, prompt: str) -> Frame:
     )
     seed = int.from_bytes(hashlib.sha256(prompt.encode()).digest()[:4], "big")
     texture = _texture(outfit.material, width, height, seed)[:, :, None]
-    garment = np.clip(colours * shading * texture, 0, 255)
+    seams = _seam_shading(width, height)[:, :, None]
+    garment = np.clip(colours * shading * texture * seams, 0, 255)
     mask = (_garment_mask(width, height) * 0.92)[:, :, None]
     return (pixels * (1 - mask) + garment * mask).astype(np.uint8)
 
@@ -288,7 +323,7 @@ def caption_overlay(size: tuple[int, int], prompt: str) -> Image.Image:
         (2 * margin - left, margin + margin // 2), MARKER_TEXT, font=badge_font, fill=(255, 255, 255, 255)
     )
     if prompt:
-        font_size = max(8, height // 42)
+        font_size = max(10, height // 42)
         font = ImageFont.load_default(size=font_size)
         average = max(1.0, draw.textlength("abcdefghij", font=font) / 10)
         lines = textwrap.wrap(prompt, width=max(8, int((width - 4 * margin) / average)))[:3]

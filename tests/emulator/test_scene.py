@@ -58,6 +58,19 @@ def test_only_the_garment_changes_and_the_caption_is_drawn() -> None:
     assert not np.array_equal(red.frame(0.0), red.frame(0.25))  # gentle motion
 
 
+def test_the_garment_has_shoulders_and_sleeves_not_just_a_chest_patch() -> None:
+    size = (176, 320)
+    image = photo(size, (128, 128, 128))
+    red, blue = SceneArt.build(size, "red shirt", image), SceneArt.build(size, "blue shirt", image)
+    for x, y in ((0.25, 0.56), (0.75, 0.56), (0.06, 0.9), (0.94, 0.9)):  # shoulders, sleeves
+        point = (int(y * size[1]), int(x * size[0]))
+        assert red.dressed[point][0] > red.dressed[point][2] + 60, (x, y)
+        assert blue.dressed[point][2] > blue.dressed[point][0] + 60, (x, y)
+    for x, y in ((0.1, 0.45), (0.9, 0.45), (0.5, 0.52)):  # beside the neck and inside the V-neck
+        point = (int(y * size[1]), int(x * size[0]))
+        assert np.array_equal(red.dressed[point], blue.dressed[point]), (x, y)
+
+
 def test_text_only_scene_and_idle_frame() -> None:
     figure = SceneArt.build((176, 320), "green wool sweater", None)
     assert region_mean(figure.dressed, garment_box(176, 320))[1] > 100
