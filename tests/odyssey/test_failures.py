@@ -267,6 +267,8 @@ async def test_session_timeout_ends_stream_and_connection(harness: ClientHarness
     await client.start_stream("a coat")
     await seen.wait_disconnected()
     assert seen.stream_errors and seen.stream_errors[0][0] == "session_timeout"
+    # The server closes the peer connection first, then the socket with 1000: a clean end, not a failure.
+    assert client.current_status is ConnectionStatus.DISCONNECTED and not seen.errors
     with pytest.raises(OdysseyStreamError, match="Not connected"):
         await client.interact("a hat")
     await client.connect()  # reconnecting gives a fresh session for the next stream
