@@ -140,7 +140,7 @@ def stream_error_to_exception(reason: str, message: str) -> OdysseyError:
         )
     if reason == "concurrent_limit_exceeded":
         return ConcurrentLimitReachedError(
-            message or "Concurrent session limit reached", code="CONCURRENT_LIMIT_EXCEEDED"
+            message or "Concurrent session limit reached", code="CONCURRENT_LIMIT_REACHED"
         )
     if reason == "lease_denied":
         return OdysseyStreamError("Stream request denied - please try again")
