@@ -36,6 +36,16 @@ async function statsOfType(type) {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+// connect() resolves once the track and the data channel are there; the SDK sets status "connected" on the
+// peer connection's own state change, which the browser may report a moment later (§9.3).
+async function settledStatus(timeoutMs = 5000) {
+  const deadline = Date.now() + timeoutMs;
+  while (client.currentStatus === "connecting" && Date.now() < deadline) {
+    await sleep(20);
+  }
+  return client.currentStatus;
+}
+
 async function connect({ apiKey }) {
   client = new Odyssey({ apiKey });
   const stream = await client.connect(handlers);
@@ -43,7 +53,7 @@ async function connect({ apiKey }) {
   video.srcObject = stream;
   await video.play().catch(() => undefined);
   return {
-    status: client.currentStatus,
+    status: await settledStatus(),
     sessionId: client.currentSessionId,
     apiUrl: client.config.apiUrl,
     capabilities: client.capabilities,
@@ -59,7 +69,7 @@ async function connectWithCredentials({ credentials }) {
   const stream = await client.connectWithCredentials(credentialsFromDict(credentials), handlers);
   videoElement().srcObject = stream;
   return {
-    status: client.currentStatus,
+    status: await settledStatus(),
     sessionId: client.currentSessionId,
     capabilities: client.capabilities,
     videoTracks: stream.getVideoTracks().length,
