@@ -98,8 +98,7 @@ class SessionManager:
         Raises a TryOnError (AlreadyInSession, PhotoRejected, PromptRejected, Blocked, ChannelNotAllowed,
         QueueFull, QuotaExceeded) with nothing spent; the session's own progress goes to `presenter`.
         """
-        if self._closing:
-            raise NotAllowed("The bot is restarting. Please try again in a minute.", reason="shutting_down")
+        self._refuse_while_closing()
         existing = self.session_for(request.user_id)
         if existing is not None:
             raise AlreadyInSession(session_id=existing.id)
@@ -118,7 +117,9 @@ class SessionManager:
             raise Blocked()
         rules = await store.guilds.get(request.guild_id)
         async with self._admission:
-            # Re-checked under the lock: two quick clicks must not both get in.
+            # Re-checked under the lock: a shutdown may have begun during the checks (it would never start
+            # or settle this session), and two quick clicks must not both get in.
+            self._refuse_while_closing()
             existing = self.session_for(request.user_id)
             if existing is not None:
                 raise AlreadyInSession(session_id=existing.id)
@@ -169,6 +170,10 @@ class SessionManager:
         await session.report_queue_position(position, wait)
         await self._dispatch()
         return session
+
+    def _refuse_while_closing(self) -> None:
+        if self._closing:
+            raise NotAllowed("The bot is restarting. Please try again in a minute.", reason="shutting_down")
 
     # ----- steering ------------------------------------------------------------------------------------
 

@@ -267,25 +267,41 @@ class TryOnSession:
         if self.state in (SessionState.QUEUED, SessionState.CONNECTING):
             self.pending_prompt_ids.append(prompt_id)
             return None
+        return await self._steer(outfit, [prompt_id], budget_bytes=budget_bytes)
+
+    async def _steer(
+        self, outfit: str, prompt_ids: list[int], *, budget_bytes: int | None
+    ) -> SnippetReady | None:
+        """Send `outfit` to the live stream, mark its prompts applied, and snippet what follows the ack."""
+        prompts = self.services.store.prompts
         async with self._steer_lock:
             try:
                 live = await self._wait_for_stream()
-                mark = self._timeline_now()
                 # A stream started during a roll-over gap already carries the newest outfit.
                 if live.prompt != outfit:
                     await asyncio.wait_for(live.client.interact(outfit), self.settings.ack_timeout_seconds)
             except (OdysseyError, TimeoutError) as exc:
-                await self.services.store.prompts.set_status(
-                    prompt_id, "refused", refusal_reason=type(exc).__name__
-                )
+                for prompt_id in prompt_ids:
+                    await prompts.set_status(prompt_id, "refused", refusal_reason=type(exc).__name__)
                 raise PromptRejected(
                     "That outfit could not be applied right now. Please try again in a moment.",
                     reason="prompt_not_applied",
                 ) from exc
-            await self.services.store.prompts.set_status(prompt_id, "applied")
+            # The snippet starts at the acknowledgement: frames before it still show the old outfit.
+            mark = self._timeline_now()
+            for prompt_id in prompt_ids:
+                await prompts.set_status(prompt_id, "applied")
             live.prompt = outfit
             await self._report_status()
             return await self._snippet(outfit, since=mark, budget_bytes=budget_bytes)
+
+    async def _apply_outfits_sent_while_connecting(self) -> None:
+        """Outfits sent after the start went out: apply the latest now (the start carried an older one)."""
+        prompt_ids, self.pending_prompt_ids = self.pending_prompt_ids, []
+        try:
+            await self._steer(self.latest_outfit, prompt_ids, budget_bytes=None)
+        except (PromptRejected, NoSuchSession) as exc:
+            log.info("session %s: outfit sent while connecting not applied: %r", self.id, exc)
 
     async def snapshot(self) -> SnapshotReady | None:
         """Send a still of the current frame to the presenter (None before the first frame)."""
@@ -358,7 +374,10 @@ class TryOnSession:
             try:
                 if index == 0:
                     await self._transition(SessionState.STREAMING)
-                    self._spawn(self._snippet(live.prompt, since=0.0, budget_bytes=None))
+                    if self.pending_prompt_ids:
+                        self._spawn(self._apply_outfits_sent_while_connecting())
+                    else:
+                        self._spawn(self._snippet(live.prompt, since=0.0, budget_bytes=None))
                 else:
                     self.rollovers += 1
                     await self._report_status(continuing=True)
@@ -409,7 +428,9 @@ class TryOnSession:
                 ),
                 self.settings.connect_timeout_seconds,
             )
+            # Read together: outfits sent from here on are applied once the stream runs.
             prompt = self.latest_outfit
+            carried = list(self.pending_prompt_ids)
             portrait = self.settings.portrait if self.request.portrait is None else self.request.portrait
             stream_id = await asyncio.wait_for(
                 client.start_stream(prompt, portrait=portrait, image=self.request.photo),
@@ -419,9 +440,13 @@ class TryOnSession:
             record = await self.services.store.streams.start(
                 self.id, odyssey_stream_id=stream_id, prompt=prompt
             )
+            for prompt_id in carried:
+                await self.services.store.prompts.set_status(prompt_id, "applied")
         except BaseException:
             await close_client(client, self.settings.end_timeout_seconds)
             raise
+        # No await from here on: a cancellation cannot leave a connected client behind.
+        self.pending_prompt_ids = [i for i in self.pending_prompt_ids if i not in carried]
         live = _LiveStream(client, index, stream_id, record.id, started, prompt, loss)
         live.pump = asyncio.create_task(self._pump_frames(client), name=f"frames-{self.id}-{index}")
         self.stream_ids.append(stream_id)
@@ -429,9 +454,6 @@ class TryOnSession:
         self._stream_ready.set()
         if index == 0:
             self._last_activity = started
-        for prompt_id in self.pending_prompt_ids:
-            await self.services.store.prompts.set_status(prompt_id, "applied")
-        self.pending_prompt_ids.clear()
         return live
 
     async def _pump_frames(self, client: Odyssey) -> None:

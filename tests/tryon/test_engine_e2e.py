@@ -7,10 +7,12 @@ import dataclasses
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bot.emulator import DEV_API_KEY, Emulator
+from bot.odyssey import Odyssey
 from bot.store import QuotaLimits, Store
 from bot.tryon.console import ConsolePresenter
 from bot.tryon.engine import Engine, build_engine, client_factory
@@ -24,7 +26,7 @@ from bot.tryon.errors import (
     QueueFull,
     QuotaExceeded,
 )
-from bot.tryon.session import EndReason, SessionRequest, SessionState, TryOnSession
+from bot.tryon.session import EndReason, SessionRequest, SessionState, StreamPhoto, TryOnSession
 from bot.tryon.settings import EngineSettings
 
 PHOTO = (Path(__file__).parents[2] / "examples" / "astronaut.jpg").read_bytes()
@@ -366,3 +368,78 @@ async def test_crash_recovery_settles_from_the_last_heartbeat(
 def _copy_database(source: Path, target: Path) -> None:
     with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
         src.backup(dst)
+
+
+async def test_an_outfit_sent_while_the_stream_starts_is_applied_once_it_runs(
+    emulator_factory: Callable[..., Awaitable[Emulator]], make_engine: EngineMaker, tmp_path: Path
+) -> None:
+    emulator = await emulator_factory()
+    engine = await make_engine(emulator)
+    starting, release = asyncio.Event(), asyncio.Event()
+    sent: list[str] = []
+    make_client = client_factory(DEV_API_KEY, emulator.url)
+
+    def clients() -> Odyssey:
+        # The real client, held at the start so that a new outfit arrives after the start went out.
+        client = make_client()
+        start_stream, interact = client.start_stream, client.interact
+
+        async def held_start(prompt: str, **options: Any) -> str:
+            sent.append(prompt)
+            starting.set()
+            await release.wait()
+            return await start_stream(prompt, **options)
+
+        async def recorded_interact(prompt: str) -> str:
+            sent.append(prompt)
+            return await interact(prompt)
+
+        setattr(client, "start_stream", held_start)  # noqa: B010
+        setattr(client, "interact", recorded_interact)  # noqa: B010
+        return client
+
+    engine.services.client_factory = clients
+    presenter = ConsolePresenter(tmp_path / "out", echo=lambda line: None)
+    session = await engine.manager.admit(request(14), presenter)
+    await asyncio.wait_for(starting.wait(), 20)
+    assert await session.prompt("blue wool suit") is None  # kept until the stream runs
+    release.set()
+    await until(lambda: any(f.caption == "blue wool suit" for f in presenter.snippets), seconds=20)
+
+    assert sent == ["red summer dress", "blue wool suit"]
+    prompts = await engine.services.store.prompts.for_session(session.id)
+    assert [(p.text, p.status) for p in prompts] == [
+        ("red summer dress", "applied"),
+        ("blue wool suit", "applied"),
+    ]
+    engine.manager.stop(session.id)
+    await finished(session)
+    assert session.state is SessionState.DONE
+
+
+async def test_a_request_admitted_during_shutdown_is_refused_and_spends_nothing(
+    emulator_factory: Callable[..., Awaitable[Emulator]], make_engine: EngineMaker, tmp_path: Path
+) -> None:
+    emulator = await emulator_factory()
+    engine = await make_engine(emulator)
+    services = engine.services
+    checking, release = asyncio.Event(), asyncio.Event()
+    check_photo = services.check_photo
+
+    async def slow_check(photo: bytes) -> StreamPhoto:
+        checking.set()
+        await release.wait()
+        return await check_photo(photo)
+
+    services.check_photo = slow_check
+    presenter = ConsolePresenter(tmp_path / "out", echo=lambda line: None)
+    admission = asyncio.create_task(engine.manager.admit(request(15), presenter))
+    await asyncio.wait_for(checking.wait(), 10)
+    shutdown = asyncio.create_task(engine.manager.shutdown(grace_seconds=10))
+    await asyncio.sleep(0)
+    release.set()
+    with pytest.raises(NotAllowed):
+        await admission
+    await shutdown
+    assert engine.manager.sessions() == []
+    assert await services.store.sessions.history(GUILD_A, 15) == []
