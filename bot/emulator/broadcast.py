@@ -40,6 +40,8 @@ class BroadcastHub:
         self._max_spectators = max_spectators
         self._broadcasts: dict[str, Broadcast] = {}
         self._closing: set[asyncio.Future[None]] = set()
+        self.spectators_joined = 0  # for tests: successful WHEP offers and DELETEs
+        self.spectators_left = 0
 
     def add_routes(self, app: web.Application) -> None:
         """WHEP: `POST /broadcast/{id}/whep?token=` (SDP offer in, answer out), `DELETE` the Location."""
@@ -67,9 +69,13 @@ class BroadcastHub:
         if broadcast is None:
             return
         for pc in broadcast.spectators.values():
-            task = asyncio.ensure_future(_close_spectator(pc))
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
+            self._close_later(pc)
+
+    def _close_later(self, pc: RTCPeerConnection) -> None:
+        # Answer first: closing a peer connection can take a while; close() waits for these.
+        task = asyncio.ensure_future(_close_spectator(pc))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     async def close(self) -> None:
         """End every broadcast and wait until all spectator connections are closed (emulator shutdown)."""
@@ -101,6 +107,7 @@ class BroadcastHub:
             await _close_spectator(pc)
             log.info("WHEP offer for %s refused: %s", broadcast.stream_id, error)
             return web.Response(status=400, text=f"could not answer the offer: {error}")
+        self.spectators_joined += 1
         location = f"/broadcast/{broadcast.stream_id}/whep/{spectator_id}"
         return web.Response(
             status=201, text=answer, content_type="application/sdp", headers={"Location": location}
@@ -111,7 +118,8 @@ class BroadcastHub:
         pc = None if broadcast is None else broadcast.spectators.pop(request.match_info["spectator_id"], None)
         if pc is None:
             return web.Response(status=404, text="no such spectator session")
-        await _close_spectator(pc)
+        self.spectators_left += 1
+        self._close_later(pc)
         return web.Response(status=200)
 
     def _authorised_broadcast(self, request: web.Request) -> Broadcast:

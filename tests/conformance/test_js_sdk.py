@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 from dataclasses import dataclass, field
@@ -189,6 +190,30 @@ async def test_official_js_sdk_error_paths(
     assert refused["status"] == "connected"  # a refused start leaves the connection usable
     stream_errors = [e["detail"] for e in report["events"] if e["name"] == "stream_error"]
     assert stream_errors == [{"reason": "moderation_rejected", "message": "The outfit prompt was rejected"}]
+
+
+async def test_official_js_sdk_spectator_watches_a_broadcast_over_whep(
+    browser_prerequisites: None, emulator_factory: EmulatorFactory
+) -> None:
+    emulator = await emulator_factory(api_keys={API_KEY: ApiKey()})
+    report, stderr = await run_js_sdk(emulator.url, API_KEY, SAMPLE_PHOTO, "--scenario=broadcast")
+    assert report["ok"], explain(report, stderr)
+    ready = [e["detail"] for e in report["events"] if e["name"] == "broadcast_ready"]
+    assert len(ready) == 1 and ready[0]["hlsUrl"] is None
+    assert ready[0]["webrtcUrl"].startswith(emulator.url + "/broadcast/") and ready[0]["spectatorToken"]
+    watched = step_result(report, "spectate")
+    assert watched["codec"] == "video/VP8" and watched["videoTracks"] == 1
+    assert (watched["frameWidth"], watched["frameHeight"]) == emulator.config.frame_size(portrait=True)
+    assert watched["connectionState"] == "connected"
+    step_result(report, "leaveSpectating")
+    assert (emulator.broadcasts.spectators_joined, emulator.broadcasts.spectators_left) == (1, 1)
+    assert "stream_error" not in event_names(report) and "error" not in event_names(report)
+    # The SDK never reads its fire-and-forget DELETE's response, so Chromium lists that request as aborted
+    # although the emulator received and answered it (counted above); anything else is a real failure.
+    diagnostics = report["diagnostics"]
+    unread_delete = re.compile(r"DELETE .*/broadcast/[^/]+/whep/[^/?]+: net::ERR_ABORTED")
+    assert all(unread_delete.fullmatch(failed) for failed in diagnostics["failedRequests"]), diagnostics
+    assert (diagnostics["console"], diagnostics["pageErrors"]) == ([], []), diagnostics
 
 
 async def check_slot_released(emulator: Emulator) -> None:

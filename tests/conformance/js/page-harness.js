@@ -82,9 +82,9 @@ async function mintCredentials({ apiKey }) {
   return credentialsToDict(await minter.createClientCredentials());
 }
 
-async function startStream({ prompt, imageUrl, portrait }) {
+async function startStream({ prompt, imageUrl, portrait, broadcast }) {
   const image = imageUrl ? await (await fetch(imageUrl)).blob() : undefined;
-  const streamId = await client.startStream({ prompt, portrait, image });
+  const streamId = await client.startStream({ prompt, portrait, image, broadcast: broadcast === true });
   return {
     streamId,
     lastAppliedPrompt: client.lastAppliedPrompt,
@@ -247,7 +247,48 @@ async function startStreamExpectingFailure({ prompt }) {
   }
 }
 
+// Broadcast: wait for onBroadcastReady, then watch as a spectator through the SDK's WHEP client.
+let spectator = null;
+
+async function spectate({ frames, pollMs }) {
+  let ready = null;
+  while (!(ready = events.find((event) => event.name === "broadcast_ready"))) {
+    await sleep(pollMs);
+  }
+  const { webrtcUrl, spectatorToken } = ready.detail;
+  spectator = await Odyssey.connectToStream(webrtcUrl, spectatorToken);
+  const pc = spectator.pc;
+  for (;;) {
+    const report = [...(await pc.getStats()).values()];
+    const inbound = report.find((entry) => entry.type === "inbound-rtp" && entry.kind === "video");
+    if (inbound && (inbound.framesDecoded ?? 0) >= frames) {
+      const codec = report.find((entry) => entry.id === inbound.codecId);
+      return {
+        framesDecoded: inbound.framesDecoded,
+        frameWidth: inbound.frameWidth ?? null,
+        frameHeight: inbound.frameHeight ?? null,
+        codec: codec ? codec.mimeType : null,
+        connectionState: spectator.connectionState,
+        videoTracks: spectator.stream.getVideoTracks().length,
+      };
+    }
+    await sleep(pollMs);
+  }
+}
+
+// What a spectator does when it leaves while the stream still runs: WHEP DELETE (fire and forget in the
+// SDK, so wait until the browser saw the response), then close.
+async function leaveSpectating({ pollMs }) {
+  spectator.disconnect();
+  const isDelete = (entry) => /\/whep\/[^?]+$/.test(entry.name);
+  while (!performance.getEntriesByType("resource").some(isDelete)) {
+    await sleep(pollMs);
+  }
+  return { connectionState: spectator.connectionState };
+}
+
 function disconnect() {
+  if (spectator) spectator.close();
   if (client) client.disconnect();
   return { status: client ? client.currentStatus : null };
 }
@@ -266,6 +307,8 @@ window.conformance = {
   connectWithCredentials,
   mintCredentials,
   startStreamExpectingFailure,
+  spectate,
+  leaveSpectating,
   disconnect,
   events: () => events,
 };

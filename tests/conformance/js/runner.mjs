@@ -1,7 +1,7 @@
 // Drives the official Odyssey JS SDK (npm @odysseyml/odyssey) in headless Chromium against an
 // Odyssey-compatible API (our emulator) and prints one JSON report on stdout.
 //
-// Usage: node runner.mjs <api_url> <api_key> <image_path> [--scenario=flow|errors|credentials]
+// Usage: node runner.mjs <api_url> <api_key> <image_path> [--scenario=flow|errors|credentials|broadcast]
 //                        [--disabled-key=KEY] [--limited-key=KEY] [--credentials=JSON]
 //   flow:   connect, start with the image, interact twice, end, a second (landscape, text-only) stream on
 //           the same connection, getRecording of the first, listStreamRecordings.
@@ -9,6 +9,7 @@
 //           <api_key> and start a stream the emulator is set to refuse.
 //   credentials: connect with the given client credentials (a dict minted elsewhere, e.g. by our Python
 //           client), run a short stream, then mint credentials with <api_key> for someone else.
+//   broadcast: start with broadcast: true, watch it through Odyssey.connectToStream (WHEP), leave, end.
 // Env:   CHROMIUM_PATH (default /usr/bin/chromium), CONFORMANCE_STEP_TIMEOUT_MS (default 15000)
 // Exit:  0 all steps passed, 1 a step failed (the report says which), 2 bad usage or the browser failed.
 import http from "node:http";
@@ -223,6 +224,14 @@ async function runCredentials(step, options) {
   await step("mintCredentials", "mintCredentials", { apiKey: options.apiKey });
 }
 
-const SCENARIOS = { flow: runFlow, errors: runErrorPaths, credentials: runCredentials };
+async function runBroadcast(step, { apiKey }) {
+  await step("connect", "connect", { apiKey });
+  await step("startStream", "startStream", { prompt: "a person in a green coat", portrait: true, broadcast: true });
+  await step("spectate", "spectate", { frames: 5, pollMs: 100 });
+  await step("leaveSpectating", "leaveSpectating", { pollMs: 50 });
+  await step("endStream", "endStream");
+}
+
+const SCENARIOS = { flow: runFlow, errors: runErrorPaths, credentials: runCredentials, broadcast: runBroadcast };
 
 await main();
