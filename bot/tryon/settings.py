@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 MIB = 1024 * 1024
+# A live session's frames must stay under this: the kept window plus one full-size decoded frame.
+SESSION_FRAME_MEMORY_LIMIT_BYTES = 30 * MIB
+# The largest stream the platform sends (704x1280 portrait) and one decoded yuv420p frame of it.
+FULL_FRAME_SIZE = (704, 1280)
+FULL_FRAME_BYTES = FULL_FRAME_SIZE[0] * FULL_FRAME_SIZE[1] * 3 // 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +67,22 @@ class EngineSettings:
             raise ValueError("rollover_margin_seconds must be shorter than stream_cap_seconds")
         if self.snippet_seconds <= 0 or self.snippet_fps < 1 or self.snippet_width < 16:
             raise ValueError("snippet settings must be positive")
+        if self.buffer_seconds < self.snippet_seconds:
+            raise ValueError("buffer_seconds must hold at least one snippet (snippet_seconds)")
+        if self.frame_memory_bytes >= SESSION_FRAME_MEMORY_LIMIT_BYTES:
+            raise ValueError(
+                f"buffer_seconds x snippet_fps x snippet_width keep {self.frame_memory_bytes / MIB:.1f} MiB "
+                f"of frames per session; the limit is {SESSION_FRAME_MEMORY_LIMIT_BYTES / MIB:.0f} MiB"
+            )
+
+    @property
+    def frame_memory_bytes(self) -> int:
+        """Worst-case frame memory of one live session: the full window of portrait frames plus one source."""
+        full_width, full_height = FULL_FRAME_SIZE
+        width = min(self.snippet_width, full_width)
+        height = math.ceil(full_height * width / full_width / 2) * 2
+        frames = math.ceil(self.buffer_seconds * self.snippet_fps) + 1  # as FrameBuffer.max_frames
+        return frames * width * height * 3 // 2 + FULL_FRAME_BYTES
 
     @property
     def rollover_after_seconds(self) -> float:
