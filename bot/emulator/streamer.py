@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 WATCHDOG_INTERVAL_SECONDS = 0.1
 SEND_TIMEOUT_SECONDS = 10.0
+PENDING_REQUEST_LIMIT = 64  # queued client messages per connection; beyond it they are refused
+LARGE_MESSAGE_CHARS = 1 << 20  # parsed in a worker thread (an image start is up to ~34 MB of JSON)
 
 
 class StreamRefused(Exception):
@@ -125,7 +127,7 @@ class StreamerConnection:
         self._closing = False
         self._seconds_per_transition_frame = 0.02
         self._close_task: asyncio.Future[None] | None = None
-        self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(PENDING_REQUEST_LIMIT)
 
     # ---- lifecycle -------------------------------------------------------------------------------------
 
@@ -218,7 +220,10 @@ class StreamerConnection:
 
     async def _on_ws_text(self, text: str) -> None:
         try:
-            message = json.loads(text)
+            if len(text) < LARGE_MESSAGE_CHARS:
+                message = json.loads(text)
+            else:
+                message = await asyncio.to_thread(json.loads, text)
         except ValueError:
             return
         if not isinstance(message, dict):
@@ -237,7 +242,7 @@ class StreamerConnection:
         elif kind == "client_disconnecting":
             self._spawn(self.close())
         elif kind == "interactive_stream_start":
-            self._inbox.put_nowait(message)
+            self._enqueue(message)
 
     async def _add_remote_candidate(self, message: dict[str, Any]) -> None:
         text = message.get("candidate")
@@ -260,7 +265,22 @@ class StreamerConnection:
         except ValueError:
             return
         if isinstance(message, dict) and not self._closing:
+            self._enqueue(message)
+
+    def _enqueue(self, message: dict[str, Any]) -> None:
+        try:
             self._inbox.put_nowait(message)
+        except asyncio.QueueFull:
+            log.warning(
+                "session %s: over %d pending requests", self.session.session_id, PENDING_REQUEST_LIMIT
+            )
+            self._send(
+                {
+                    "type": "interactive_stream_error",
+                    "reason": "too_many_requests",
+                    "message": "Too many requests are waiting; wait for the answers before sending more",
+                }
+            )
 
     async def _process_inbox(self) -> None:
         # One message at a time, in arrival order, like a single streamer process.
@@ -302,7 +322,9 @@ class StreamerConnection:
         portrait = message.get("portrait", True)
         if not isinstance(prompt, str) or not isinstance(portrait, bool):
             raise StreamRefused("invalid_request", "prompt must be a string and portrait a boolean")
-        image = decode_data_url(message.get("input_image_base64"), self.config.max_image_bytes)
+        image = await asyncio.to_thread(
+            decode_data_url, message.get("input_image_base64"), self.config.max_image_bytes
+        )
         if message.get("bypass_vlm_expansion") and not self.emulator.is_privileged(self.session.api_key):
             raise StreamRefused("bypass_not_allowed", "Bypassing prompt expansion needs a privileged account")
         faults = self.emulator.faults

@@ -236,3 +236,14 @@ async def test_slots_free_on_clean_disconnect_and_unclaimed_sessions_expire(emul
         assert (await http.post("/sessions/request", json={}, headers=headers)).status_code == 429
         await asyncio.sleep(0.6)  # nobody connected to the first session
         assert (await http.post("/sessions/request", json={}, headers=headers)).status_code == 200
+
+
+async def test_a_flood_of_requests_is_refused_beyond_the_pending_limit(emulator_factory) -> None:
+    emu = await emulator_factory(stream_start_delay_seconds=1.0)  # holds the queue while the flood arrives
+    async with connected_peer(emu.url) as peer:
+        peer.send(start_message("red shirt"))
+        for number in range(80):
+            peer.send({"type": "update", "prompt": f"shirt number {number}"})
+        refused = [await peer.expect("interactive_stream_error", wait=5) for _ in range(80 - 64)]
+        assert {error["reason"] for error in refused} == {"too_many_requests"}
+        await peer.expect("stream_started")
