@@ -516,16 +516,19 @@ class TryOnSession:
         self._live = None
         # Read before disconnecting: our own disconnect fires `on_disconnected` too.
         lost_reason = live.loss.reason
-        if lost_reason is None:
-            with contextlib.suppress(OdysseyError, TimeoutError):
-                await asyncio.wait_for(live.client.end_stream(), self.settings.end_timeout_seconds)
-        await close_client(live.client, self.settings.end_timeout_seconds)
-        if live.pump is not None:
-            live.pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await live.pump
         reason = lost_reason or (str(self.end_reason) if self.end_reason else "rollover")
-        await self.services.store.streams.end(live.store_id, seconds=seconds, reason=reason)
+        try:
+            # Stamped now, when its seconds stop counting: a roll-over gap includes ending and disconnecting.
+            await self.services.store.streams.end(live.store_id, seconds=seconds, reason=reason)
+        finally:
+            if lost_reason is None:
+                with contextlib.suppress(OdysseyError, TimeoutError):
+                    await asyncio.wait_for(live.client.end_stream(), self.settings.end_timeout_seconds)
+            await close_client(live.client, self.settings.end_timeout_seconds)
+            if live.pump is not None:
+                live.pump.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await live.pump
 
     # ----- endings ---------------------------------------------------------------------------------------
 
