@@ -56,7 +56,10 @@ class ConsolePresenter:
         self.statuses.append(event)
         if event.queue_position is not None:
             wait = event.estimated_wait_seconds or 0.0
-            self._say(f"queued: position {event.queue_position}, about {wait:.0f} s to wait")
+            if wait > 0:
+                self._say(f"queued: position {event.queue_position}, about {wait:.0f} s to wait")
+            else:
+                self._say("queued: a slot is free, starting now")
         elif event.platform_wait_seconds is not None:
             self._say(f"waiting for the platform to free a streamer ({event.platform_wait_seconds:.0f} s)")
         elif event.continuing:
