@@ -32,8 +32,19 @@ async def emulator_factory() -> AsyncIterator[EmulatorFactory]:
     try:
         yield start
     finally:
-        for emulator in reversed(started):
-            await emulator.stop()
+        # Every emulator stops even if another one's stop fails; the first failure is then raised.
+        results = [await _stop_quietly(emulator) for emulator in reversed(started)]
+        failure = next((error for error in results if error is not None), None)
+        if failure is not None:
+            raise failure
+
+
+async def _stop_quietly(emulator: Emulator) -> BaseException | None:
+    try:
+        await emulator.stop()
+    except Exception as error:
+        return error
+    return None
 
 
 @pytest.fixture

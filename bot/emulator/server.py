@@ -128,11 +128,14 @@ class Emulator:
         """Bind the port and serve."""
         restrict_ice_to_loopback()
         runner = web.AppRunner(self._build_app(), handle_signals=False, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, self.config.host, self.config.port)
-        await site.start()
-        self._port = int(runner.addresses[0][1])
         self._runner = runner
+        try:
+            await runner.setup()
+            await web.TCPSite(runner, self.config.host, self.config.port).start()
+        except BaseException:
+            await self.stop()  # e.g. the port is taken: no threads or temporary folder left behind
+            raise
+        self._port = int(runner.addresses[0][1])
 
     async def stop(self) -> None:
         """Close every connection, task, thread and temporary file (safe to call twice)."""

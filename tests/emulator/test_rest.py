@@ -12,7 +12,7 @@ import httpx
 import pytest
 import websockets
 
-from bot.emulator import DEV_API_KEY, ApiKey, Emulator
+from bot.emulator import DEV_API_KEY, ApiKey, Emulator, EmulatorConfig
 from bot.emulator.server import USAGE_ERRORS
 from tests.emulator.peer import get_token
 
@@ -164,3 +164,12 @@ async def test_signaling_rejects_bad_tokens(emulator_factory) -> None:
 async def test_dev_key_is_accepted_by_default(emulator: Emulator) -> None:
     async with httpx.AsyncClient(base_url=emulator.url) as http:
         assert (await http.post("/auth/token", json={"api_key": DEV_API_KEY})).status_code == 200
+
+
+async def test_a_port_in_use_fails_start_and_leaves_nothing_behind(emulator: Emulator) -> None:
+    port = int(emulator.url.rsplit(":", 1)[1])
+    second = Emulator(EmulatorConfig.small(port=port))
+    with pytest.raises(OSError):
+        await second.start()
+    assert not second.recordings.root.exists()  # its temporary recordings folder is gone
+    await second.stop()  # still safe to call
