@@ -443,3 +443,55 @@ async def test_a_request_admitted_during_shutdown_is_refused_and_spends_nothing(
     await shutdown
     assert engine.manager.sessions() == []
     assert await services.store.sessions.history(GUILD_A, 15) == []
+
+
+async def test_concurrent_admits_of_one_member_start_one_session(
+    emulator_factory: Callable[..., Awaitable[Emulator]], make_engine: EngineMaker, tmp_path: Path
+) -> None:
+    emulator = await emulator_factory()
+    engine = await make_engine(emulator)
+    presenter = ConsolePresenter(tmp_path / "out", echo=lambda line: None)
+    results = await asyncio.gather(
+        *(engine.manager.admit(request(16, guild), presenter) for guild in (GUILD_A, GUILD_B, GUILD_A)),
+        return_exceptions=True,
+    )
+    sessions = [r for r in results if isinstance(r, TryOnSession)]
+    assert len(sessions) == 1
+    assert all(isinstance(r, AlreadyInSession) for r in results if r not in sessions)
+    assert len(await engine.services.store.usage.for_session(sessions[0].id)) == 1  # one reservation
+    engine.manager.stop(sessions[0].id)
+    await finished(sessions[0])
+
+
+async def test_slots_come_back_after_a_failed_connect_and_a_cancel_while_connecting(
+    emulator_factory: Callable[..., Awaitable[Emulator]], make_engine: EngineMaker, tmp_path: Path
+) -> None:
+    emulator = await emulator_factory()
+    engine = await make_engine(emulator, slots=1)
+    manager, usage = engine.manager, engine.services.store.usage
+    presenter = ConsolePresenter(tmp_path / "out", echo=lambda line: None)
+
+    emulator.faults.force_429_code = "CONCURRENT_LIMIT_REACHED"
+    failing = await manager.admit(request(17), presenter)
+    waiting = await manager.admit(request(18, GUILD_B), presenter)
+    await finished(failing)
+    emulator.faults.force_429_code = None
+    assert failing.state is SessionState.FAILED
+
+    # The freed slot goes to the next member; the platform keeps it waiting (503s) while connecting.
+    emulator.faults.fail_503_times = 10_000
+    await until(lambda: waiting.state is SessionState.CONNECTING)
+    queued = await manager.admit(request(19), presenter)
+    assert queued.state is SessionState.QUEUED
+    await manager.cancel(waiting.id, user_id=18)
+    await finished(waiting)
+    assert waiting.state is SessionState.CANCELLED
+    emulator.faults.fail_503_times = 0
+
+    await until(lambda: queued.state is SessionState.STREAMING)
+    assert manager.running_count == 1
+    assert [e.kind for e in await usage.for_session(failing.id)] == ["session", "refund"]
+    assert [e.kind for e in await usage.for_session(waiting.id)] == ["session", "refund"]
+    manager.stop(queued.id)
+    await finished(queued)
+    assert manager.running_count == 0
