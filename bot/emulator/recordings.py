@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import logging
@@ -26,7 +27,7 @@ VIDEO_FILE = "video.mp4"
 PREVIEW_FILE = "preview.mp4"
 THUMBNAIL_FILE = "thumbnail.jpg"
 EVENTS_FILE = "events.jsonl"
-WRITE_TIMEOUT_SECONDS = 60.0
+WRITE_TIMEOUT_SECONDS = 10.0  # how long GET /recordings waits for files before answering without links
 
 
 @dataclass
@@ -216,11 +217,12 @@ class RecordingStore:
         return parts
 
     async def get(self, stream_id: str, owner: str) -> Recording | None:
-        """The caller's finished recording (waits for its files), or None."""
+        """The caller's recording (waiting a while for its files; check `files_ready`), or None."""
         recording = self._recordings.get(stream_id)
         if recording is None or recording.owner != owner:
             return None
-        await asyncio.wait_for(recording.ready.wait(), WRITE_TIMEOUT_SECONDS)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(recording.ready.wait(), WRITE_TIMEOUT_SECONDS)
         return recording
 
     def list(self, owner: str) -> list[Recording]:

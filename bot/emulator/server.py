@@ -340,7 +340,7 @@ class Emulator:
 
     def recording_json(self, recording: Recording) -> dict[str, Any]:
         """The `GET /recordings/{id}` body with signed, expiring file URLs."""
-        ready = not recording.failed
+        ready = recording.ready.is_set() and not recording.failed  # links only to written files
 
         def link(name: str) -> str | None:
             if not ready:

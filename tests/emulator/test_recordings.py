@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import time
 
 import av
 import httpx
@@ -114,3 +115,27 @@ async def test_stop_removes_temporary_files(emulator_factory) -> None:
     assert any(root.iterdir())
     await emu.stop()
     assert not root.exists()
+
+
+async def test_a_recording_still_being_written_is_listed_without_links(
+    emulator: Emulator, monkeypatch
+) -> None:
+    import bot.emulator.recordings as recordings_module
+
+    def slow_write(*args, **kwargs):
+        time.sleep(1.0)
+        return real_write(*args, **kwargs)
+
+    real_write = recordings_module.write_files
+    monkeypatch.setattr(recordings_module, "write_files", slow_write)
+    monkeypatch.setattr(recordings_module, "WRITE_TIMEOUT_SECONDS", 0.1)
+    async with connected_peer(emulator.url) as peer:
+        stream_id = await run_stream(peer, "grey wool coat", 0.3)
+    async with httpx.AsyncClient(base_url=emulator.url, timeout=30) as http:
+        token = await get_token(http)
+        pending = await http.get(f"/recordings/{stream_id}", headers=bearer(token))
+        assert pending.status_code == 200, pending.text
+        assert pending.json()["video_url"] is None and pending.json()["duration_seconds"] > 0
+        await asyncio.sleep(1.5)
+        done = (await http.get(f"/recordings/{stream_id}", headers=bearer(token))).json()
+        assert done["video_url"] is not None
