@@ -724,12 +724,16 @@ class TryOnSession:
             await asyncio.wait({task, stopper}, return_when="FIRST_COMPLETED")
         finally:
             stopper.cancel()
-        if task.done():
-            return task.result()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
-        raise _StopRequested()
+            # Also when this wait itself is cancelled: left running, `work` could connect a stream nobody
+            # would ever close.
+            abandoned = not task.done()
+            if abandoned:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        if abandoned:
+            raise _StopRequested()
+        return task.result()
 
     def _spawn(self, work: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(work)

@@ -370,43 +370,49 @@ def _copy_database(source: Path, target: Path) -> None:
         src.backup(dst)
 
 
+class HeldStarts:
+    """Real clients whose `start_stream` waits for `release`, recording every prompt they send."""
+
+    def __init__(self, emulator: Emulator) -> None:
+        self.make_client = client_factory(DEV_API_KEY, emulator.url)
+        self.starting, self.release = asyncio.Event(), asyncio.Event()
+        self.sent: list[str] = []
+        self.clients: list[Odyssey] = []
+
+    def __call__(self) -> Odyssey:
+        client = self.make_client()
+        start_stream, interact = client.start_stream, client.interact
+
+        async def held_start(prompt: str, **options: Any) -> str:
+            self.sent.append(prompt)
+            self.starting.set()
+            await self.release.wait()
+            return await start_stream(prompt, **options)
+
+        async def recorded_interact(prompt: str) -> str:
+            self.sent.append(prompt)
+            return await interact(prompt)
+
+        setattr(client, "start_stream", held_start)  # noqa: B010
+        setattr(client, "interact", recorded_interact)  # noqa: B010
+        self.clients.append(client)
+        return client
+
+
 async def test_an_outfit_sent_while_the_stream_starts_is_applied_once_it_runs(
     emulator_factory: Callable[..., Awaitable[Emulator]], make_engine: EngineMaker, tmp_path: Path
 ) -> None:
     emulator = await emulator_factory()
     engine = await make_engine(emulator)
-    starting, release = asyncio.Event(), asyncio.Event()
-    sent: list[str] = []
-    make_client = client_factory(DEV_API_KEY, emulator.url)
-
-    def clients() -> Odyssey:
-        # The real client, held at the start so that a new outfit arrives after the start went out.
-        client = make_client()
-        start_stream, interact = client.start_stream, client.interact
-
-        async def held_start(prompt: str, **options: Any) -> str:
-            sent.append(prompt)
-            starting.set()
-            await release.wait()
-            return await start_stream(prompt, **options)
-
-        async def recorded_interact(prompt: str) -> str:
-            sent.append(prompt)
-            return await interact(prompt)
-
-        setattr(client, "start_stream", held_start)  # noqa: B010
-        setattr(client, "interact", recorded_interact)  # noqa: B010
-        return client
-
-    engine.services.client_factory = clients
+    engine.services.client_factory = held = HeldStarts(emulator)
     presenter = ConsolePresenter(tmp_path / "out", echo=lambda line: None)
     session = await engine.manager.admit(request(14), presenter)
-    await asyncio.wait_for(starting.wait(), 20)
+    await asyncio.wait_for(held.starting.wait(), 20)
     assert await session.prompt("blue wool suit") is None  # kept until the stream runs
-    release.set()
+    held.release.set()
     await until(lambda: any(f.caption == "blue wool suit" for f in presenter.snippets), seconds=20)
 
-    assert sent == ["red summer dress", "blue wool suit"]
+    assert held.sent == ["red summer dress", "blue wool suit"]
     prompts = await engine.services.store.prompts.for_session(session.id)
     assert [(p.text, p.status) for p in prompts] == [
         ("red summer dress", "applied"),
@@ -415,6 +421,27 @@ async def test_an_outfit_sent_while_the_stream_starts_is_applied_once_it_runs(
     engine.manager.stop(session.id)
     await finished(session)
     assert session.state is SessionState.DONE
+
+
+async def test_a_session_cancelled_while_its_stream_starts_leaves_no_connection(
+    emulator_factory: Callable[..., Awaitable[Emulator]], make_engine: EngineMaker, tmp_path: Path
+) -> None:
+    emulator = await emulator_factory()
+    engine = await make_engine(emulator)
+    engine.services.client_factory = held = HeldStarts(emulator)
+    presenter = ConsolePresenter(tmp_path / "out", echo=lambda line: None)
+    session = await engine.manager.admit(request(20), presenter)
+    await asyncio.wait_for(held.starting.wait(), 20)
+    # What a shutdown does to a session still running after its grace period.
+    engine.manager._running[session.id].cancel()
+    await finished(session)
+    held.release.set()
+    await asyncio.sleep(0.5)  # a start left running would connect its stream meanwhile
+
+    assert session.state is SessionState.FAILED
+    assert not any(client.is_connected for client in held.clients)
+    assert emulator.connections == set()
+    assert engine.manager.running_count == 0
 
 
 async def test_a_request_admitted_during_shutdown_is_refused_and_spends_nothing(
