@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from bot.emulator.tokens import TokenError, decode_jwt, encode_jwt
-from bot.emulator.track import LoopTrack
+from bot.emulator.track import LoopTrack, send_vp8_only
 
 log = logging.getLogger(__name__)
 
@@ -141,9 +141,7 @@ async def _answer(pc: RTCPeerConnection, track: LoopTrack, offer: str) -> str:
     await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
     sender = pc.addTrack(track)
     track.attach_sender(sender)
-    transceiver = next(t for t in pc.getTransceivers() if t.sender is sender)
-    vp8 = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType.lower() == "video/vp8"]
-    transceiver.setCodecPreferences(vp8)
+    send_vp8_only(pc, sender)
     await pc.setLocalDescription(await pc.createAnswer())
     return str(pc.localDescription.sdp)
 

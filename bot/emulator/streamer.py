@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
-from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.sdp import candidate_from_sdp
 
 from bot.emulator.loops import Scene
 from bot.emulator.recordings import Segment
-from bot.emulator.track import LoopTrack
+from bot.emulator.track import LoopTrack, send_vp8_only
 from bot.loopback_ice import is_loopback_candidate_address
 
 if TYPE_CHECKING:
@@ -205,9 +205,7 @@ class StreamerConnection:
         self.track = LoopTrack(self.config.fps, idle.loop)
         sender = self.pc.addTrack(self.track)
         self.track.attach_sender(sender)
-        transceiver = next(t for t in self.pc.getTransceivers() if t.sender is sender)
-        vp8 = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType.lower() == "video/vp8"]
-        transceiver.setCodecPreferences(vp8)
+        send_vp8_only(self.pc, sender)
         inbound = self.pc.createDataChannel("clientToStreamer")
         self.outbox = QueuedChannel(self.pc.createDataChannel("streamerToClient"))
         inbound.on("message", self._on_dc_message)

@@ -8,7 +8,7 @@ import time
 from fractions import Fraction
 
 import av
-from aiortc import MediaStreamTrack, RTCRtpSender
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpSender
 from aiortc.mediastreams import MediaStreamError
 
 from bot.emulator.loops import EncodedClip
@@ -148,3 +148,10 @@ class LoopTrack(MediaStreamTrack):
             return
         if due > now:
             await asyncio.sleep(due - now)
+
+
+def send_vp8_only(pc: RTCPeerConnection, sender: RTCRtpSender) -> None:
+    """Negotiate VP8 for this sender: the replayed packets are VP8 (offer and answer alike)."""
+    transceiver = next(t for t in pc.getTransceivers() if t.sender is sender)
+    vp8 = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType.lower() == "video/vp8"]
+    transceiver.setCodecPreferences(vp8)
