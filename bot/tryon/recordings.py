@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from bot.odyssey import (
     AccountSuspendedError,
@@ -37,13 +38,18 @@ def links_from(recording: Recording) -> RecordingLinks:
 
 
 async def fetch_recording_links(
-    client: Odyssey, stream_id: str, settings: EngineSettings
+    client: Odyssey,
+    stream_id: str,
+    settings: EngineSettings,
+    *,
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    clock: Callable[[], float] = time.monotonic,
 ) -> RecordingLinks | None:
     """Poll `GET /recordings/{id}` with backoff until the video link is there; None if it never comes.
 
     A recording that exists but is still incomplete at the time limit is returned as it is.
     """
-    deadline = time.monotonic() + settings.recording_poll_limit_seconds
+    deadline = clock() + settings.recording_poll_limit_seconds
     delay = settings.recording_poll_first_seconds
     latest: Recording | None = None
     while True:
@@ -56,9 +62,9 @@ async def fetch_recording_links(
             log.debug("recording %s not ready: %r", stream_id, exc)
         if latest is not None and latest.video_url:
             return links_from(latest)
-        if time.monotonic() + delay > deadline:
+        if clock() + delay > deadline:
             break
-        await asyncio.sleep(delay)
+        await sleep(delay)
         delay = min(delay * settings.recording_poll_factor, settings.recording_poll_max_seconds)
     log.warning("recording %s was not ready within %.0f s", stream_id, settings.recording_poll_limit_seconds)
     return links_from(latest) if latest is not None else None
