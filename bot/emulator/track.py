@@ -42,6 +42,7 @@ class LoopTrack(MediaStreamTrack):
         """A track for another receiver (a spectator) following every switch of this one, on its own clock."""
         follower = LoopTrack(self.fps, self._clip)
         follower._mirrored = self
+        follower._pending = self._pending  # a switch still waiting for its point in the loop
         self._mirrors.add(follower)
         return follower
 

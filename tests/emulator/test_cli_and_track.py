@@ -141,3 +141,15 @@ def test_a_sender_without_the_keyframe_hook_degrades_to_loop_keyframes() -> None
     track = LoopTrack(fps=10, loop=clip(b"loop", 2))
     assert not track.attach_sender(SimpleNamespace())  # type: ignore[arg-type]
     track.stop()
+
+
+async def test_a_mirror_follows_switches_including_one_pending_when_it_joins() -> None:
+    track = LoopTrack(fps=200, loop=clip(b"old", 8))
+    track.show_from(4, clip(b"new", 3), clip(b"fade", 1))  # waits for the old loop to reach frame 4
+    mirror = track.mirror()
+    got = [bytes(await mirror.recv()) for _ in range(6)]
+    assert got == [b"old\x00", b"old\x01", b"old\x02", b"old\x03", b"fade\x00", b"new\x00"]
+    track.show(clip(b"next", 2))
+    assert bytes(await mirror.recv()) == b"next\x00"
+    mirror.stop()
+    track.stop()
