@@ -16,6 +16,7 @@ from bot.odyssey import Odyssey
 from bot.store import QuotaLimits, Store
 from bot.tryon.console import ConsolePresenter
 from bot.tryon.engine import Engine, build_engine, client_factory
+from bot.tryon.presenter import StatusChanged
 from bot.tryon.errors import (
     AlreadyInSession,
     Blocked,
@@ -522,3 +523,46 @@ async def test_slots_come_back_after_a_failed_connect_and_a_cancel_while_connect
     manager.stop(queued.id)
     await finished(queued)
     assert manager.running_count == 0
+
+
+class StoreCheckingPresenter(ConsolePresenter):
+    """Records, for every status it receives, the state the store held at that moment."""
+
+    def __init__(self, out: Path, store: Store) -> None:
+        super().__init__(out, echo=lambda line: None)
+        self.store = store
+        self.stored: list[tuple[str, str | None]] = []
+
+    async def status_changed(self, event: StatusChanged) -> None:
+        record = await self.store.sessions.get(event.session_id)
+        self.stored.append((str(event.state), record.state if record is not None else None))
+        await super().status_changed(event)
+
+
+async def test_every_transition_is_stored_before_it_is_reported(
+    emulator_factory: Callable[..., Awaitable[Emulator]], make_engine: EngineMaker, tmp_path: Path
+) -> None:
+    emulator = await emulator_factory()
+    engine = await make_engine(emulator, slots=1)
+    store = engine.services.store
+    live_presenter = StoreCheckingPresenter(tmp_path / "live", store)
+    queued_presenter = StoreCheckingPresenter(tmp_path / "queued", store)
+    live = await engine.manager.admit(request(21), live_presenter)
+    queued = await engine.manager.admit(request(22, GUILD_B), queued_presenter)
+    await until(lambda: live.state is SessionState.STREAMING)
+    await engine.manager.cancel(queued.id, user_id=22)
+    engine.manager.stop(live.id)
+    await finished(live)
+
+    for presenter in (live_presenter, queued_presenter):
+        assert all(reported == stored for reported, stored in presenter.stored), presenter.stored
+    reported = [state for state, _ in live_presenter.stored]
+    assert [s for i, s in enumerate(reported) if i == 0 or s != reported[i - 1]] == [
+        "queued",
+        "connecting",
+        "streaming",
+        "ending",
+        "finalising",
+        "done",
+    ]
+    assert [state for state, _ in queued_presenter.stored][-1] == "cancelled"
