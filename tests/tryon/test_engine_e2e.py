@@ -16,7 +16,6 @@ from bot.odyssey import Odyssey
 from bot.store import QuotaLimits, Store
 from bot.tryon.console import ConsolePresenter
 from bot.tryon.engine import Engine, build_engine, client_factory
-from bot.tryon.presenter import StatusChanged
 from bot.tryon.errors import (
     AlreadyInSession,
     Blocked,
@@ -27,6 +26,7 @@ from bot.tryon.errors import (
     QueueFull,
     QuotaExceeded,
 )
+from bot.tryon.presenter import StatusChanged
 from bot.tryon.session import EndReason, SessionRequest, SessionState, StreamPhoto, TryOnSession
 from bot.tryon.settings import EngineSettings
 
