@@ -39,6 +39,7 @@ class ConsolePresenter:
         self.recordings: list[RecordingReady] = []
         self.errors: list[ErrorReported] = []
         self.before_after: Path | None = None
+        self._shown_outfit: str | None = None
         self._started = time.monotonic()
 
     def _say(self, text: str) -> None:
@@ -67,10 +68,18 @@ class ConsolePresenter:
                 f"continuing: the platform caps one stream, so a fresh stream took over at "
                 f"{event.elapsed_seconds:.1f} s (outfit: {event.outfit})"
             )
+        elif event.state == "connecting":
+            self._say("connecting to the video platform...")
+        elif event.state == "streaming":
+            line = f"streaming: {event.elapsed_seconds:.1f} s streamed"
+            if event.remaining_seconds is not None:
+                line += f", {event.remaining_seconds:.0f} s left"
+            if event.outfit != self._shown_outfit:
+                line += f" - now wearing: {event.outfit}"
+                self._shown_outfit = event.outfit
+            self._say(line)
         else:
             line = f"{event.state}: {event.elapsed_seconds:.1f} s streamed"
-            if event.remaining_seconds is not None and event.state == "streaming":
-                line += f", {event.remaining_seconds:.0f} s left"
             if event.end_reason:
                 line += f" (ended: {event.end_reason})"
             self._say(line)
