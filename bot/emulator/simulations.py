@@ -88,8 +88,8 @@ def _iso(timestamp: float | None) -> str | None:
     return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
 
 
-def parse_script(entries: object, max_image_bytes: int) -> list[ScriptStep]:
-    """Check one script against the rules (start at 0 first, chronological, end last)."""
+def parse_script(entries: object, max_image_bytes: int, max_seconds: float) -> list[ScriptStep]:
+    """Check one script against the rules (start at 0 first, chronological, end last, not too long)."""
     if not isinstance(entries, list) or len(entries) < 2:
         raise ScriptError("a script is a list of at least a start and an end entry")
     steps: list[ScriptStep] = []
@@ -104,6 +104,8 @@ def parse_script(entries: object, max_image_bytes: int) -> list[ScriptStep]:
         raise ScriptError("the first entry must be a start at timestamp_ms 0")
     if steps[-1].action != "end" or steps[-1].at_seconds <= 0:
         raise ScriptError("the last entry must be an end after the start")
+    if steps[-1].at_seconds > max_seconds:
+        raise ScriptError(f"a script may last at most {max_seconds:g} s (the per-stream limit)")
     if any(step.action == "start" for step in steps[1:]) or any(s.action == "end" for s in steps[:-1]):
         raise ScriptError("a script has exactly one start (first) and one end (last)")
     return steps
@@ -168,17 +170,21 @@ class SimulationService:
         if body.get("bypass_vlm_expansion") and not self._emulator.is_privileged(owner):
             return web.json_response({"detail": "Bypassing prompt expansion is not allowed"}, status=403)
         config = self._emulator.config
-        queued = sum(1 for job in self.jobs.values() if job.owner == owner and job.status == "pending")
-        if queued >= config.simulation_queue_cap:
-            detail = f"Too many queued simulation jobs (limit {config.simulation_queue_cap})"
-            return web.json_response({"detail": detail}, status=429)
         try:
-            scripts = self._scripts(body, config.max_image_bytes)
+            # Off the loop: scripts may carry several images of up to 25 MiB to decode.
+            scripts = await asyncio.to_thread(
+                self._scripts, body, config.max_image_bytes, config.stream_cap_seconds
+            )
         except ScriptError as error:
             return web.json_response({"detail": str(error)}, status=422)
         script_url = body.get("script_url")
         if scripts is None and not isinstance(script_url, str):
             return web.json_response({"detail": "script_url must be a string"}, status=422)
+        # Checked after the last await, so concurrent submissions cannot overshoot the cap.
+        queued = sum(1 for job in self.jobs.values() if job.owner == owner and job.status == "pending")
+        if queued >= config.simulation_queue_cap:
+            detail = f"Too many queued simulation jobs (limit {config.simulation_queue_cap})"
+            return web.json_response({"detail": detail}, status=429)
         portrait = body.get("portrait", True)
         job = Job(
             job_id=str(uuid.uuid4()),
@@ -194,13 +200,15 @@ class SimulationService:
         return web.json_response(job.detail())
 
     @staticmethod
-    def _scripts(body: dict[str, Any], max_image_bytes: int) -> list[list[ScriptStep]] | None:
+    def _scripts(
+        body: dict[str, Any], max_image_bytes: int, max_seconds: float
+    ) -> list[list[ScriptStep]] | None:
         if body.get("script") is not None:
-            return [parse_script(body["script"], max_image_bytes)]
+            return [parse_script(body["script"], max_image_bytes, max_seconds)]
         if body.get("scripts") is not None:
             if not isinstance(body["scripts"], list) or not body["scripts"]:
                 raise ScriptError("scripts must be a non-empty list of scripts")
-            return [parse_script(script, max_image_bytes) for script in body["scripts"]]
+            return [parse_script(script, max_image_bytes, max_seconds) for script in body["scripts"]]
         return None
 
     def _owned(self, request: web.Request) -> Job:

@@ -94,6 +94,8 @@ async def test_validation_and_privileges(emulator_factory) -> None:
                 {"timestamp_ms": 20, "interact": {"prompt": "y"}},
                 {"timestamp_ms": 10, "end": {}},
             ],
+            # longer than a stream may last (150 s by default): would render for days
+            [{"timestamp_ms": 0, "start": {"prompt": "x"}}, {"timestamp_ms": 10**9, "end": {}}],
         ]
         for script in bad_scripts:
             assert (
