@@ -20,7 +20,7 @@ from bot.tryon.errors import (
 )
 from bot.tryon.presenter import ErrorReported, Presenter, RecordingLinks, RecordingReady
 from bot.tryon.queue import FairQueue, WaitEstimator
-from bot.tryon.recordings import fetch_recording_links, links_from
+from bot.tryon.recordings import collect_recording_links, links_from
 from bot.tryon.session import (
     EndReason,
     EngineServices,
@@ -269,8 +269,7 @@ class SessionManager:
         record = await store.sessions.get(session_id)
         if record is None or (guild_id is not None and record.guild_id != guild_id):
             raise NoSuchSession()
-        streams = await store.streams.for_session(session_id)
-        stream_ids = [stream.odyssey_stream_id for stream in streams if stream.odyssey_stream_id]
+        stream_ids = await self._stored_stream_ids(session_id)
         client = self.services.client_factory()
         try:
             links: list[RecordingLinks] = []
@@ -338,15 +337,15 @@ class SessionManager:
             log.exception("could not offer the recordings of interrupted session %s", record.id)
 
     async def _recovered_links(self, session_id: str) -> list[RecordingLinks]:
-        streams = await self.services.store.streams.for_session(session_id)
-        stream_ids = [stream.odyssey_stream_id for stream in streams if stream.odyssey_stream_id]
+        stream_ids = await self._stored_stream_ids(session_id)
         if not stream_ids:
             return []
         client = self.services.client_factory()
         try:
-            results = await asyncio.gather(
-                *(fetch_recording_links(client, stream_id, self.settings) for stream_id in stream_ids)
-            )
+            return await collect_recording_links(client, stream_ids, self.settings)
         finally:
             await close_client(client, self.settings.end_timeout_seconds)
-        return [links for links in results if links is not None]
+
+    async def _stored_stream_ids(self, session_id: str) -> list[str]:
+        streams = await self.services.store.streams.for_session(session_id)
+        return [stream.odyssey_stream_id for stream in streams if stream.odyssey_stream_id]

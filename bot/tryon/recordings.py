@@ -70,6 +70,16 @@ async def fetch_recording_links(
     return links_from(latest) if latest is not None else None
 
 
+async def collect_recording_links(
+    client: Odyssey, stream_ids: list[str], settings: EngineSettings
+) -> list[RecordingLinks]:
+    """Poll every stream's recording at once (each within the settings' time limit); the ones that came."""
+    results = await asyncio.gather(
+        *(fetch_recording_links(client, stream_id, settings) for stream_id in stream_ids)
+    )
+    return [links for links in results if links is not None]
+
+
 def usage_error_message(error: OdysseyUsageError) -> str:
     """A platform 429/usage error as a sentence for members (the bot's account, not theirs, hit the limit)."""
     if isinstance(error, MonthlyLimitReachedError):

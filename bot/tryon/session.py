@@ -28,7 +28,7 @@ from bot.tryon.presenter import (
     SnippetReady,
     StatusChanged,
 )
-from bot.tryon.recordings import fetch_recording_links, usage_error_message
+from bot.tryon.recordings import collect_recording_links, usage_error_message
 from bot.tryon.settings import EngineSettings
 from bot.tryon.snippets import SnippetEncoder, SnippetTooLargeError
 
@@ -553,12 +553,9 @@ class TryOnSession:
             limit = min(settings.recording_poll_limit_seconds, settings.shutdown_recording_poll_seconds)
             settings = dataclasses.replace(settings, recording_poll_limit_seconds=limit)
         try:
-            results = await asyncio.gather(
-                *(fetch_recording_links(client, stream_id, settings) for stream_id in self.stream_ids)
-            )
+            return await collect_recording_links(client, self.stream_ids, settings)
         finally:
             await close_client(client, self.settings.end_timeout_seconds)
-        return [links for links in results if links is not None]
 
     async def _before_after(self) -> bytes | None:
         latest = self.buffer.latest()
