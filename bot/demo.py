@@ -25,7 +25,7 @@ from bot.odyssey import OdysseyError
 from bot.store import Store
 from bot.tryon.console import ConsolePresenter
 from bot.tryon.engine import Engine, build_engine, client_factory
-from bot.tryon.errors import TryOnError
+from bot.tryon.errors import NoSuchSession, TryOnError
 from bot.tryon.photos import check_photo
 from bot.tryon.presenter import RecordingLinks
 from bot.tryon.prompts import check_prompt
@@ -147,16 +147,18 @@ async def try_on(
         120,
     )
     for outfit in outfits[1:]:
+        await asyncio.sleep(1.0)  # let the member look at the last outfit for a moment
         if session.is_finished:
             break
-        await asyncio.sleep(1.0)  # let the member look at the last outfit for a moment
-        await session.prompt(outfit)
+        with contextlib.suppress(NoSuchSession):  # it ended meanwhile: the summary says how
+            await session.prompt(outfit)
     await session.snapshot()
     if session.rollovers == 0 and not session.is_finished and cap < 60:
         print(f"waiting past the {cap:g} s stream cap to show the roll-over...")
         await wait_until(session, lambda: session.rollovers > 0, cap + 20)
         await asyncio.sleep(1.5)
-    manager.stop(session.id, user_id=DEMO_USER, reason=EndReason.MEMBER)
+    if not session.is_finished:
+        session.stop(EndReason.MEMBER)
     await wait_until(session, lambda: session.finished.is_set(), 120)
     if session.state is not SessionState.DONE:
         message = presenter.errors[-1].message if presenter.errors else f"the session ended {session.state}"

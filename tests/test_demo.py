@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bot import demo
-from bot.emulator import EmulatorConfig
+from bot.emulator import DEV_API_KEY, Emulator, EmulatorConfig
+from bot.store import Store
+from bot.tryon.engine import build_engine, client_factory
+from bot.tryon.session import SessionState
+from bot.tryon.settings import EngineSettings
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -62,3 +68,33 @@ def check_outputs(summary: dict[str, Any], out: Path) -> None:
         assert Path(recording["video"]).read_bytes()[4:8] == b"ftyp"
     assert summary["charged_seconds"] == pytest.approx(summary["streamed_seconds"], abs=0.05)
     assert (out / "tryon.sqlite3").exists()
+
+
+async def test_a_session_that_ends_early_is_summarised_not_misreported(
+    tmp_path: Path, emulator_factory: Callable[..., Awaitable[Emulator]]
+) -> None:
+    emulator = await emulator_factory(stream_cap_seconds=1.5)
+    async with await Store.open(tmp_path / "tryon.sqlite3") as store:
+        settings = EngineSettings(
+            slots=1,
+            snippet_seconds=1.0,
+            buffer_seconds=2.0,
+            stream_cap_seconds=1.5,
+            rollover_margin_seconds=0.5,
+        )
+        engine = build_engine(store, client_factory(DEV_API_KEY, emulator.url), settings)
+        try:
+
+            async def refuse_the_roll_over() -> None:
+                while not any(s.state is SessionState.STREAMING for s in engine.manager.sessions()):  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+                emulator.faults.force_429_code = "CONCURRENT_LIMIT_REACHED"
+
+            refusing = asyncio.create_task(refuse_the_roll_over())
+            photo = demo.SAMPLE_PHOTO.read_bytes()
+            summary = await demo.try_on(engine, photo, ["a red wool coat"], tmp_path, 1.5, 0.0)
+            await refusing
+        finally:
+            await engine.aclose(grace_seconds=10)
+    assert summary["state"] == "done" and summary["end_reason"] == "connection_lost"
+    assert len(summary["recordings"]) == 1
