@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 NEGOTIATION_TIMEOUT_SECONDS = 10.0
 CLOSE_TIMEOUT_SECONDS = 5.0
+GONE_SPECTATOR_GRACE_SECONDS = 2.0
 
 
 @dataclass
@@ -71,6 +72,20 @@ class BroadcastHub:
         for pc in broadcast.spectators.values():
             self._close_later(pc)
 
+    def _forget_when_gone(self, broadcast: Broadcast, spectator_id: str, pc: RTCPeerConnection) -> None:
+        # A spectator that leaves without DELETE (a closed tab) ends its DTLS session or fails ICE. The
+        # SDK's own disconnect() sends DELETE and closes at once, so the close often arrives first: keep
+        # the session a moment longer for that DELETE to find it.
+        def forget() -> None:
+            if broadcast.spectators.get(spectator_id) is pc:
+                del broadcast.spectators[spectator_id]
+                self._close_later(pc)
+
+        @pc.on("connectionstatechange")
+        def on_state_change() -> None:
+            if pc.connectionState in ("failed", "closed"):
+                asyncio.get_running_loop().call_later(GONE_SPECTATOR_GRACE_SECONDS, forget)
+
     def _close_later(self, pc: RTCPeerConnection) -> None:
         # Answer first: closing a peer connection can take a while; close() waits for these.
         task = asyncio.ensure_future(_close_spectator(pc))
@@ -95,10 +110,13 @@ class BroadcastHub:
         offer = await request.text()
         if "m=video" not in offer:
             return web.Response(status=400, text="the body must be an SDP offer with a video section")
+        if self._broadcasts.get(broadcast.stream_id) is not broadcast:
+            raise web.HTTPNotFound(text="stream not found (it has ended)")
         spectator_id = secrets.token_urlsafe(12)
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         track = broadcast.track.mirror()
         broadcast.spectators[spectator_id] = pc
+        self._forget_when_gone(broadcast, spectator_id, pc)
         try:
             answer = await asyncio.wait_for(_answer(pc, track, offer), NEGOTIATION_TIMEOUT_SECONDS)
         except Exception as error:
@@ -107,6 +125,8 @@ class BroadcastHub:
             await _close_spectator(pc)
             log.info("WHEP offer for %s refused: %s", broadcast.stream_id, error)
             return web.Response(status=400, text=f"could not answer the offer: {error}")
+        if self._broadcasts.get(broadcast.stream_id) is not broadcast:  # ended (and closed us) meanwhile
+            raise web.HTTPNotFound(text="stream not found (it has ended)")
         self.spectators_joined += 1
         location = f"/broadcast/{broadcast.stream_id}/whep/{spectator_id}"
         return web.Response(

@@ -92,3 +92,26 @@ async def test_whep_refuses_bad_tokens_and_plain_streams_send_no_broadcast_ready
         await peer.expect("stream_started")
         peer.send({"type": "interactive_stream_end"})
         assert (await peer.expect("stream_ended")) == {"type": "stream_ended"}  # nothing in between
+
+
+async def test_a_spectator_that_vanishes_without_delete_is_dropped(emulator: Emulator) -> None:
+    async with connected_peer(emulator.url) as peer, httpx.AsyncClient(timeout=TIMEOUT) as http:
+        peer.send({**start_message("a white shirt"), "broadcast": True})
+        stream_id = (await peer.expect("stream_started"))["stream_id"]
+        ready = await peer.expect("broadcast_ready")
+        spectator = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        try:
+            answer = await http.post(
+                f"{ready['webrtc_url']}/whep?token={quote(ready['spectator_token'])}",
+                content=await whep_offer(spectator),
+            )
+            await spectator.setRemoteDescription(RTCSessionDescription(sdp=answer.text, type="answer"))
+            async with asyncio.timeout(10):
+                while spectator.connectionState != "connected":  # noqa: ASYNC110 (polling aiortc state)
+                    await asyncio.sleep(0.05)
+            assert emulator.broadcasts.spectator_count(stream_id) == 1
+        finally:
+            await spectator.close()  # no DELETE, like a closed browser tab
+        async with asyncio.timeout(10):
+            while emulator.broadcasts.spectator_count(stream_id):  # noqa: ASYNC110 (polling emulator state)
+                await asyncio.sleep(0.05)
