@@ -171,11 +171,14 @@ async def try_on(
 
 
 async def wait_until(session: TryOnSession, condition: Any, seconds: float) -> None:
-    """Wait for `condition()` (or the session's end), at most `seconds`."""
-    async with asyncio.timeout(seconds):
-        # Polling: roll-overs and states belong to the session and have no event of their own.
-        while not condition() and not session.finished.is_set():  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
+    """Wait for `condition()` (or the session's end), at most `seconds`; DemoError when it takes longer."""
+    try:
+        async with asyncio.timeout(seconds):
+            # Polling: roll-overs and states belong to the session and have no event of their own.
+            while not condition() and not session.finished.is_set():  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise DemoError(f"the try-on was still {session.state} after {seconds:g} s") from None
 
 
 async def download_recordings(presenter: ConsolePresenter, out: Path) -> list[dict[str, Any]]:

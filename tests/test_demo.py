@@ -7,6 +7,7 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -98,3 +99,9 @@ async def test_a_session_that_ends_early_is_summarised_not_misreported(
             await engine.aclose(grace_seconds=10)
     assert summary["state"] == "done" and summary["end_reason"] == "connection_lost"
     assert len(summary["recordings"]) == 1
+
+
+async def test_a_wait_that_runs_out_is_a_demo_error_not_a_traceback() -> None:
+    stuck = SimpleNamespace(finished=asyncio.Event(), state=SessionState.CONNECTING)
+    with pytest.raises(demo.DemoError, match=r"still connecting after 0\.1 s"):
+        await demo.wait_until(stuck, lambda: False, 0.1)  # type: ignore[arg-type]
