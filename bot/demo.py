@@ -64,6 +64,9 @@ def main(args: argparse.Namespace) -> int:
     except OdysseyError as exc:
         print(f"error: the video platform failed: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:
+        print(f"error: cannot write under {args.out}: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     return 0

@@ -105,3 +105,15 @@ async def test_a_wait_that_runs_out_is_a_demo_error_not_a_traceback() -> None:
     stuck = SimpleNamespace(finished=asyncio.Event(), state=SessionState.CONNECTING)
     with pytest.raises(demo.DemoError, match=r"still connecting after 0\.1 s"):
         await demo.wait_until(stuck, lambda: False, 0.1)  # type: ignore[arg-type]
+
+
+def test_an_output_folder_that_cannot_be_made_is_one_error_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    taken = tmp_path / "out"
+    taken.write_text("a file, not a folder")
+    assert demo.main(args(out=str(taken))) == 1
+    captured = capsys.readouterr()
+    [line] = captured.err.strip().splitlines()
+    assert line.startswith(f"error: cannot write under {taken}")
+    assert "Traceback" not in captured.err + captured.out
