@@ -43,8 +43,9 @@ RecoveryPresenterFactory = Callable[[SessionRecord], Presenter | None]
 class SessionManager:
     """Admits try-ons, runs at most `settings.slots` at once, and queues the rest fairly across guilds.
 
-    Front ends call `admit`, `prompt`, `snapshot`, `stop`, `cancel` and `recording_links`; the bot calls
-    `recover` once at start and `shutdown` once at the end.
+    Front ends call `admit`, `stop`, `cancel`, `moderator_stop` and `recording_links`, and steer a session
+    found with `get` or `session_for` through its own `prompt` and `snapshot`; the bot calls `recover` once
+    at start and `shutdown` once at the end.
     """
 
     def __init__(self, services: EngineServices) -> None:
@@ -181,21 +182,28 @@ class SessionManager:
         """Leave the queue (refunding the reservation), or end the session if it already runs."""
         session = self._owned(session_id, user_id)
         if self.queue.remove(session_id) is not None:
-            await session.cancel_queued()
-            self._forget(session)
-            await self._report_positions()
+            await self._left_queue(session, EndReason.MEMBER)
             return
         session.stop(EndReason.MEMBER)
 
     def stop(
         self, session_id: str, *, user_id: int | None = None, reason: EndReason = EndReason.MEMBER
     ) -> None:
-        """End a live session (member's end button, or a moderator with `reason=MODERATOR` and no user)."""
+        """End a session (member's end button, or a moderator with `reason=MODERATOR` and no user).
+
+        A queued session leaves the queue at once; its refund follows in the background.
+        """
         session = self._owned(session_id, user_id)
-        if session_id in self.queue:
-            self._spawn(self.cancel(session_id))
+        if self.queue.remove(session_id) is not None:
+            self._spawn(self._left_queue(session, reason))
             return
         session.stop(reason)
+
+    async def _left_queue(self, session: TryOnSession, reason: EndReason) -> None:
+        """Refund and cancel a session just taken out of the queue, then move everyone behind it up."""
+        await session.cancel_queued(reason)
+        self._forget(session)
+        await self._report_positions()
 
     async def moderator_stop(self, session_id: str, *, guild_id: int, moderator_id: int) -> None:
         """A moderator ends (or removes from the queue) a session of their guild; written to the audit log."""
@@ -208,8 +216,8 @@ class SessionManager:
             target=session_id,
             details={"state": str(session.state)},
         )
-        if session_id in self.queue:
-            await self.cancel(session_id)
+        if self.queue.remove(session_id) is not None:
+            await self._left_queue(session, EndReason.MODERATOR)
         else:
             session.stop(EndReason.MODERATOR)
 
@@ -304,9 +312,13 @@ class SessionManager:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-        for task in list(self._notify_tasks):
-            task.cancel()
-        await asyncio.gather(*self._notify_tasks, return_exceptions=True)
+        # Refunds of sessions that just left the queue finish; position updates need not.
+        notify = list(self._notify_tasks)
+        if notify:
+            _, pending = await asyncio.wait(notify, timeout=self.settings.end_timeout_seconds)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*notify, return_exceptions=True)
 
     async def recover(self, presenter_for: RecoveryPresenterFactory | None = None) -> list[SessionRecord]:
         """At start-up: mark sessions a crash left live as interrupted, settle them, offer recordings.

@@ -567,9 +567,9 @@ class TryOnSession:
             log.warning("session %s: no before/after still", self.id, exc_info=True)
             return None
 
-    async def cancel_queued(self) -> None:
+    async def cancel_queued(self, reason: EndReason = EndReason.MEMBER) -> None:
         """Leave the queue before a slot was granted: refund and mark cancelled (called by the manager)."""
-        self.stop(EndReason.MEMBER)
+        self.stop(reason)
         await self._cancel_before_streaming()
         self.finished.set()
 

@@ -568,7 +568,7 @@ async def test_every_transition_is_stored_before_it_is_reported(
     assert [state for state, _ in queued_presenter.stored][-1] == "cancelled"
 
 
-async def test_a_queued_session_ended_just_before_shutdown_is_still_refunded(
+async def test_a_queued_session_stopped_by_a_moderator_just_before_shutdown_is_refunded(
     emulator_factory: Callable[..., Awaitable[Emulator]], make_engine: EngineMaker, tmp_path: Path
 ) -> None:
     emulator = await emulator_factory()
@@ -577,12 +577,12 @@ async def test_a_queued_session_ended_just_before_shutdown_is_still_refunded(
     live = await engine.manager.admit(request(23), presenter)
     queued = await engine.manager.admit(request(24, GUILD_B), presenter)
     await until(lambda: live.state is SessionState.STREAMING)
-    engine.manager.stop(queued.id, user_id=24)  # the member's end button while waiting
+    engine.manager.stop(queued.id, reason=EndReason.MODERATOR)  # as /tryonadmin does, while it waits
     for _ in range(3):
         await asyncio.sleep(0)  # its cancel is under way, waiting on the store
     await engine.manager.shutdown(grace_seconds=20)
 
-    assert queued.state is SessionState.CANCELLED
+    assert queued.state is SessionState.CANCELLED and queued.end_reason is EndReason.MODERATOR
     record = await engine.services.store.sessions.get(queued.id)
     assert record is not None and record.state == "cancelled"
     assert [e.kind for e in await engine.services.store.usage.for_session(queued.id)] == ["session", "refund"]
