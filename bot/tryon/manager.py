@@ -326,13 +326,32 @@ class SessionManager:
         Usage is settled from each session's last heartbeat; the recordings are fetched for all sessions at
         once (each waits at most `recording_poll_limit_seconds`).
         """
-        interrupted = await self.services.store.sessions.interrupt_unfinished()
+        records = await self.interrupt_crashed()
+        if presenter_for is not None:
+            await self.offer_recovered(records, presenter_for)
+        return records
+
+    async def interrupt_crashed(self) -> list[SessionRecord]:
+        """The quick half of `recover`: mark sessions a crash left live as interrupted and settle them.
+
+        Must run before the first admission: the store marks EVERY unfinished session, so a session of this
+        process admitted earlier would be marked too (RuntimeError instead). Offering the recordings, which
+        may take minutes, can then run in the background with `offer_recovered`.
+        """
+        async with self._admission:
+            if self._sessions:
+                raise RuntimeError("recover before admitting: live sessions would be marked interrupted")
+            interrupted = await self.services.store.sessions.interrupt_unfinished()
         records = [item.session for item in interrupted]
         for record in records:
             await self.services.quota.settle(record.id, record.streamed_seconds)
-        if presenter_for is not None:
-            await asyncio.gather(*(self._offer_recovered(record, presenter_for) for record in records))
         return records
+
+    async def offer_recovered(
+        self, records: list[SessionRecord], presenter_for: RecoveryPresenterFactory
+    ) -> None:
+        """The slow half of `recover`: fetch the recordings of interrupted sessions and offer them."""
+        await asyncio.gather(*(self._offer_recovered(record, presenter_for) for record in records))
 
     async def _offer_recovered(self, record: SessionRecord, presenter_for: RecoveryPresenterFactory) -> None:
         presenter = presenter_for(record)

@@ -586,3 +586,20 @@ async def test_a_queued_session_stopped_by_a_moderator_just_before_shutdown_is_r
     record = await engine.services.store.sessions.get(queued.id)
     assert record is not None and record.state == "cancelled"
     assert [e.kind for e in await engine.services.store.usage.for_session(queued.id)] == ["session", "refund"]
+
+
+async def test_recovery_after_an_admission_refuses_to_mark_live_sessions(
+    emulator_factory: Callable[..., Awaitable[Emulator]], make_engine: EngineMaker, tmp_path: Path
+) -> None:
+    emulator = await emulator_factory()
+    engine = await make_engine(emulator)
+    presenter = ConsolePresenter(tmp_path / "out", echo=lambda line: None)
+    session = await engine.manager.admit(request(25), presenter)
+    await until(lambda: session.state is SessionState.STREAMING)
+    with pytest.raises(RuntimeError, match="recover before admitting"):
+        await engine.manager.recover()
+    record = await engine.services.store.sessions.get(session.id)
+    assert record is not None and record.state != "interrupted"
+    engine.manager.stop(session.id)
+    await finished(session)
+    assert session.state is SessionState.DONE
