@@ -75,6 +75,11 @@ async def make_engine(tmp_path: Path) -> AsyncIterator[EngineMaker]:
             await store.close()
 
 
+def quiet_presenter(out: Path) -> ConsolePresenter:
+    """The console presenter writing files under `out`, printing nothing."""
+    return ConsolePresenter(out, echo=lambda line: None)
+
+
 def request(user_id: int, guild_id: int = GUILD_A, outfit: str = "red summer dress") -> SessionRequest:
     return SessionRequest(guild_id=guild_id, user_id=user_id, channel_id=None, photo=PHOTO, outfit=outfit)
 
@@ -97,7 +102,7 @@ async def test_stream_steer_roll_over_end_and_settle(
     emulator = await emulator_factory()
     # The engine rolls over on its own 0.5 s before its (short) stream cap.
     engine = await make_engine(emulator, stream_cap_seconds=3.0, rollover_margin_seconds=0.5)
-    presenter = ConsolePresenter(tmp_path / "out", echo=lambda line: None)
+    presenter = quiet_presenter(tmp_path / "out")
     session = await engine.manager.admit(request(1), presenter)
 
     await until(lambda: session.state is SessionState.STREAMING)
@@ -149,7 +154,7 @@ async def test_platform_cap_rolls_over_then_idle_ends(
     # The platform ends each stream after 1.5 s (session_timeout, then drops the connection).
     emulator = await emulator_factory(stream_cap_seconds=1.5)
     engine = await make_engine(emulator, idle_seconds=3.5)
-    presenter = ConsolePresenter(tmp_path / "out", echo=lambda line: None)
+    presenter = quiet_presenter(tmp_path / "out")
     session = await engine.manager.admit(request(2), presenter)
     await finished(session)
 
@@ -167,7 +172,7 @@ async def test_dropped_connection_rolls_over(
     emulator = await emulator_factory()
     emulator.faults.drop_peer_after_seconds = 1.0  # every peer connection dies a second into its stream
     engine = await make_engine(emulator, idle_seconds=2.5)
-    presenter = ConsolePresenter(tmp_path / "out", echo=lambda line: None)
+    presenter = quiet_presenter(tmp_path / "out")
     session = await engine.manager.admit(request(13), presenter)
     await finished(session)
 
@@ -182,7 +187,7 @@ async def test_failed_roll_over_ends_early_with_the_recording_so_far(
 ) -> None:
     emulator = await emulator_factory(stream_cap_seconds=1.5)
     engine = await make_engine(emulator)
-    presenter = ConsolePresenter(tmp_path / "out", echo=lambda line: None)
+    presenter = quiet_presenter(tmp_path / "out")
     session = await engine.manager.admit(request(12), presenter)
     await until(lambda: session.state is SessionState.STREAMING)
     emulator.faults.force_429_code = "CONCURRENT_LIMIT_REACHED"  # the next connect is refused
@@ -203,7 +208,7 @@ async def test_quota_is_a_hard_stop_and_bad_input_costs_nothing(
     engine = await make_engine(emulator)
     store = engine.services.store
     await store.guilds.set_default_limits(GUILD_A, QuotaLimits(daily_seconds=2.5), moderator_id=None)
-    presenter = ConsolePresenter(tmp_path / "out", echo=lambda line: None)
+    presenter = quiet_presenter(tmp_path / "out")
 
     with pytest.raises(PromptRejected):
         await engine.manager.admit(request(3, outfit="  \u200b "), presenter)
@@ -226,7 +231,7 @@ async def test_blocklist_moderator_stop_and_blocks(
     engine = await make_engine(emulator)
     store, manager = engine.services.store, engine.manager
     await store.guilds.add_blocked_word(GUILD_A, "leather", moderator_id=99)
-    presenter = ConsolePresenter(tmp_path / "out", echo=lambda line: None)
+    presenter = quiet_presenter(tmp_path / "out")
 
     with pytest.raises(PromptRejected):
         await manager.admit(request(6, outfit="black L E A T H E R jacket"), presenter)
@@ -261,7 +266,7 @@ async def test_platform_usage_error_is_plain_words_and_refunded(
     emulator = await emulator_factory()
     emulator.faults.force_429_code = "MONTHLY_LIMIT_REACHED"
     engine = await make_engine(emulator)
-    presenter = ConsolePresenter(tmp_path / "out", echo=lambda line: None)
+    presenter = quiet_presenter(tmp_path / "out")
     session = await engine.manager.admit(request(4), presenter)
     await finished(session)
     assert session.state is SessionState.FAILED
@@ -280,7 +285,7 @@ async def test_fair_queue_cap_and_cancel_while_queued(
     presenters: dict[int, ConsolePresenter] = {}
 
     async def admit(user_id: int, guild_id: int) -> TryOnSession:
-        presenters[user_id] = ConsolePresenter(tmp_path / str(user_id), echo=lambda line: None)
+        presenters[user_id] = quiet_presenter(tmp_path / str(user_id))
         return await manager.admit(request(user_id, guild_id), presenters[user_id])
 
     first = await admit(10, GUILD_A)
@@ -317,8 +322,8 @@ async def test_platform_queue_then_shutdown_settles_everything(
     emulator = await emulator_factory()
     emulator.faults.fail_503_times = 1  # no streamer free at first: the client waits in the platform's queue
     engine = await make_engine(emulator, slots=1)
-    live_presenter = ConsolePresenter(tmp_path / "live", echo=lambda line: None)
-    waiting_presenter = ConsolePresenter(tmp_path / "waiting", echo=lambda line: None)
+    live_presenter = quiet_presenter(tmp_path / "live")
+    waiting_presenter = quiet_presenter(tmp_path / "waiting")
     live = await engine.manager.admit(request(8), live_presenter)
     waiting = await engine.manager.admit(request(9, GUILD_B), waiting_presenter)
     await until(lambda: live.state is SessionState.STREAMING)
@@ -339,7 +344,7 @@ async def test_crash_recovery_settles_from_the_last_heartbeat(
 ) -> None:
     emulator = await emulator_factory()
     engine = await make_engine(emulator)
-    presenter = ConsolePresenter(tmp_path / "out", echo=lambda line: None)
+    presenter = quiet_presenter(tmp_path / "out")
     session = await engine.manager.admit(request(5), presenter)
     await until(lambda: session.state is SessionState.STREAMING)
     await asyncio.sleep(1.0)  # a few heartbeats
@@ -354,7 +359,7 @@ async def test_crash_recovery_settles_from_the_last_heartbeat(
     offered: dict[str, ConsolePresenter] = {}
 
     def presenter_for(record: object) -> ConsolePresenter:
-        return offered.setdefault("p", ConsolePresenter(tmp_path / "recovered", echo=lambda line: None))
+        return offered.setdefault("p", quiet_presenter(tmp_path / "recovered"))
 
     [record] = await restarted.manager.recover(presenter_for)
     assert record.id == session.id and record.state == "interrupted"
@@ -406,7 +411,7 @@ async def test_an_outfit_sent_while_the_stream_starts_is_applied_once_it_runs(
     emulator = await emulator_factory()
     engine = await make_engine(emulator)
     engine.services.client_factory = held = HeldStarts(emulator)
-    presenter = ConsolePresenter(tmp_path / "out", echo=lambda line: None)
+    presenter = quiet_presenter(tmp_path / "out")
     session = await engine.manager.admit(request(14), presenter)
     await asyncio.wait_for(held.starting.wait(), 20)
     assert await session.prompt("blue wool suit") is None  # kept until the stream runs
@@ -430,7 +435,7 @@ async def test_a_session_cancelled_while_its_stream_starts_leaves_no_connection(
     emulator = await emulator_factory()
     engine = await make_engine(emulator)
     engine.services.client_factory = held = HeldStarts(emulator)
-    presenter = ConsolePresenter(tmp_path / "out", echo=lambda line: None)
+    presenter = quiet_presenter(tmp_path / "out")
     session = await engine.manager.admit(request(20), presenter)
     await asyncio.wait_for(held.starting.wait(), 20)
     # What a shutdown does to a session still running after its grace period.
@@ -460,7 +465,7 @@ async def test_a_request_admitted_during_shutdown_is_refused_and_spends_nothing(
         return await check_photo(photo)
 
     services.check_photo = slow_check
-    presenter = ConsolePresenter(tmp_path / "out", echo=lambda line: None)
+    presenter = quiet_presenter(tmp_path / "out")
     admission = asyncio.create_task(engine.manager.admit(request(15), presenter))
     await asyncio.wait_for(checking.wait(), 10)
     shutdown = asyncio.create_task(engine.manager.shutdown(grace_seconds=10))
@@ -478,7 +483,7 @@ async def test_concurrent_admits_of_one_member_start_one_session(
 ) -> None:
     emulator = await emulator_factory()
     engine = await make_engine(emulator)
-    presenter = ConsolePresenter(tmp_path / "out", echo=lambda line: None)
+    presenter = quiet_presenter(tmp_path / "out")
     results = await asyncio.gather(
         *(engine.manager.admit(request(16, guild), presenter) for guild in (GUILD_A, GUILD_B, GUILD_A)),
         return_exceptions=True,
@@ -497,7 +502,7 @@ async def test_slots_come_back_after_a_failed_connect_and_a_cancel_while_connect
     emulator = await emulator_factory()
     engine = await make_engine(emulator, slots=1)
     manager, usage = engine.manager, engine.services.store.usage
-    presenter = ConsolePresenter(tmp_path / "out", echo=lambda line: None)
+    presenter = quiet_presenter(tmp_path / "out")
 
     emulator.faults.force_429_code = "CONCURRENT_LIMIT_REACHED"
     failing = await manager.admit(request(17), presenter)
@@ -573,7 +578,7 @@ async def test_a_queued_session_stopped_by_a_moderator_just_before_shutdown_is_r
 ) -> None:
     emulator = await emulator_factory()
     engine = await make_engine(emulator, slots=1)
-    presenter = ConsolePresenter(tmp_path / "out", echo=lambda line: None)
+    presenter = quiet_presenter(tmp_path / "out")
     live = await engine.manager.admit(request(23), presenter)
     queued = await engine.manager.admit(request(24, GUILD_B), presenter)
     await until(lambda: live.state is SessionState.STREAMING)
@@ -593,7 +598,7 @@ async def test_recovery_after_an_admission_refuses_to_mark_live_sessions(
 ) -> None:
     emulator = await emulator_factory()
     engine = await make_engine(emulator)
-    presenter = ConsolePresenter(tmp_path / "out", echo=lambda line: None)
+    presenter = quiet_presenter(tmp_path / "out")
     session = await engine.manager.admit(request(25), presenter)
     await until(lambda: session.state is SessionState.STREAMING)
     with pytest.raises(RuntimeError, match="recover before admitting"):
