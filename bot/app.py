@@ -11,7 +11,7 @@ import logging
 import signal
 import sys
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +188,7 @@ class TryOnBot(commands.Bot):
         self._open_runtime = open_runtime
         self._runtime: Runtime | None = None
         self._resources = contextlib.AsyncExitStack()
+        self._background: set[asyncio.Task[None]] = set()
         self._closing = False
 
     @property
@@ -209,6 +210,12 @@ class TryOnBot(commands.Bot):
         for extension in EXTENSIONS:
             await self.load_extension(extension)
 
+    def run_in_background(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """Run `work` alongside the bot; `close()` cancels it before the engine and the store close."""
+        task = asyncio.create_task(work, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     async def is_owner(self, user: discord.abc.User) -> bool:
         """The application's owner(s) and the users listed in `discord.owner_ids`."""
         return user.id in self.config.discord.owner_ids or await super().is_owner(user)
@@ -219,6 +226,9 @@ class TryOnBot(commands.Bot):
             return
         self._closing = True
         try:
+            for task in list(self._background):
+                task.cancel()
+            await asyncio.gather(*self._background, return_exceptions=True)
             await self._resources.aclose()
         finally:
             await super().close()

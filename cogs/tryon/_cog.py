@@ -70,13 +70,20 @@ class TryOn(
         return self.bot.runtime.engine.manager
 
     async def cog_load(self) -> None:
-        """Register the persistent buttons; settle sessions a crash left behind and offer their recordings."""
+        """Register the persistent buttons; settle sessions a crash left behind and offer their recordings.
+
+        Settling is quick and happens before any command can admit a session; offering the recordings may
+        take minutes (or wait out an Odyssey outage), so it runs alongside the bot instead of holding up
+        start-up.
+        """
         self.bot.add_dynamic_items(SessionButton)
         if not self.bot.has_runtime:
             return
-        recovered = await self.manager.recover(self._recovery_presenter)
+        recovered = await self.manager.interrupt_crashed()
         if recovered:
-            log.info("recovered %d interrupted sessions", len(recovered))
+            log.info("settled %d sessions interrupted by a restart", len(recovered))
+            offer = self.manager.offer_recovered(recovered, self._recovery_presenter)
+            self.bot.run_in_background(offer, name="tryon-offer-recovered")
 
     async def cog_unload(self) -> None:
         """Stop routing presses to this cog."""

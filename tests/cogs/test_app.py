@@ -143,3 +143,32 @@ async def test_reply_after_token_expiry_goes_to_the_channel(
     create = fake_discord.requests_to("POST", r"^/channels/\d+/messages$")[-1]
     assert create.json["allowed_mentions"] == {"parse": []}
     assert await send_reply(interaction, "private", ephemeral=True) is None
+
+
+async def test_start_up_does_not_wait_for_recordings_of_interrupted_sessions(
+    driver: BotDriver, world: p.GuildWorld, bot: TryOnBot, fake_discord: FakeDiscord
+) -> None:
+    store = bot.runtime.store
+    record = await store.sessions.create(
+        guild_id=world.guild_id,
+        channel_id=int(world.channel["id"]),
+        user_id=p.snowflake(),
+        photo_sha256="0" * 64,
+        orientation="portrait",
+        front_end={"private": False, "status_message_id": None},
+    )
+    await store.sessions.set_state(record.id, "streaming")
+    # Odyssey is unreachable (the test config points at a closed port): fetching the recording retries
+    # for `recording_poll_limit_seconds` (two minutes by default).
+    await store.streams.start(record.id, odyssey_stream_id="stream-before-the-crash")
+    restarted = TryOnBot(bot.config)
+    try:
+        async with asyncio.timeout(15):
+            await BotDriver(fake_discord, restarted).login()
+        # Settled before any command could run, while its recording is still being fetched.
+        stored = await restarted.runtime.store.sessions.get(record.id)
+        assert stored is not None and stored.state == "interrupted"
+        assert not fake_discord.channel_messages(int(world.channel["id"]))  # the offer has not come yet
+    finally:
+        async with asyncio.timeout(15):
+            await restarted.close()  # an unfinished recovery is abandoned, not waited for
