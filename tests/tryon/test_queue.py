@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from bot.tryon.errors import QueueFull
@@ -92,3 +94,34 @@ def test_wait_estimate_uses_recent_durations() -> None:
     assert estimator.typical_seconds == 30.0
     assert estimator.wait_seconds(4) == 60.0
     assert estimator.wait_seconds(0) == 0.0
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_positions_always_predict_the_pops_whatever_happens_between(seed: int) -> None:
+    rng = random.Random(seed)
+    queue: FairQueue[str] = FairQueue(cap_per_guild=4)
+    counter = 0
+    for _ in range(60):
+        action = rng.random()
+        if action < 0.5:
+            guild = rng.choice("ABCD")
+            if queue.waiting_in(guild) < 4:
+                counter += 1
+                key = f"{guild}{counter}"
+                assert queue.push(key, guild, key) == queue.position(key)
+        elif action < 0.8:
+            predicted = queue.positions()
+            entry = queue.pop()
+            if entry is not None:
+                assert predicted[entry.key] == 1
+                # Everyone else moves up by exactly one place.
+                assert queue.positions() == {k: p - 1 for k, p in predicted.items() if k != entry.key}
+        elif len(queue):
+            predicted = queue.positions()
+            gone = rng.choice(sorted(predicted))
+            assert queue.remove(gone) == gone
+            # A cancel may pull later members of the same guild forward a round; nobody loses place.
+            after = queue.positions()
+            assert gone not in after and all(after[k] <= predicted[k] for k in after)
+    predicted = queue.positions()
+    assert drain(queue) == sorted(predicted, key=predicted.__getitem__)
