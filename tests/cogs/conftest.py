@@ -10,6 +10,8 @@ import pytest
 
 from bot.app import TryOnBot
 from bot.config import BotConfig, DiscordSettings, OdysseySettings, StoreSettings
+from bot.store import Store
+from bot.store.records import SessionRecord
 from tests.fakediscord import BotDriver, FakeDiscord
 from tests.fakediscord import payloads as p
 from tests.fakediscord.fixtures import fake_discord
@@ -26,6 +28,29 @@ def make_config(tmp_path: Path, **overrides: Any) -> BotConfig:
     }
     values.update(overrides)
     return BotConfig(**values)
+
+
+async def stored_session(
+    store: Store,
+    guild_id: int,
+    user_id: int,
+    *,
+    channel_id: int | None = None,
+    front_end: dict[str, Any] | None = None,
+    state: str | None = None,
+) -> SessionRecord:
+    """A session row as the engine would have left it (optionally moved on to `state`)."""
+    record = await store.sessions.create(
+        guild_id=guild_id,
+        channel_id=channel_id,
+        user_id=user_id,
+        photo_sha256="0" * 64,
+        orientation="portrait",
+        front_end=front_end,
+    )
+    if state is not None:
+        await store.sessions.set_state(record.id, state)
+    return record
 
 
 @pytest.fixture

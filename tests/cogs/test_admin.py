@@ -7,6 +7,7 @@ from typing import Any
 
 from bot.app import TryOnBot
 from bot.store.records import QuotaLimits
+from tests.cogs.conftest import stored_session
 from tests.fakediscord import BotDriver, FakeDiscord
 from tests.fakediscord import payloads as p
 
@@ -221,14 +222,7 @@ async def test_moderators_never_see_or_change_another_guilds_data(
     ]
     for command, options in ours_steps:
         await driver.command(ours, command, **options).reply()
-    session = await store.sessions.create(
-        guild_id=world.guild_id,
-        channel_id=int(world.channel["id"]),
-        user_id=alice_id,
-        photo_sha256="0" * 64,
-        orientation="portrait",
-        front_end=None,
-    )
+    session = await stored_session(store, world.guild_id, alice_id, channel_id=int(world.channel["id"]))
 
     other = p.guild_world("other")
     driver.add_guild(other)

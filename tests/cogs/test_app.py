@@ -17,7 +17,7 @@ from bot.__main__ import main as cli_main
 from bot.app import TryOnBot, open_runtime, send_reply, sync_once
 from bot.config import OdysseySettings
 from bot.tryon.errors import QuotaExceeded
-from tests.cogs.conftest import make_config
+from tests.cogs.conftest import make_config, stored_session
 from tests.fakediscord import BotDriver, FakeDiscord
 from tests.fakediscord import payloads as p
 
@@ -149,15 +149,14 @@ async def test_start_up_does_not_wait_for_recordings_of_interrupted_sessions(
     driver: BotDriver, world: p.GuildWorld, bot: TryOnBot, fake_discord: FakeDiscord
 ) -> None:
     store = bot.runtime.store
-    record = await store.sessions.create(
-        guild_id=world.guild_id,
+    record = await stored_session(
+        store,
+        world.guild_id,
+        p.snowflake(),
         channel_id=int(world.channel["id"]),
-        user_id=p.snowflake(),
-        photo_sha256="0" * 64,
-        orientation="portrait",
         front_end={"private": False, "status_message_id": None},
+        state="streaming",
     )
-    await store.sessions.set_state(record.id, "streaming")
     # Odyssey is unreachable (the test config points at a closed port): fetching the recording retries
     # for `recording_poll_limit_seconds` (two minutes by default).
     await store.streams.start(record.id, odyssey_stream_id="stream-before-the-crash")

@@ -12,7 +12,7 @@ from bot.config import BotConfig, OdysseySettings
 from bot.emulator import DEV_API_KEY, Emulator
 from bot.store import Store
 from bot.tryon.settings import EngineSettings
-from tests.cogs.conftest import make_config
+from tests.cogs.conftest import make_config, stored_session
 from tests.fakediscord import BotDriver, FakeDiscord, FakeMessage
 from tests.fakediscord import payloads as p
 
@@ -55,6 +55,11 @@ def status_message(fake: FakeDiscord, token: str) -> FakeMessage | None:
     return next(
         (m for m in fake.messages_for(token) if m.embeds and m.embeds[0].get("title") == "Try-on"), None
     )
+
+
+def session_id_of(status: FakeMessage) -> str:
+    """The session id a status message shows in its footer."""
+    return str(status.embeds[0]["footer"]["text"]).removeprefix("session ")
 
 
 async def wait_status(fake: FakeDiscord, token: str, *words: str, within: float = 40.0) -> FakeMessage:
@@ -136,7 +141,7 @@ async def test_whole_try_on_through_discord(
 
     status = await wait_status(fake_discord, start.token, "Streaming live")
     assert not status.ephemeral
-    session_id = status.embeds[0]["footer"]["text"].removeprefix("session ")
+    session_id = session_id_of(status)
     assert status.custom_ids() == [
         f"tryon:outfit:{session_id}",
         f"tryon:snap:{session_id}",
@@ -228,7 +233,7 @@ async def test_status_moves_to_the_channel_after_the_token_expires(
         orientation="landscape",
     )
     status = await wait_status(fake_discord, start.token, "Streaming live")
-    session_id = status.embeds[0]["footer"]["text"].removeprefix("session ")
+    session_id = session_id_of(status)
     landscape = await bot.runtime.store.sessions.get(session_id)
     assert landscape is not None and landscape.orientation == "landscape"
     fake_discord.expire_token(start.token)
@@ -268,13 +273,8 @@ async def test_buttons_of_finished_sessions_read_sqlite(
 ) -> None:
     alice, bob = as_member("alice"), as_member("bob")
     alice_id = int(alice.member["user"]["id"])  # type: ignore[index]
-    record = await bot.runtime.store.sessions.create(
-        guild_id=world.guild_id,
-        channel_id=int(world.channel["id"]),
-        user_id=alice_id,
-        photo_sha256="0" * 64,
-        orientation="portrait",
-        front_end=None,
+    record = await stored_session(
+        bot.runtime.store, world.guild_id, alice_id, channel_id=int(world.channel["id"])
     )
     # A status message left from before a restart: only its buttons' custom ids carry the session.
     buttons = [f"tryon:stop:{record.id}", "tryon:stop:doesnotexist"]
@@ -301,15 +301,7 @@ async def test_quota_history_and_forget(
     assert "**Today:** 10 min left" in quota.content and "**This month:** 60 min left" in quota.content
 
     for _ in range(7):
-        created = await bot.runtime.store.sessions.create(
-            guild_id=world.guild_id,
-            channel_id=None,
-            user_id=alice_id,
-            photo_sha256="0" * 64,
-            orientation="portrait",
-            front_end=None,
-        )
-        await bot.runtime.store.sessions.set_state(created.id, "cancelled")
+        await stored_session(bot.runtime.store, world.guild_id, alice_id, state="cancelled")
     page = await driver.command(alice, "tryon history").reply()
     assert page.ephemeral and page.content.count("cancelled") == 5
     assert [c["custom_id"] for c in page.components[0]["components"]] == [
@@ -337,7 +329,7 @@ async def test_steering_commands_snapshot_and_moderator_stop(
     alice, mod = as_member("alice"), as_member("mod", moderator=True)
     start = driver.command(alice, "tryon start", photo=photo_option(fake_discord), outfit="white linen suit")
     status = await wait_status(fake_discord, start.token, "Streaming live")
-    session_id = status.embeds[0]["footer"]["text"].removeprefix("session ")
+    session_id = session_id_of(status)
 
     applied = await driver.command(alice, "tryon outfit", prompt="black velvet blazer").reply(within=40)
     assert applied.ephemeral and applied.content == "New outfit applied."
@@ -380,15 +372,14 @@ async def test_restart_settles_interrupted_sessions_and_tells_the_channel(
 ) -> None:
     alice_id = int(as_member("alice").member["user"]["id"])  # type: ignore[index]
     channel_id = int(world.channel["id"])
-    record = await bot.runtime.store.sessions.create(
-        guild_id=world.guild_id,
+    record = await stored_session(
+        bot.runtime.store,
+        world.guild_id,
+        alice_id,
         channel_id=channel_id,
-        user_id=alice_id,
-        photo_sha256="0" * 64,
-        orientation="portrait",
         front_end={"private": False, "status_message_id": None},
+        state="streaming",
     )
-    await bot.runtime.store.sessions.set_state(record.id, "streaming")
     restarted = TryOnBot(bot_config)
     try:
         await BotDriver(fake_discord, restarted).login()  # cog_load recovers before any command runs
@@ -408,7 +399,7 @@ async def test_shutdown_ends_and_settles_live_sessions(
         alice, "tryon start", photo=photo_option(fake_discord), outfit="orange puffer jacket"
     )
     status = await wait_status(fake_discord, start.token, "Streaming live")
-    session_id = status.embeds[0]["footer"]["text"].removeprefix("session ")
+    session_id = session_id_of(status)
     store = bot.runtime.store
     await bot.close()  # what SIGINT/SIGTERM lead to in `python -m bot run`
     final = status_message(fake_discord, start.token)
@@ -505,14 +496,7 @@ async def test_a_failing_page_button_tells_the_member_an_error_id(
     alice = as_member("alice")
     alice_id = int(alice.member["user"]["id"])  # type: ignore[index]
     for _ in range(bot.config.discord.history_page_size + 1):
-        await bot.runtime.store.sessions.create(
-            guild_id=world.guild_id,
-            channel_id=None,
-            user_id=alice_id,
-            photo_sha256="0" * 64,
-            orientation="portrait",
-            front_end=None,
-        )
+        await stored_session(bot.runtime.store, world.guild_id, alice_id)
     page = await driver.command(alice, "tryon history").reply()
     await driver.view_attached(page)
 
