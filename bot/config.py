@@ -137,6 +137,7 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
     """Read `path` (default `config.toml` if it exists), overlay the environment, validate everything."""
     environ = os.environ if environ is None else environ
     raw = _read_file(path)
+    overridden = []
     for variable, dotted in ENVIRONMENT.items():
         value = environ.get(variable)
         if value:
@@ -145,7 +146,16 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
             if not isinstance(target, dict):
                 raise ConfigError(f"{section}: must be a table")
             target[key] = value
-    return _build(raw)
+            overridden.append((variable, section, key))
+    try:
+        return _build(raw)
+    except ConfigError as error:
+        # The value came from the environment, not the file: say where to look.
+        message = str(error)
+        for variable, section, key in overridden:
+            if message.startswith((f"{section}.{key}:", f"{section}: {key} ", f"{key}:")):
+                raise ConfigError(f"{message} (set by the environment variable {variable})") from None
+        raise
 
 
 def _read_file(path: Path | None) -> dict[str, Any]:

@@ -103,3 +103,17 @@ def test_quota_defaults_and_unlimited(tmp_path: Path) -> None:
     assert config.quota.limits == QuotaLimits(monthly_seconds=3600.0, monthly_sessions=4)
     with pytest.raises(ConfigError, match="quota: daily_seconds must not be negative"):
         load_config(write(tmp_path, "[quota]\ndaily_seconds = -1"), {})
+
+
+@pytest.mark.parametrize(
+    ("environ", "names"),
+    [
+        ({"ODYSSEY_API_URL": "nope"}, "odyssey: api_url .* ODYSSEY_API_URL"),
+        ({"TRYON_LOG_LEVEL": "chatty"}, "log_level: .* TRYON_LOG_LEVEL"),
+    ],
+)
+def test_invalid_environment_values_name_the_variable(
+    tmp_path: Path, environ: dict[str, str], names: str
+) -> None:
+    with pytest.raises(ConfigError, match=names):
+        load_config(write(tmp_path, ""), environ)
