@@ -338,7 +338,9 @@ class TryOn(
             return f"**Your try-ons (page {page + 1})**\n{lines}", len(rows) > size
 
         text, has_next = await render(0)
-        await send_reply(interaction, text, view=HistoryPages(user_id, 0, has_next, render))
+        pages = HistoryPages(user_id, 0, has_next, render)
+        pages.origin = interaction
+        await send_reply(interaction, text, view=pages)
 
     @app_commands.command(name="show", description="Fresh links to one of your recordings")
     @app_commands.describe(id="The session id (see /tryon history)")
@@ -371,11 +373,13 @@ class TryOn(
                 view=None,
             )
 
+        question = ForgetConfirmation(interaction.user.id, confirmed)
+        question.origin = interaction
         await send_reply(
             interaction,
             "Delete your stored try-ons, prompts and recording links in every server? Usage this month is "
             "kept (it counts toward quotas) but no longer linked to the sessions.",
-            view=ForgetConfirmation(interaction.user.id, confirmed),
+            view=question,
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -12,6 +13,8 @@ from bot.app import TryOnBot, describe_error, send_reply
 
 if TYPE_CHECKING:
     from cogs.tryon._cog import TryOn
+
+log = logging.getLogger(__name__)
 
 ACTIONS = {"outfit": "New outfit", "snap": "Snapshot", "stop": "Stop"}
 _STYLES = {
@@ -110,6 +113,17 @@ class InvokerOnlyView(discord.ui.View):
     def __init__(self, invoker_id: int, *, timeout: float = 300) -> None:
         super().__init__(timeout=timeout)
         self.invoker_id = invoker_id
+        # The interaction whose message shows this view, so the buttons can be removed when they expire.
+        self.origin: discord.Interaction[TryOnBot] | None = None
+
+    async def on_timeout(self) -> None:
+        """Take the buttons off the message: pressed later, they could only fail."""
+        if self.origin is None or self.origin.is_expired():
+            return
+        try:
+            await self.origin.edit_original_response(view=None)
+        except discord.HTTPException as error:
+            log.info("could not remove expired buttons: %s", error)
 
     async def interaction_check(self, interaction: discord.Interaction[TryOnBot]) -> bool:  # type: ignore[override]
         """Refuse everyone else, privately."""
@@ -166,6 +180,7 @@ class HistoryPages(InvokerOnlyView):
     async def _show(self, interaction: discord.Interaction[TryOnBot], page: int) -> None:
         text, has_next = await self._render(page)
         view = HistoryPages(self.invoker_id, page, has_next, self._render)
+        view.origin = interaction  # a component's "original response" is the message it sits on
         self.stop()
         await interaction.response.edit_message(content=text, view=view)
 

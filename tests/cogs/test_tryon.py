@@ -506,3 +506,19 @@ async def test_a_failing_page_button_tells_the_member_an_error_id(
     monkeypatch.setattr(bot.runtime.store.sessions, "history", broken)
     failed = await driver.press(alice, page, "tryon:history:next").reply()
     assert failed.ephemeral and "error id `" in failed.content and "database gone" not in failed.content
+
+
+async def test_history_buttons_are_removed_when_they_time_out(
+    driver: BotDriver, world: p.GuildWorld, as_member: Ctx, bot: TryOnBot, fake_discord: FakeDiscord
+) -> None:
+    alice = as_member("alice")
+    alice_id = int(alice.member["user"]["id"])  # type: ignore[index]
+    for _ in range(bot.config.discord.history_page_size + 1):
+        await stored_session(bot.runtime.store, world.guild_id, alice_id)
+    page = await driver.command(alice, "tryon history").reply()
+    await driver.view_attached(page)
+    assert page.components
+    view = next(iter(bot._connection._view_store._views[page.id].values())).view
+    assert view is not None
+    await view.on_timeout()  # what discord.py calls once the view's timeout passes
+    assert page.components == []  # no dead buttons that would answer "This interaction failed"
