@@ -216,6 +216,8 @@ class TryOnSession:
         self._live: _LiveStream | None = None
         self._stream_ready = asyncio.Event()
         self._stop = asyncio.Event()
+        # Set by a shutdown even after the session ended for another reason: cuts the recording wait short.
+        self._shutdown = asyncio.Event()
         self._last_activity = clock()
         self._steer_lock = asyncio.Lock()
         self._settled = False
@@ -321,6 +323,8 @@ class TryOnSession:
         """Ask the session to end; the first reason wins. Safe to call in any state, any number of times."""
         if self.end_reason is None:
             self.end_reason = reason
+        if reason is EndReason.SHUTDOWN:
+            self._shutdown.set()
         self._stop.set()
 
     # ----- the run -----------------------------------------------------------------------------------------
@@ -546,15 +550,25 @@ class TryOnSession:
         await self._transition(SessionState.DONE)
 
     async def _collect_recordings(self) -> list[RecordingLinks]:
+        """Poll every stream's recording; once the bot shuts down, wait only a little longer."""
         client = self.services.client_factory()
-        settings = self.settings
-        if self.end_reason is EndReason.SHUTDOWN:
-            # The bot is going down: don't hold it up; links can be re-issued from the store later.
-            limit = min(settings.recording_poll_limit_seconds, settings.shutdown_recording_poll_seconds)
-            settings = dataclasses.replace(settings, recording_poll_limit_seconds=limit)
+        collecting = asyncio.ensure_future(collect_recording_links(client, self.stream_ids, self.settings))
+        shutdown = asyncio.ensure_future(self._shutdown.wait())
         try:
-            return await collect_recording_links(client, self.stream_ids, settings)
+            await asyncio.wait({collecting, shutdown}, return_when="FIRST_COMPLETED")
+            if not collecting.done():
+                # Don't hold the bot up (also when the wait began before): links can be re-issued later.
+                await asyncio.wait({collecting}, timeout=self.settings.shutdown_recording_poll_seconds)
+            if collecting.done():
+                return collecting.result()
+            log.info("session %s: shutting down before its recordings were ready", self.id)
+            return []
         finally:
+            shutdown.cancel()
+            if not collecting.done():
+                collecting.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await collecting
             await close_client(client, self.settings.end_timeout_seconds)
 
     async def _before_after(self) -> bytes | None:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from bot.emulator import DEV_API_KEY, Emulator
-from bot.odyssey import Odyssey
+from bot.odyssey import Odyssey, OdysseyError
 from bot.store import QuotaLimits, Store
 from bot.tryon.console import ConsolePresenter
 from bot.tryon.engine import Engine, build_engine, client_factory
@@ -608,3 +608,35 @@ async def test_recovery_after_an_admission_refuses_to_mark_live_sessions(
     engine.manager.stop(session.id)
     await finished(session)
     assert session.state is SessionState.DONE
+
+
+async def test_shutdown_cuts_short_a_recording_wait_that_began_before_it(
+    emulator_factory: Callable[..., Awaitable[Emulator]], make_engine: EngineMaker, tmp_path: Path
+) -> None:
+    emulator = await emulator_factory()
+    engine = await make_engine(
+        emulator, recording_poll_limit_seconds=60.0, shutdown_recording_poll_seconds=0.3
+    )
+    make_client = client_factory(DEV_API_KEY, emulator.url)
+
+    def clients() -> Odyssey:
+        client = make_client()
+
+        async def never_ready(stream_id: str) -> Any:
+            raise OdysseyError("404 Recording not found")
+
+        setattr(client, "get_recording", never_ready)  # noqa: B010
+        return client
+
+    engine.services.client_factory = clients
+    presenter = quiet_presenter(tmp_path / "out")
+    session = await engine.manager.admit(request(26), presenter)
+    await until(lambda: session.state is SessionState.STREAMING)
+    engine.manager.stop(session.id)  # ends for the member's reason, then waits for its recording
+    await until(lambda: session.state is SessionState.FINALISING)
+    await engine.manager.shutdown(grace_seconds=5)
+
+    assert session.state is SessionState.DONE and session.end_reason is EndReason.MEMBER
+    assert presenter.errors == []
+    [ready] = presenter.recordings
+    assert ready.recordings == ()  # links can be re-issued later from the stored stream ids
