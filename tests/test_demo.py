@@ -89,7 +89,7 @@ async def test_a_session_that_ends_early_is_summarised_not_misreported(
             async def refuse_the_roll_over() -> None:
                 while not any(s.state is SessionState.STREAMING for s in engine.manager.sessions()):  # noqa: ASYNC110
                     await asyncio.sleep(0.05)
-                emulator.faults.force_429_code = "CONCURRENT_LIMIT_REACHED"
+                emulator.faults.stream_error_reason = "concurrent_limit_exceeded"
 
             refusing = asyncio.create_task(refuse_the_roll_over())
             photo = demo.SAMPLE_PHOTO.read_bytes()

@@ -156,6 +156,10 @@ class _LiveStream:
     prompt: str
     loss: _Loss
     pump: asyncio.Task[None] | None = None
+    # Its streamed seconds, once they stopped counting (None while it runs).
+    seconds: float | None = None
+    # True once the platform confirmed its end (a roll-over on the same connection).
+    ended: bool = False
 
 
 class _Loss:
@@ -367,14 +371,9 @@ class TryOnSession:
 
     async def _stream_until_stopped(self) -> None:
         index = 0
-        while True:
-            if index == 0:
-                live = await self._until_stopped(self._open_stream(index))
-            else:
-                rolled = await self._roll_over(index)
-                if rolled is None:
-                    return
-                live = rolled
+        live: _LiveStream | None = await self._until_stopped(self._open_stream(index))
+        while live is not None:
+            following: _LiveStream | None = None
             try:
                 if index == 0:
                     await self._transition(SessionState.STREAMING)
@@ -386,11 +385,43 @@ class TryOnSession:
                     self.rollovers += 1
                     await self._report_status(continuing=True)
                 rolling_over = await self._watch(live)
-            finally:
+                if rolling_over and live.loss.reason is None:
+                    following = await self._next_on_same_connection(live, index + 1)
+            except BaseException:
                 await self._close_stream(live)
-            if not rolling_over:
-                return
+                raise
             index += 1
+            if following is None:
+                await self._close_stream(live)
+                if not rolling_over:
+                    return
+                following = await self._roll_over(index)
+            live = following
+
+    async def _next_on_same_connection(self, live: _LiveStream, index: int) -> _LiveStream | None:
+        """Roll over before the cap without reconnecting: end the stream, start the next on the connection.
+
+        The platform allows several streams, one after another, per connection; this keeps the gap to an
+        end and a start. None (the caller then reconnects) when either fails.
+        """
+        seconds = self._stop_counting(live)
+        await self.services.store.streams.end(live.store_id, seconds=seconds, reason="rollover")
+        try:
+            await asyncio.wait_for(live.client.end_stream(), self.settings.end_timeout_seconds)
+            live.ended = True
+            prompt = self.latest_outfit
+            stream_id = await asyncio.wait_for(
+                live.client.start_stream(prompt, portrait=self._portrait, image=self.request.photo),
+                self.settings.start_timeout_seconds,
+            )
+        except (OdysseyError, TimeoutError) as exc:
+            log.info("session %s: no next stream on the same connection (%r), reconnecting", self.id, exc)
+            return None
+        started = self._clock()
+        record = await self.services.store.streams.start(self.id, odyssey_stream_id=stream_id, prompt=prompt)
+        return self._stream_running(
+            _LiveStream(live.client, index, stream_id, record.id, started, prompt, live.loss, live.pump)
+        )
 
     async def _roll_over(self, index: int) -> _LiveStream | None:
         """Open the next stream after the cap or a drop; None (and the session ends) if that is impossible."""
@@ -435,9 +466,8 @@ class TryOnSession:
             # Read together: outfits sent from here on are applied once the stream runs.
             prompt = self.latest_outfit
             carried = list(self.pending_prompt_ids)
-            portrait = self.settings.portrait if self.request.portrait is None else self.request.portrait
             stream_id = await asyncio.wait_for(
-                client.start_stream(prompt, portrait=portrait, image=self.request.photo),
+                client.start_stream(prompt, portrait=self._portrait, image=self.request.photo),
                 self.settings.start_timeout_seconds,
             )
             started = self._clock()
@@ -451,14 +481,23 @@ class TryOnSession:
             raise
         # No await from here on: a cancellation cannot leave a connected client behind.
         self.pending_prompt_ids = [i for i in self.pending_prompt_ids if i not in carried]
-        live = _LiveStream(client, index, stream_id, record.id, started, prompt, loss)
-        live.pump = asyncio.create_task(self._pump_frames(client), name=f"frames-{self.id}-{index}")
-        self.stream_ids.append(stream_id)
-        self._live = live
-        self._stream_ready.set()
+        pump = asyncio.create_task(self._pump_frames(client), name=f"frames-{self.id}-{index}")
         if index == 0:
             self._last_activity = started
+        return self._stream_running(
+            _LiveStream(client, index, stream_id, record.id, started, prompt, loss, pump)
+        )
+
+    def _stream_running(self, live: _LiveStream) -> _LiveStream:
+        """Make `live` the session's current stream (synchronous: nothing can interrupt it halfway)."""
+        self.stream_ids.append(live.stream_id)
+        self._live = live
+        self._stream_ready.set()
         return live
+
+    @property
+    def _portrait(self) -> bool:
+        return self.settings.portrait if self.request.portrait is None else self.request.portrait
 
     async def _pump_frames(self, client: Odyssey) -> None:
         async for stream_frame in client.frames:
@@ -512,12 +551,19 @@ class TryOnSession:
     def _quota_bound(self) -> bool:
         return self.allowance_seconds < self.settings.max_session_seconds
 
+    def _stop_counting(self, live: _LiveStream) -> float:
+        """Stop counting `live`'s seconds (once) and return them; it is no longer the current stream."""
+        if live.seconds is None:
+            live.seconds = self._clock() - live.started
+            self._closed_seconds += live.seconds
+        if self._live is live:
+            self._live = None
+            self._stream_ready.clear()
+        return live.seconds
+
     async def _close_stream(self, live: _LiveStream) -> None:
         """End the stream (unless the platform already did), disconnect, and record the stream's seconds."""
-        self._stream_ready.clear()
-        seconds = self._clock() - live.started
-        self._closed_seconds += seconds
-        self._live = None
+        seconds = self._stop_counting(live)
         # Read before disconnecting: our own disconnect fires `on_disconnected` too.
         lost_reason = live.loss.reason
         reason = lost_reason or (str(self.end_reason) if self.end_reason else "rollover")
@@ -525,7 +571,7 @@ class TryOnSession:
             # Stamped now, when its seconds stop counting: a roll-over gap includes ending and disconnecting.
             await self.services.store.streams.end(live.store_id, seconds=seconds, reason=reason)
         finally:
-            if lost_reason is None:
+            if lost_reason is None and not live.ended:
                 with contextlib.suppress(OdysseyError, TimeoutError):
                     await asyncio.wait_for(live.client.end_stream(), self.settings.end_timeout_seconds)
             await close_client(live.client, self.settings.end_timeout_seconds)

@@ -129,6 +129,8 @@ async def test_stream_steer_roll_over_end_and_settle(
     streams = await store.streams.for_session(session.id)
     assert len(streams) >= 2 and all(s.odyssey_stream_id and s.ended_at for s in streams)
     assert streams[0].end_reason == "rollover"
+    # Rolled over before the cap on the same connection: one session request, no reconnect.
+    assert emulator.observed.session_requests == 1
     # One recording per stream, each with a working video link.
     [recordings] = presenter.recordings
     assert [links.stream_id for links in recordings.recordings] == [s.odyssey_stream_id for s in streams]
@@ -162,6 +164,7 @@ async def test_platform_cap_rolls_over_then_idle_ends(
     streams = await engine.services.store.streams.for_session(session.id)
     assert len(streams) >= 2
     assert streams[0].end_reason in ("session_timeout", "disconnected")
+    assert emulator.observed.session_requests == len(streams)  # the platform dropped each: reconnected
     assert session.streamed_seconds == pytest.approx(3.5, abs=1.5)
     assert presenter.statuses[-1].end_reason == "idle"
 
@@ -640,3 +643,43 @@ async def test_shutdown_cuts_short_a_recording_wait_that_began_before_it(
     assert presenter.errors == []
     [ready] = presenter.recordings
     assert ready.recordings == ()  # links can be re-issued later from the stored stream ids
+
+
+async def test_a_refused_start_on_the_same_connection_falls_back_to_a_fresh_one(
+    emulator_factory: Callable[..., Awaitable[Emulator]], make_engine: EngineMaker, tmp_path: Path
+) -> None:
+    emulator = await emulator_factory()
+    engine = await make_engine(emulator, stream_cap_seconds=2.0, rollover_margin_seconds=0.5)
+    make_client = client_factory(DEV_API_KEY, emulator.url)
+    made: list[Odyssey] = []
+
+    def clients() -> Odyssey:
+        client = make_client()
+        made.append(client)
+        if len(made) == 1:  # the first connection refuses its second stream
+            start_stream = client.start_stream
+            starts: list[str] = []
+
+            async def start_once(prompt: str, **options: Any) -> str:
+                starts.append(prompt)
+                if len(starts) > 1:
+                    raise OdysseyError("refused")
+                return await start_stream(prompt, **options)
+
+            setattr(client, "start_stream", start_once)  # noqa: B010
+        return client
+
+    engine.services.client_factory = clients
+    presenter = quiet_presenter(tmp_path / "out")
+    session = await engine.manager.admit(request(27), presenter)
+    await until(lambda: session.rollovers >= 1, seconds=15)
+    engine.manager.stop(session.id)
+    await finished(session)
+
+    assert session.state is SessionState.DONE and session.end_reason is EndReason.MEMBER
+    assert not presenter.errors
+    streams = await engine.services.store.streams.for_session(session.id)
+    assert len(streams) >= 2 and streams[0].end_reason == "rollover"
+    assert emulator.observed.session_requests >= 2 and not made[0].is_connected
+    [charge] = [e for e in await engine.services.store.usage.for_session(session.id) if e.kind == "charge"]
+    assert charge.seconds == pytest.approx(sum(s.seconds for s in streams), abs=0.05)
