@@ -287,6 +287,9 @@ class TryOnSession:
                 if live.prompt != outfit:
                     await asyncio.wait_for(live.client.interact(outfit), self.settings.ack_timeout_seconds)
             except (OdysseyError, TimeoutError) as exc:
+                if self.latest_outfit == outfit and self._live is not None:
+                    # Not on screen: neither shown as current nor carried into the next stream.
+                    self.latest_outfit = self._live.prompt
                 for prompt_id in prompt_ids:
                     await prompts.set_status(prompt_id, "refused", refusal_reason=type(exc).__name__)
                 raise PromptRejected(

@@ -683,3 +683,40 @@ async def test_a_refused_start_on_the_same_connection_falls_back_to_a_fresh_one(
     assert emulator.observed.session_requests >= 2 and not made[0].is_connected
     [charge] = [e for e in await engine.services.store.usage.for_session(session.id) if e.kind == "charge"]
     assert charge.seconds == pytest.approx(sum(s.seconds for s in streams), abs=0.05)
+
+
+async def test_an_outfit_the_platform_did_not_apply_is_not_shown_or_carried_over(
+    emulator_factory: Callable[..., Awaitable[Emulator]], make_engine: EngineMaker, tmp_path: Path
+) -> None:
+    emulator = await emulator_factory()
+    engine = await make_engine(emulator, stream_cap_seconds=2.5, rollover_margin_seconds=0.5)
+    make_client = client_factory(DEV_API_KEY, emulator.url)
+    started_with: list[str] = []
+
+    def clients() -> Odyssey:
+        client = make_client()
+        start_stream = client.start_stream
+
+        async def refused(prompt: str) -> str:
+            raise OdysseyError("update refused")
+
+        async def recorded_start(prompt: str, **options: Any) -> str:
+            started_with.append(prompt)
+            return await start_stream(prompt, **options)
+
+        setattr(client, "interact", refused)  # noqa: B010
+        setattr(client, "start_stream", recorded_start)  # noqa: B010
+        return client
+
+    engine.services.client_factory = clients
+    presenter = quiet_presenter(tmp_path / "out")
+    session = await engine.manager.admit(request(28), presenter)
+    await until(lambda: session.state is SessionState.STREAMING)
+    with pytest.raises(PromptRejected, match="could not be applied"):
+        await session.prompt("blue wool suit")
+    assert session.latest_outfit == "red summer dress"
+    assert presenter.statuses[-1].outfit == "red summer dress"
+    await until(lambda: session.rollovers >= 1, seconds=15)
+    engine.manager.stop(session.id)
+    await finished(session)
+    assert started_with == ["red summer dress", "red summer dress"]
