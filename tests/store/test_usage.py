@@ -155,7 +155,8 @@ async def test_settlement_and_quota_lookups_use_indexes(store: Store, clock):
     await store.usage.refund(session_id)
     await store.usage.for_session(session_id)
     await store.usage.totals(G1, 3, since=0, until=clock.now + 1)
-    await store.db._conn.set_trace_callback(None)
+    # sqlite3 takes None to stop tracing; aiosqlite's annotation leaves it out.
+    await store.db._conn.set_trace_callback(None)  # type: ignore[arg-type]
 
     queries = [sql for sql in statements if sql.lstrip().upper().startswith(("SELECT", "UPDATE", "DELETE"))]
     assert any("NOT EXISTS" in sql for sql in queries) and any("kind = 'charge'" in sql for sql in queries)
