@@ -163,8 +163,8 @@ def check_prompt(raw: str, rules: PromptRules = PromptRules()) -> CheckedPrompt:
         )
     if len(text) > rules.max_length:
         raise PromptRejected(
-            f"That outfit description is too long ({len(text)} characters): please keep it under "
-            f"{rules.max_length + 1}.",
+            f"That outfit description is too long ({len(text)} characters): please use at most "
+            f"{rules.max_length}.",
             reason="prompt_too_long",
         )
     blocked = find_blocked(text, rules.blocklist)

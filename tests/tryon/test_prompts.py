@@ -62,7 +62,7 @@ def test_limits_are_configurable_and_counted_after_cleaning():
     assert check_prompt("  hat\u200b\u200b  s  ", rules).text == "hat s"
     with pytest.raises(PromptRejected, match="at least 5"):
         check_prompt("hat", rules)
-    with pytest.raises(PromptRejected, match="under 11") as refused:
+    with pytest.raises(PromptRejected, match="at most 10") as refused:
         check_prompt("a" * 11, rules)
     assert refused.value.reason == "prompt_too_long"
     assert check_prompt("a" * 10, rules).text == "a" * 10
