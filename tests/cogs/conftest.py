@@ -12,11 +12,57 @@ from bot.app import TryOnBot
 from bot.config import BotConfig, DiscordSettings, OdysseySettings, StoreSettings
 from bot.store import Store
 from bot.store.records import SessionRecord
-from tests.fakediscord import BotDriver, FakeDiscord
+from bot.tryon.settings import EngineSettings
+from tests.fakediscord import BotDriver, FakeDiscord, FakeMessage
 from tests.fakediscord import payloads as p
 from tests.fakediscord.fixtures import fake_discord
 
 __all__ = ["fake_discord"]
+
+PHOTO = (Path(__file__).parents[2] / "examples" / "astronaut.jpg").read_bytes()
+
+
+def fast_engine() -> EngineSettings:
+    """Engine settings small and quick enough for tests: short snippets, fast heartbeats and polls."""
+    return EngineSettings(
+        slots=2,
+        idle_seconds=60.0,
+        snippet_seconds=1.0,
+        snippet_fps=4,
+        snippet_width=96,
+        buffer_seconds=3.0,
+        heartbeat_seconds=0.3,
+        connect_timeout_seconds=20.0,
+        recording_poll_first_seconds=0.1,
+        recording_poll_limit_seconds=10.0,
+        min_start_seconds=1.0,
+    )
+
+
+def photo_option(fake: FakeDiscord, data: bytes = PHOTO, content_type: str = "image/jpeg") -> p.Resolved:
+    """A `photo:` option whose attachment the fake Discord serves from its CDN."""
+    return p.opt_attachment(fake.add_attachment("me.jpg", data, content_type, width=512, height=512))
+
+
+def status_message(fake: FakeDiscord, token: str) -> FakeMessage | None:
+    """The session's status message (the "Try-on" embed) among an interaction's messages, if posted."""
+    return next(
+        (m for m in fake.messages_for(token) if m.embeds and m.embeds[0].get("title") == "Try-on"), None
+    )
+
+
+def session_id_of(status: FakeMessage) -> str:
+    """The session id a status message shows in its footer."""
+    return str(status.embeds[0]["footer"]["text"]).removeprefix("session ")
+
+
+async def wait_status(fake: FakeDiscord, token: str, *words: str, within: float = 40.0) -> FakeMessage:
+    """The session's status message once it shows any of `words`."""
+    found: FakeMessage = await fake.wait_for(
+        lambda: (m := status_message(fake, token)) is not None and any(w in m.text for w in words) and m,
+        within,
+    )
+    return found
 
 
 def make_config(tmp_path: Path, **overrides: Any) -> BotConfig:

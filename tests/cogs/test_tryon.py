@@ -11,31 +11,21 @@ from bot.app import TryOnBot
 from bot.config import BotConfig, OdysseySettings
 from bot.emulator import DEV_API_KEY, Emulator
 from bot.store import Store
-from bot.tryon.settings import EngineSettings
-from tests.cogs.conftest import make_config, stored_session
+from tests.cogs.conftest import (
+    fast_engine,
+    make_config,
+    photo_option,
+    session_id_of,
+    status_message,
+    stored_session,
+    wait_status,
+)
 from tests.fakediscord import BotDriver, FakeDiscord, FakeMessage
 from tests.fakediscord import payloads as p
 
-PHOTO = (Path(__file__).parents[2] / "examples" / "astronaut.jpg").read_bytes()
 Ctx = Callable[..., p.InteractionContext]
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def fast_engine() -> EngineSettings:
-    return EngineSettings(
-        slots=2,
-        idle_seconds=60.0,
-        snippet_seconds=1.0,
-        snippet_fps=4,
-        snippet_width=96,
-        buffer_seconds=3.0,
-        heartbeat_seconds=0.3,
-        connect_timeout_seconds=20.0,
-        recording_poll_first_seconds=0.1,
-        recording_poll_limit_seconds=10.0,
-        min_start_seconds=1.0,
-    )
 
 
 @pytest.fixture
@@ -45,30 +35,6 @@ def bot_config(tmp_path: Path, emulator: Emulator) -> BotConfig:
         odyssey=OdysseySettings(api_key=DEV_API_KEY, api_url=emulator.url),
         engine=fast_engine(),
     )
-
-
-def photo_option(fake: FakeDiscord, data: bytes = PHOTO, content_type: str = "image/jpeg") -> p.Resolved:
-    return p.opt_attachment(fake.add_attachment("me.jpg", data, content_type, width=512, height=512))
-
-
-def status_message(fake: FakeDiscord, token: str) -> FakeMessage | None:
-    return next(
-        (m for m in fake.messages_for(token) if m.embeds and m.embeds[0].get("title") == "Try-on"), None
-    )
-
-
-def session_id_of(status: FakeMessage) -> str:
-    """The session id a status message shows in its footer."""
-    return str(status.embeds[0]["footer"]["text"]).removeprefix("session ")
-
-
-async def wait_status(fake: FakeDiscord, token: str, *words: str, within: float = 40.0) -> FakeMessage:
-    """The session's status message once it shows any of `words`."""
-    found: FakeMessage = await fake.wait_for(
-        lambda: (m := status_message(fake, token)) is not None and any(w in m.text for w in words) and m,
-        within,
-    )
-    return found
 
 
 async def test_commands_are_guild_only(bot: TryOnBot, fake_discord: FakeDiscord) -> None:
