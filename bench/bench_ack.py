@@ -18,8 +18,6 @@ import contextlib
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -31,6 +29,7 @@ from typing import TypeVar
 
 import discord
 
+from bench.emulator_process import start_emulator
 from bot.app import TryOnBot
 from bot.config import BotConfig, DiscordSettings, OdysseySettings, StoreSettings
 from bot.emulator import DEV_API_KEY
@@ -87,37 +86,6 @@ class LagProbe:
             before = loop.time()
             await asyncio.sleep(0.005)
             self.into.values.append(max(0.0, (loop.time() - before - 0.005) * 1000))
-
-
-def start_emulator(fps: int, scale: float, sessions: int) -> tuple[subprocess.Popen[str], str]:
-    """The emulator in a child process; returns the process and its URL."""
-    command = [sys.executable, "-m", "bench.bench_ack", "--serve-emulator"]
-    command += ["--fps", str(fps), "--scale", str(scale), "--sessions", str(sessions)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    assert process.stdout is not None
-    first = process.stdout.readline().strip()
-    if not first.startswith("ODYSSEY_API_URL="):
-        process.kill()
-        raise RuntimeError(f"the emulator did not start: {first!r}")
-    return process, first.partition("=")[2]
-
-
-def serve_emulator(fps: int, scale: float, sessions: int) -> None:
-    """Child process: serve the emulator until killed."""
-    from bot.emulator import ApiKey, EmulatorConfig
-    from bot.emulator.cli import serve
-
-    restrict_ice_to_loopback()
-    capacity = sessions + 2
-    config = EmulatorConfig(
-        fps=fps,
-        scale=scale,
-        api_keys={DEV_API_KEY: ApiKey(concurrency_limit=capacity)},
-        concurrency_limit=capacity,
-        streamer_slots=capacity,
-        idle_timeout_seconds=None,
-    )
-    asyncio.run(serve(config))
 
 
 class ThreadedFake:
@@ -202,7 +170,7 @@ async def steer_all(driver: BotDriver, world: p.GuildWorld, count: int) -> None:
 async def bench(args: argparse.Namespace) -> str:
     """Both bursts; returns the markdown block."""
     restrict_ice_to_loopback()
-    process, url = start_emulator(args.fps, args.scale, args.sessions)
+    process, url = start_emulator(args.fps, args.scale, args.sessions + 2)
     hosted = ThreadedFake()
     fake = hosted.start()
     discord.http.Route.BASE = fake.api_base
@@ -297,11 +265,7 @@ def main() -> None:
         default=True,
         help="new outfits before each loaded burst",
     )
-    parser.add_argument("--serve-emulator", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve_emulator:
-        serve_emulator(args.fps, args.scale, args.sessions)
-        return
     print(asyncio.run(bench(args)))
 
 

@@ -14,13 +14,12 @@ import asyncio
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.emulator_process import start_emulator
 from bot.emulator import DEV_API_KEY
 from bot.loopback_ice import restrict_ice_to_loopback
 from bot.store import Store
@@ -179,39 +178,10 @@ async def run_batch(
     )
 
 
-def start_emulator(fps: int, scale: float, slots: int) -> tuple[subprocess.Popen[str], str]:
-    """The emulator in a child process; returns it and its URL."""
-    command = [sys.executable, "-m", "bench.bench_engine", "--serve-emulator"]
-    command += ["--fps", str(fps), "--scale", str(scale), "--max-sessions", str(slots)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    assert process.stdout is not None
-    line = process.stdout.readline().strip()
-    if not line.startswith("ODYSSEY_API_URL="):
-        process.kill()
-        raise RuntimeError(f"emulator did not start: {line!r}")
-    return process, line.split("=", 1)[1]
-
-
-def serve_emulator(fps: int, scale: float, slots: int) -> None:
-    from bot.emulator import ApiKey, EmulatorConfig
-    from bot.emulator.cli import serve
-
-    restrict_ice_to_loopback()
-    config = EmulatorConfig(
-        fps=fps,
-        scale=scale,
-        api_keys={DEV_API_KEY: ApiKey(concurrency_limit=slots + 2)},
-        concurrency_limit=slots + 2,
-        streamer_slots=slots + 2,
-        idle_timeout_seconds=None,
-    )
-    asyncio.run(serve(config))
-
-
 async def bench(args: argparse.Namespace) -> str:
     restrict_ice_to_loopback()
     args.max_sessions = max(args.max_sessions, 4)  # the lag run needs 4 slots
-    process, url = start_emulator(args.fps, args.scale, args.max_sessions)
+    process, url = start_emulator(args.fps, args.scale, args.max_sessions + 2)
     try:
         with tempfile.TemporaryDirectory() as folder:
             store = await Store.open(Path(folder) / "bench.sqlite3")
@@ -292,11 +262,7 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=0.5, help="of 704x1280 (0.5: 352x640)")
     parser.add_argument("--seconds", type=float, default=8.0, help="measurement time per run")
     parser.add_argument("--max-sessions", type=int, default=24)
-    parser.add_argument("--serve-emulator", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve_emulator:
-        serve_emulator(args.fps, args.scale, args.max_sessions)
-        return
     print(asyncio.run(bench(args)))
 
 
