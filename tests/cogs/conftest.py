@@ -10,6 +10,7 @@ import pytest
 
 from bot.app import TryOnBot
 from bot.config import BotConfig, DiscordSettings, OdysseySettings, StoreSettings
+from bot.emulator import DEV_API_KEY, Emulator
 from bot.store import Store
 from bot.store.records import SessionRecord
 from bot.tryon.settings import EngineSettings
@@ -74,6 +75,15 @@ def make_config(tmp_path: Path, **overrides: Any) -> BotConfig:
     }
     values.update(overrides)
     return BotConfig(**values)
+
+
+def emulator_config(tmp_path: Path, emulator: Emulator) -> BotConfig:
+    """The bot on the test emulator with `fast_engine()` settings."""
+    return make_config(
+        tmp_path,
+        odyssey=OdysseySettings(api_key=DEV_API_KEY, api_url=emulator.url),
+        engine=fast_engine(),
+    )
 
 
 async def stored_session(

@@ -8,12 +8,11 @@ from pathlib import Path
 import pytest
 
 from bot.app import TryOnBot
-from bot.config import BotConfig, OdysseySettings
-from bot.emulator import DEV_API_KEY, Emulator
+from bot.config import BotConfig
+from bot.emulator import Emulator
 from bot.store import Store
 from tests.cogs.conftest import (
-    fast_engine,
-    make_config,
+    emulator_config,
     photo_option,
     session_id_of,
     status_message,
@@ -30,11 +29,7 @@ pytestmark = pytest.mark.timeout(120)
 
 @pytest.fixture
 def bot_config(tmp_path: Path, emulator: Emulator) -> BotConfig:
-    return make_config(
-        tmp_path,
-        odyssey=OdysseySettings(api_key=DEV_API_KEY, api_url=emulator.url),
-        engine=fast_engine(),
-    )
+    return emulator_config(tmp_path, emulator)
 
 
 async def test_commands_are_guild_only(bot: TryOnBot, fake_discord: FakeDiscord) -> None:

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from bot.app import TryOnBot
-from bot.config import BotConfig, OdysseySettings
-from bot.emulator import DEV_API_KEY, Emulator
+from bot.config import BotConfig
+from bot.emulator import Emulator
 from bot.store import Store
-from tests.cogs.conftest import as_member, bot, driver, fast_engine, make_config, world
+from tests.cogs.conftest import as_member, bot, driver, emulator_config, world
 from tests.fakediscord import payloads as p
 from tests.fakediscord.fixtures import fake_discord
 
@@ -30,11 +30,7 @@ Ctx = Callable[..., p.InteractionContext]
 @pytest.fixture
 def bot_config(tmp_path: Path, emulator: Emulator) -> BotConfig:
     """The bot on the test emulator with quick engine settings (override in a module to change them)."""
-    return make_config(
-        tmp_path,
-        odyssey=OdysseySettings(api_key=DEV_API_KEY, api_url=emulator.url),
-        engine=fast_engine(),
-    )
+    return emulator_config(tmp_path, emulator)
 
 
 async def assert_settled_once(store: Store, session_id: str) -> float:
