@@ -86,3 +86,7 @@ class Faults:
     stream_error_message: str = "Injected stream error"
     drop_peer_after_seconds: float | None = None  # the peer connection closes this long into a stream
     stream_start_delay_seconds: float | None = None  # overrides the configured start delay
+    # A recording appears only this long after its stream ended: until then GET /recordings/{id} answers 404
+    # and /stream-recordings leaves it out (the platform still processing it).
+    recording_delay_seconds: float | None = None
+    recordings_missing: bool = False  # every recording answers 404 and is left out of the list (lost)

@@ -358,9 +358,18 @@ class Emulator:
             "duration_seconds": recording.duration_seconds,
         }
 
+    def recording_hidden(self, recording: Recording) -> bool:
+        """Fault injection: the recording is missing, or has not appeared yet."""
+        delay = self.faults.recording_delay_seconds
+        appears_at = recording.ended_at + (delay or 0.0)
+        return self.faults.recordings_missing or (delay is not None and time.time() < appears_at)
+
     async def _recording(self, request: web.Request) -> web.Response:
         api_key = self.caller(request)
-        recording = await self.recordings.get(request.match_info["stream_id"], api_key)
+        stream_id = request.match_info["stream_id"]
+        if any(r.stream_id == stream_id and self.recording_hidden(r) for r in self.recordings.list(api_key)):
+            return web.json_response({"detail": "Recording not found"}, status=404)
+        recording = await self.recordings.get(stream_id, api_key)
         if recording is None:
             return web.json_response({"detail": "Recording not found"}, status=404)
         return web.json_response(self.recording_json(recording))
@@ -374,7 +383,7 @@ class Emulator:
             return web.json_response({"detail": "limit and offset must be integers"}, status=422)
         if not 1 <= limit <= MAX_PAGE or offset < 0:
             return web.json_response({"detail": "limit must be 1..100 and offset >= 0"}, status=422)
-        mine = self.recordings.list(api_key)
+        mine = [r for r in self.recordings.list(api_key) if not self.recording_hidden(r)]
         page = [r.summary() for r in mine[offset : offset + limit]]
         return web.json_response({"recordings": page, "total": len(mine), "limit": limit, "offset": offset})
 
