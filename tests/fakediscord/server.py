@@ -126,6 +126,95 @@ class InteractionRecord:
     component_message_id: int | None = None
 
 
+# Discord's messages for the error codes tests inject most (any code may be given with its own message).
+ERROR_MESSAGES = {
+    0: "General error",
+    10003: "Unknown Channel",
+    10008: "Unknown Message",
+    10015: "Unknown Webhook",
+    10062: "Unknown interaction",
+    40005: "Request entity too large",
+    50001: "Missing Access",
+    50007: "Cannot send messages to this user",
+    50013: "Missing Permissions",
+    50027: "Invalid Webhook Token",
+}
+# What Discord's edge answers with when the API behind it fails: not JSON, not in the OpenAPI description.
+_EDGE_PAGES = {
+    502: ("text/html", "<html><head><title>502 Bad Gateway</title></head><body>cloudflare</body></html>"),
+    503: ("text/plain", "upstream connect error or disconnect/reset before headers. reset reason: overflow"),
+    504: (
+        "text/html",
+        "<html><head><title>504 Gateway Time-out</title></head><body>cloudflare</body></html>",
+    ),
+}
+
+
+@dataclass
+class Fault:
+    """One injected failure: which requests it refuses, how, how many more times, and whom it refused."""
+
+    method: str
+    pattern: re.Pattern[str]
+    status: int
+    code: int
+    message: str | None
+    times: int | None
+    retry_after: float
+    when: Callable[[RecordedRequest], bool] | None
+    hits: list[RecordedRequest] = field(default_factory=list)
+
+    def matches(self, recorded: RecordedRequest) -> bool:
+        """Whether this fault refuses `recorded` (and has refusals left)."""
+        return (
+            (self.times is None or self.times > 0)
+            and self.method in ("*", recorded.method)
+            and bool(self.pattern.search(recorded.path))
+            and (self.when is None or self.when(recorded))
+        )
+
+    def hit(self, recorded: RecordedRequest) -> None:
+        """Count one refusal."""
+        self.hits.append(recorded)
+        if self.times is not None:
+            self.times -= 1
+
+    def lift(self) -> None:
+        """Stop failing: the route works again."""
+        self.times = 0
+
+    def response(self) -> web.Response:
+        """The answer Discord gives for this failure."""
+        if self.status == 429:
+            body = {
+                "message": self.message or "You are being rate limited.",
+                "code": self.code,
+                "retry_after": self.retry_after,
+                "global": False,
+            }
+            response = _json(body, status=429)
+            response.headers.update(
+                {
+                    "Retry-After": str(max(1, round(self.retry_after))),
+                    "X-RateLimit-Limit": "5",
+                    "X-RateLimit-Remaining": "0",
+                    "X-RateLimit-Reset-After": str(self.retry_after),
+                    "X-RateLimit-Bucket": "fake-bucket",
+                    "X-RateLimit-Scope": "user",
+                    # Discord's own 429s come through its proxy; clients treat a 429 without `Via` as a
+                    # Cloudflare ban and do not retry.
+                    "Via": "1.1 google",
+                }
+            )
+            return response
+        if self.status in _EDGE_PAGES:
+            content_type, text = _EDGE_PAGES[self.status]
+            return web.Response(text=text, status=self.status, content_type=content_type)
+        if self.status >= 500:
+            return _error(self.status, 0, self.message or f"{self.status}: Internal Server Error")
+        return _error(self.status, self.code, self.message or ERROR_MESSAGES.get(self.code, "General error"))
+
+
 class FakeDiscord:
     """Discord's REST API on 127.0.0.1: answers the bot's routes, records everything, validates bodies."""
 
@@ -150,7 +239,8 @@ class FakeDiscord:
         self.dm_channels: dict[int, int] = {}
         self.closed_dms: set[int] = set()
         self._cdn: dict[str, tuple[bytes, str]] = {}
-        self._rate_limits: list[list[Any]] = []  # [method, pattern, times left, retry_after]
+        # Injected failures (`fail`, `rate_limit`), checked in order before any route runs.
+        self.faults: list[Fault] = []
         self.rate_limited: list[RecordedRequest] = []
         self._changed = asyncio.Condition()
         # Benchmarks switch validation off: it is the harness's work, not the bot's.
@@ -241,36 +331,40 @@ class FakeDiscord:
         """Make a channel known (messages to unknown channels get Discord's 404 Unknown Channel)."""
         self.channels.add(channel_id)
 
-    def rate_limit(self, method: str, pattern: str, *, times: int = 1, retry_after: float = 0.05) -> None:
+    def rate_limit(self, method: str, pattern: str, *, times: int = 1, retry_after: float = 0.05) -> Fault:
         """Answer the next `times` matching requests with Discord's 429 (the client must wait and retry)."""
-        self._rate_limits.append([method, re.compile(pattern), times, retry_after])
+        return self.fail(method, pattern, status=429, times=times, retry_after=retry_after)
 
-    def _limited(self, recorded: RecordedRequest) -> web.Response | None:
-        for rule in self._rate_limits:
-            method, pattern, left, retry_after = rule
-            if left > 0 and method == recorded.method and pattern.search(recorded.path):
-                rule[2] -= 1
-                self.rate_limited.append(recorded)
-                body = {
-                    "message": "You are being rate limited.",
-                    "code": 0,
-                    "retry_after": retry_after,
-                    "global": False,
-                }
-                headers = {
-                    "Retry-After": str(max(1, round(retry_after))),
-                    "X-RateLimit-Limit": "5",
-                    "X-RateLimit-Remaining": "0",
-                    "X-RateLimit-Reset-After": str(retry_after),
-                    "X-RateLimit-Bucket": "fake-bucket",
-                    "X-RateLimit-Scope": "user",
-                    # Discord's own 429s come through its proxy; clients treat a 429 without `Via` as a
-                    # Cloudflare ban and do not retry.
-                    "Via": "1.1 google",
-                }
-                response = _json(body, status=429)
-                response.headers.update(headers)
-                return response
+    def fail(
+        self,
+        method: str,
+        pattern: str,
+        *,
+        status: int,
+        code: int = 0,
+        message: str | None = None,
+        times: int | None = 1,
+        retry_after: float = 1.0,
+        when: Callable[[RecordedRequest], bool] | None = None,
+    ) -> Fault:
+        """Refuse matching requests the way Discord does, instead of carrying them out.
+
+        `method` is an HTTP method or "*"; `pattern` a regex searched in the API path; `when` narrows it
+        further (e.g. `lambda r: bool(r.files)` for uploads only). The next `times` matches fail (None: until
+        `fault.lift()`). 429s carry Retry-After and the rate-limit headers, 4xx Discord's JSON error (`code`,
+        `message`), 500 a JSON error, 502/504 Cloudflare's HTML page and 503 its proxy's plain text.
+        """
+        fault = Fault(method, re.compile(pattern), status, code, message, times, retry_after, when)
+        self.faults.append(fault)
+        return fault
+
+    def _fault_for(self, recorded: RecordedRequest) -> web.Response | None:
+        for fault in self.faults:
+            if fault.matches(recorded):
+                fault.hit(recorded)
+                if fault.status == 429:
+                    self.rate_limited.append(recorded)
+                return fault.response()
         return None
 
     def register_interaction(self, payload: Payload) -> None:
@@ -287,6 +381,10 @@ class FakeDiscord:
     def expire_token(self, token: str) -> None:
         """Make an interaction token behave like one older than 15 minutes (401 Invalid Webhook Token)."""
         self.interactions[token].expired = True
+
+    def delete_message(self, message_id: int) -> None:
+        """Delete a message as a moderator would (later edits of it get 404 Unknown Message)."""
+        self.messages[message_id].deleted = True
 
     def original_message(self, token: str) -> FakeMessage | None:
         """The interaction's original response message, if any."""
@@ -421,18 +519,7 @@ class FakeDiscord:
             self.schema_errors += self._validator.validate(
                 recorded.method, path, recorded.json, recorded.query
             )
-        limited = self._limited(recorded)
-        for method, pattern, handler in self._routes:
-            match = pattern.match(path)
-            if limited is not None:
-                response = limited
-                break
-            if method == request.method and match:
-                response = await handler(recorded, match)
-                break
-        else:
-            self.unhandled.append(recorded)
-            response = _error(404, 0, "404: Not Found")
+        response = self._fault_for(recorded) or await self._route(recorded)
         recorded.status = response.status
         if self._validator is not None:
             self.schema_errors += self._validator.validate_response(
@@ -441,6 +528,14 @@ class FakeDiscord:
         async with self._changed:
             self._changed.notify_all()
         return response
+
+    async def _route(self, recorded: RecordedRequest) -> web.Response:
+        for method, pattern, handler in self._routes:
+            match = pattern.match(recorded.path)
+            if method == recorded.method and match:
+                return await handler(recorded, match)
+        self.unhandled.append(recorded)
+        return _error(404, 0, "404: Not Found")
 
     async def _serve_cdn(self, request: web.Request) -> web.Response:
         item = self._cdn.get(request.match_info["name"])
@@ -709,7 +804,11 @@ def _numbered(components: list[Payload]) -> list[Payload]:
 
 def _body_of(response: web.Response) -> Any:
     """The JSON a response carries (None without a body), as the client will parse it."""
-    if not isinstance(response.body, bytes) or not response.body:
+    if (
+        not isinstance(response.body, bytes)
+        or not response.body
+        or response.content_type != "application/json"
+    ):
         return None
     return json.loads(response.body)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterator
 
 import discord
@@ -138,3 +139,41 @@ def test_validator_checks_queries_and_the_fakes_answers() -> None:
     assert validator.validate_response("POST", "/interactions/1/t/callback", 404, {"message": "x"})
     assert validator.validate_response("DELETE", "/channels/1/messages/2", 204, None) == []
     assert validator.validate_response("DELETE", "/channels/1/messages/2", 200, {"id": "2"})
+
+
+async def test_injected_faults_answer_like_discord(driver: BotDriver, fake_discord: FakeDiscord) -> None:
+    world = p.guild_world()
+    driver.add_guild(world)
+    channel = driver.client.get_partial_messageable(int(world.channel["id"]))
+    forbidden = fake_discord.fail("POST", r"^/channels/\d+/messages$", status=403, code=50013)
+    with pytest.raises(discord.Forbidden) as refused:
+        await channel.send("hello")
+    assert refused.value.code == 50013 and refused.value.text == "Missing Permissions"
+    message = await channel.send("hello again")  # times=1: the route works again
+    assert len(forbidden.hits) == 1 and fake_discord.channel_messages(channel.id)[0].id == message.id
+
+    # discord.py retries a 502 (Cloudflare's HTML page) after a second, and a 429 after its retry_after.
+    fake_discord.fail("PATCH", rf"/messages/{message.id}$", status=502)
+    fake_discord.rate_limit("PATCH", rf"/messages/{message.id}$", retry_after=0.05)
+    await message.edit(content="edited")
+    assert fake_discord.messages[message.id].content == "edited"
+    assert [r.status for r in fake_discord.requests_to("PATCH", ".")] == [502, 429, 200]
+
+    # A 503 on the bot API is raised at once; `times=None` fails until lifted.
+    down = fake_discord.fail("*", rf"/messages/{message.id}$", status=503, times=None)
+    for _ in range(2):
+        with pytest.raises(discord.DiscordServerError):
+            await message.edit(content="not applied")
+    down.lift()
+    await message.edit(content="applied")
+    assert len(down.hits) == 2 and fake_discord.messages[message.id].content == "applied"
+
+    # `when` narrows a fault, e.g. to uploads only.
+    too_big = fake_discord.fail(
+        "POST", r"^/channels/\d+/messages$", status=413, code=40005, times=None, when=lambda r: bool(r.files)
+    )
+    with pytest.raises(discord.HTTPException) as over:
+        await channel.send(file=discord.File(io.BytesIO(b"x" * 100), "big.bin"))
+    assert over.value.status == 413 and over.value.code == 40005
+    await channel.send("text still works")
+    assert len(too_big.hits) == 1
