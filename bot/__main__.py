@@ -16,6 +16,11 @@ def build_parser() -> argparse.ArgumentParser:
     emulator.add_argument("--host", default="127.0.0.1")
     emulator.add_argument("--port", type=int, default=0, help="0 picks a free port")
     emulator.add_argument("--api-key", default=None, help="accepted API key (default: the development key)")
+    emulator.add_argument(
+        "--recordings-dir",
+        default=None,
+        help="keep recordings here, across restarts (default: a temporary folder removed on exit)",
+    )
     limits = emulator.add_argument_group("limits and video (default: the platform's values)")
     limits.add_argument("--concurrency-limit", type=int, help="sessions per key, then 429 (default 5)")
     limits.add_argument("--streamer-slots", type=int, help="sessions in total, then 503 (default 16)")

@@ -53,5 +53,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         if args.idle_timeout < 0:
             raise SystemExit(f"emulator: --idle-timeout must be 0 (never) or more (got {args.idle_timeout})")
         overrides["idle_timeout_seconds"] = args.idle_timeout or None
+    if args.recordings_dir:
+        overrides["recordings_dir"] = args.recordings_dir
     api_key = args.api_key or DEV_API_KEY
     return EmulatorConfig(host=args.host, port=args.port, api_keys={api_key: ApiKey()}, **overrides)

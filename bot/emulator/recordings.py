@@ -9,6 +9,9 @@ import json
 import logging
 import shutil
 import tempfile
+import time
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from fractions import Fraction
@@ -27,6 +30,11 @@ VIDEO_FILE = "video.mp4"
 PREVIEW_FILE = "preview.mp4"
 THUMBNAIL_FILE = "thumbnail.jpg"
 EVENTS_FILE = "events.jsonl"
+# Kept beside a recording in a configured folder, so a restarted emulator can finish and serve it.
+JOURNAL_FILE = "journal.jsonl"  # the stream's start, every outfit change, its end, "written" once done
+PROGRESS_FILE = "progress"  # wall-clock time the stream was last seen running (for a stream cut by a kill)
+PHOTO_FILE = "photo"  # the stream's input image, to render its scenes again
+PROGRESS_INTERVAL_SECONDS = 0.5
 WRITE_TIMEOUT_SECONDS = 10.0  # how long GET /recordings waits for files before answering without links
 
 
@@ -142,6 +150,11 @@ class RecordingStore:
         self.root.mkdir(parents=True, exist_ok=True)
         self._recordings: dict[str, Recording] = {}
         self._writers: set[asyncio.Task[None]] = set()
+        # Only a configured folder outlives the process, so only then are running streams journaled (by one
+        # thread, in order). No fsync: a killed process loses nothing the kernel already has.
+        self._journal = None if root is None else ThreadPoolExecutor(1, thread_name_prefix="emulator-journal")
+        self._live: set[str] = set()  # journaled streams still running
+        self._ticker: asyncio.Task[None] | None = None
 
     def add(
         self,
@@ -167,10 +180,16 @@ class RecordingStore:
             directory=self.root / stream_id,
         )
         self._recordings[stream_id] = recording
-        task = asyncio.create_task(self._write(recording, segments, events))
+        if stream_id in self._live:
+            self._live.discard(stream_id)
+            self._journal_line(stream_id, {"kind": "end", "duration": duration_seconds, "events": events})
+        self._start_writer(self._write(recording, segments, events))
+        return recording
+
+    def _start_writer(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
         self._writers.add(task)
         task.add_done_callback(self._writers.discard)
-        return recording
 
     async def _write(
         self, recording: Recording, segments: list[Segment], events: list[dict[str, Any]]
@@ -196,6 +215,7 @@ class RecordingStore:
                 segments[0].scene.first_frame,
                 events,
             )
+            self._journal_line(recording.stream_id, {"kind": "written"})
         except Exception:
             log.exception("writing recording %s failed", recording.stream_id)
             recording.failed = True
@@ -240,11 +260,233 @@ class RecordingStore:
 
     async def cancel_writers(self) -> None:
         """Stop the writers that have not finished (their render-thread work still runs to its end)."""
-        for task in list(self._writers):
+        for task in [*self._writers, *([self._ticker] if self._ticker else [])]:
             task.cancel()
         await asyncio.gather(*self._writers, return_exceptions=True)
+        if self._journal is not None:
+            await asyncio.to_thread(self._journal.shutdown, True)
 
     async def remove_files(self) -> None:
         """Remove the files, unless they live in a configured folder; call once no thread writes."""
         if self._owns_root:
             await asyncio.to_thread(shutil.rmtree, self.root, True)
+
+    # ---- surviving a restart (configured folder only) ------------------------------------------------
+
+    def stream_started(
+        self,
+        stream_id: str,
+        owner: str,
+        segment: Segment,
+        started_at: float,
+        image_bytes: bytes | None,
+        event: dict[str, Any],
+    ) -> None:
+        """Journal a stream as it starts, so an emulator restarted after a kill can still record it."""
+        if self._journal is None:
+            return
+        width, height = segment.scene.size
+        start = {
+            "kind": "start",
+            "stream_id": stream_id,
+            "owner": owner,
+            "width": width,
+            "height": height,
+            "fps": self._fps,
+            "started_at": started_at,
+            "photo": image_bytes is not None,
+        }
+        self._live.add(stream_id)
+        self._submit(_begin_journal, self.root / stream_id, start, image_bytes)
+        self.stream_updated(stream_id, segment, event)
+        if self._ticker is None or self._ticker.done():
+            self._ticker = asyncio.create_task(self._mark_progress())
+
+    def stream_updated(self, stream_id: str, segment: Segment, event: dict[str, Any]) -> None:
+        """Journal a running stream's new segment (an outfit change) and its event."""
+        if stream_id not in self._live:
+            return
+        before = segment.transition_from
+        line = {
+            "kind": "segment",
+            "t": segment.start_seconds,
+            "prompt": segment.scene.prompt,
+            "from": None if before is None else before.prompt,
+            "transition_start": segment.transition_start,
+            "event": event,
+        }
+        self._journal_line(stream_id, line)
+
+    async def _mark_progress(self) -> None:
+        # How long a stream cut by a kill ran: the last mark, at most this interval short.
+        while self._live:
+            now = time.time()
+            for stream_id in self._live:
+                self._submit(_write_progress, self.root / stream_id, now)
+            await asyncio.sleep(PROGRESS_INTERVAL_SECONDS)
+
+    def _journal_line(self, stream_id: str, line: dict[str, Any]) -> None:
+        if self._journal is not None:
+            self._submit(_append_line, self.root / stream_id / JOURNAL_FILE, line)
+
+    def _submit(self, function: Callable[..., None], *args: object) -> None:
+        if self._journal is None:
+            return
+        try:
+            future = self._journal.submit(function, *args)
+        except RuntimeError:  # shut down: the emulator is stopping
+            return
+        future.add_done_callback(_log_failure)
+
+    async def resume(self) -> None:
+        """Serve an earlier run's recordings from the configured folder; finish those it could not write.
+
+        A stream cut by a kill ends at its last progress mark and is marked ended by `streamer_restarted`.
+        """
+        if self._journal is None:
+            return
+        for stored in await asyncio.to_thread(_read_journals, self.root):
+            if stored.stream_id in self._recordings:
+                continue
+            fps = self._fps if not stored.complete else stored.fps
+            recording = Recording(
+                stream_id=stored.stream_id,
+                owner=stored.owner,
+                width=stored.width,
+                height=stored.height,
+                started_at=stored.started_at,
+                ended_at=stored.started_at + stored.duration,
+                fps=fps,
+                frame_count=max(1, round(stored.duration * fps)),
+                directory=self.root / stored.stream_id,
+            )
+            self._recordings[stored.stream_id] = recording
+            if stored.complete:
+                recording.ready.set()
+                continue
+            if not stored.ended:
+                ended = {
+                    "type": "stream_ended",
+                    "t": round(stored.duration, 3),
+                    "reason": "streamer_restarted",
+                }
+                stored.events.append(ended)
+                line = {"kind": "end", "duration": stored.duration, "events": stored.events}
+                self._journal_line(stored.stream_id, line)
+            self._start_writer(self._write_again(recording, stored))
+
+    async def _write_again(self, recording: Recording, stored: StoredStream) -> None:
+        try:
+            image = await asyncio.to_thread(_read_photo, recording.directory) if stored.photo else None
+            size = (stored.width, stored.height)
+            library = self._library
+            segments = []
+            for line in stored.segments:
+                scene = await library.scene(size, str(line["prompt"]), image)
+                before = line.get("from")
+                old = None if before is None else await library.scene(size, str(before), image)
+                start = min(int(line.get("transition_start", 0)), library.loop_frames - 1)
+                segments.append(Segment(float(line["t"]), scene, old, start))
+            if not segments:
+                raise ValueError("the journal has no segment")
+        except Exception:
+            log.exception("recording %s could not be rebuilt after a restart", recording.stream_id)
+            recording.failed = True
+            recording.ready.set()
+            return
+        await self._write(recording, segments, stored.events)
+
+
+@dataclass
+class StoredStream:
+    """What a journal says about one stream of an earlier run."""
+
+    stream_id: str
+    owner: str
+    width: int
+    height: int
+    fps: int
+    started_at: float
+    photo: bool
+    segments: list[dict[str, Any]]
+    events: list[dict[str, Any]]
+    duration: float
+    ended: bool
+    complete: bool
+
+
+def _log_failure(future: Future[None]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("journaling a recording failed", exc_info=future.exception())
+
+
+def _begin_journal(directory: Path, start: dict[str, Any], image: bytes | None) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    if image is not None:
+        (directory / PHOTO_FILE).write_bytes(image)
+    _append_line(directory / JOURNAL_FILE, start)
+
+
+def _append_line(path: Path, line: dict[str, Any]) -> None:
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(line) + "\n")
+
+
+def _write_progress(directory: Path, now: float) -> None:
+    temporary = directory / (PROGRESS_FILE + ".tmp")
+    temporary.write_text(repr(now), encoding="utf-8")
+    temporary.replace(directory / PROGRESS_FILE)  # atomic: a kill never leaves half a number
+
+
+def _read_photo(directory: Path) -> bytes:
+    return (directory / PHOTO_FILE).read_bytes()
+
+
+def _read_journals(root: Path) -> list[StoredStream]:
+    found = []
+    for journal in sorted(root.glob(f"*/{JOURNAL_FILE}")):
+        try:
+            stored = _read_journal(journal.parent)
+        except (OSError, ValueError, KeyError, TypeError):
+            log.warning("unreadable recording journal %s", journal, exc_info=True)
+            continue
+        if stored is not None:
+            found.append(stored)
+    return found
+
+
+def _read_journal(directory: Path) -> StoredStream | None:
+    lines = []
+    for text in (directory / JOURNAL_FILE).read_text(encoding="utf-8").splitlines():
+        try:
+            lines.append(json.loads(text))
+        except ValueError:
+            break  # a line cut short by the kill; nothing after it was written
+    if not lines or lines[0].get("kind") != "start" or lines[0].get("stream_id") != directory.name:
+        return None
+    start = lines[0]
+    segments = [line for line in lines if line.get("kind") == "segment"]
+    end = next((line for line in lines if line.get("kind") == "end"), None)
+    if end is not None:
+        duration, events = float(end["duration"]), list(end["events"])
+    else:
+        progress = directory / PROGRESS_FILE
+        last_seen = float(progress.read_text(encoding="utf-8")) if progress.is_file() else start["started_at"]
+        duration = max(0.0, last_seen - float(start["started_at"]))
+        events = [line["event"] for line in segments if isinstance(line.get("event"), dict)]
+    written = any(line.get("kind") == "written" for line in lines)
+    files = (VIDEO_FILE, PREVIEW_FILE, THUMBNAIL_FILE, EVENTS_FILE)
+    return StoredStream(
+        stream_id=directory.name,
+        owner=str(start["owner"]),
+        width=int(start["width"]),
+        height=int(start["height"]),
+        fps=int(start.get("fps", 0)) or 1,
+        started_at=float(start["started_at"]),
+        photo=bool(start.get("photo")),
+        segments=segments,
+        events=events,
+        duration=duration,
+        ended=end is not None,
+        complete=written and all((directory / name).is_file() for name in files),
+    )
