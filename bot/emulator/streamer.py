@@ -352,6 +352,14 @@ class StreamerConnection:
         )
         stream.segments.append(Segment(0.0, scene))
         stream.log_event("stream_started", prompt=scene.prompt, portrait=portrait, image=image is not None)
+        self.emulator.recordings.stream_started(
+            stream.stream_id,
+            self.session.api_key,
+            stream.segments[0],
+            stream.started_at,
+            image,
+            stream.events[-1],
+        )
         self.stream = stream
         self._send({"type": "stream_started", "stream_id": stream.stream_id, "applied_prompt": scene.prompt})
         if message.get("broadcast") is True:
@@ -382,6 +390,7 @@ class StreamerConnection:
         stream.segments.append(Segment(stream.elapsed(), scene, stream.scene, position))
         stream.scene = scene
         stream.log_event("update", prompt=scene.prompt)
+        self.emulator.recordings.stream_updated(stream.stream_id, stream.segments[-1], stream.events[-1])
         self._send({"type": "update_acknowledged", "prompt": scene.prompt})
 
     def _finish_stream(self, why: str) -> None:
