@@ -130,6 +130,7 @@ class Emulator:
         runner = web.AppRunner(self._build_app(), handle_signals=False, access_log=None)
         self._runner = runner
         try:
+            await self.recordings.resume()  # an earlier run's recordings, when the folder is configured
             await runner.setup()
             await web.TCPSite(runner, self.config.host, self.config.port).start()
         except BaseException:
