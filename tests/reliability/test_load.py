@@ -1,0 +1,379 @@
+"""Load: a burst of 200 slash commands while every slot streams, and members who click twice.
+
+The real bot runs against the fake Discord (schema-checked) and the emulator (real WebRTC on loopback), with
+a real SQLite file. Engine slots are 4 and 4 sessions stream, so every `/tryon start` of the burst queues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import random
+import re
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.bench_ack import Latencies
+from bot.app import TryOnBot
+from bot.config import BotConfig
+from bot.emulator import Emulator
+from bot.tryon.session import SessionState
+from tests.cogs.conftest import emulator_config, photo_option, session_id_of, status_message, wait_status
+from tests.fakediscord import BotDriver, Delivered, FakeDiscord
+from tests.fakediscord import payloads as p
+from tests.fakediscord.server import LOADING
+from tests.reliability.conftest import assert_nothing_running, assert_settled_once, loop_lag_probe
+
+pytestmark = pytest.mark.timeout(120)
+
+SLOTS = 4
+QUEUE_CAP = 10  # the engine's default queue_cap_per_guild
+DISCORD_ACK_SECONDS = 3.0
+BLOCKED_WORD = "fur"
+ON_ITS_WAY = re.compile(r"Your try-on `([A-Za-z0-9_-]+)` is on its way")
+POSITION = re.compile(r"Waiting in line: position \*\*(\d+)\*\*")
+OUTFITS = ["red summer dress", "blue denim jacket", "green wool coat", "black tuxedo", "yellow raincoat"]
+
+
+@pytest.fixture
+def bot_config(tmp_path: Path, emulator: Emulator) -> BotConfig:
+    """Four slots, so four streaming sessions hold every one and each new start queues."""
+    config = emulator_config(tmp_path, emulator)
+    return dataclasses.replace(config, engine=dataclasses.replace(config.engine, slots=SLOTS))
+
+
+# ----- the fair order, written out independently of bot.tryon.queue ----------------------------------------
+
+
+class ExpectedLine:
+    """The spec of the waiting line: guilds take turns (the one just served goes last), FIFO inside one."""
+
+    def __init__(self, rotation: Sequence[int], admitted: Iterable[tuple[str, int]]) -> None:
+        self.lines: dict[int, list[str]] = {guild: [] for guild in rotation}
+        for session_id, guild in admitted:
+            self.lines[guild].append(session_id)
+
+    def order(self) -> list[str]:
+        """Every waiting session, first to be served first."""
+        lines = [line for line in self.lines.values() if line]
+        depth = max((len(line) for line in lines), default=0)
+        return [line[turn] for turn in range(depth) for line in lines if turn < len(line)]
+
+    def positions(self) -> dict[str, int]:
+        """1-based position of each waiting session."""
+        return {session_id: index for index, session_id in enumerate(self.order(), start=1)}
+
+    def serve(self) -> str:
+        """The next session to get a slot; its guild moves to the back of the rotation."""
+        guild, line = next((g, line) for g, line in self.lines.items() if line)
+        served = line.pop(0)
+        del self.lines[guild]
+        self.lines[guild] = line
+        return served
+
+    def cancel(self, session_id: str) -> None:
+        """Leave the line (the guild keeps its turn unless its line empties)."""
+        for guild, line in list(self.lines.items()):
+            if session_id in line:
+                line.remove(session_id)
+                if not line:
+                    del self.lines[guild]
+
+
+# ----- helpers -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Member:
+    """One member of one guild and where they act."""
+
+    name: str
+    guild: p.GuildWorld
+    ctx: p.InteractionContext
+
+    @property
+    def user_id(self) -> int:
+        return int(self.ctx.member["user"]["id"])  # type: ignore[index]
+
+
+@dataclass
+class Sent:
+    """One interaction of the burst: who sent what, and what the fake recorded for it."""
+
+    member: Member
+    command: str
+    kind: str  # what the test expects of it: "start", "pdf", "blocked", "duplicate", "read", "steer"
+    delivered: Delivered | None = None
+
+    @property
+    def token(self) -> str:
+        assert self.delivered is not None
+        return self.delivered.token
+
+    @property
+    def delivered_at(self) -> float:
+        assert self.delivered is not None
+        return self.delivered.delivered_at
+
+
+def final_text(fake: FakeDiscord, token: str) -> str | None:
+    """What the member finally reads for an interaction, once it is no longer "thinking" or checking."""
+    callback = fake.callbacks.get(token)
+    if callback is None:
+        return None
+    if callback.json["type"] == 4:
+        return str(callback.json["data"]["content"])
+    original = fake.original_message(token)
+    if original is None or original.flags & LOADING or original.content == "Checking your photo…":
+        return None
+    return original.content or None
+
+
+def shown_position(fake: FakeDiscord, token: str) -> int | None:
+    """The queue position the member's status message shows, if it shows one."""
+    status = status_message(fake, token)
+    match = POSITION.search(status.text) if status is not None else None
+    return int(match.group(1)) if match else None
+
+
+async def positions_settle(
+    fake: FakeDiscord, start_tokens: dict[str, str], expected: dict[str, int], within: float = 15.0
+) -> None:
+    """Wait until every queued member's status message shows the expected position; fail with the diff."""
+
+    def shown() -> dict[str, int | None]:
+        return {sid: shown_position(fake, start_tokens[sid]) for sid in expected}
+
+    with contextlib.suppress(TimeoutError):
+        await fake.wait_for(lambda: shown() == expected, within)
+    assert shown() == expected
+
+
+async def deliver_burst(driver: BotDriver, burst: Sequence[Sent], fake: FakeDiscord) -> None:
+    """Deliver back to back, one gateway dispatch per loop iteration (as the gateway reader does)."""
+    for index, sent in enumerate(burst):
+        options: dict[str, Any] = {}
+        if sent.kind in ("start", "duplicate"):
+            options = {"photo": photo_option(fake), "outfit": OUTFITS[index % len(OUTFITS)]}
+        elif sent.kind == "pdf":
+            options = {"photo": photo_option(fake, b"%PDF-1.4", "application/pdf"), "outfit": "red coat"}
+        elif sent.kind == "blocked":
+            options = {"photo": photo_option(fake), "outfit": f"a {BLOCKED_WORD.upper()} coat"}
+        elif sent.kind == "steer":
+            options = {"prompt": OUTFITS[index % len(OUTFITS)]}
+        sent.delivered = driver.command(sent.member.ctx, sent.command, **options)
+        await asyncio.sleep(0)
+
+
+async def start_streaming(driver: BotDriver, members: Sequence[Member]) -> dict[int, str]:
+    """Start one session per member and wait until all stream; returns user id -> session id."""
+    fake = driver.fake
+    starts = [
+        driver.command(m.ctx, "tryon start", photo=photo_option(fake), outfit=OUTFITS[i])
+        for i, m in enumerate(members)
+    ]
+    statuses = [await wait_status(fake, s.token, "Streaming live") for s in starts]
+    return {m.user_id: session_id_of(status) for m, status in zip(members, statuses, strict=True)}
+
+
+def members_of(driver: BotDriver, world: p.GuildWorld, prefix: str, count: int) -> list[Member]:
+    return [
+        Member(f"{prefix}-{i}", world, driver.context(world, world.add_member(f"{prefix}-{i}")))
+        for i in range(count)
+    ]
+
+
+# ----- (a) the burst -------------------------------------------------------------------------------------
+
+
+async def test_burst_of_200_commands_while_every_slot_streams(
+    driver: BotDriver, bot: TryOnBot, fake_discord: FakeDiscord
+) -> None:
+    fake, store, manager = fake_discord, bot.runtime.store, bot.runtime.engine.manager
+    # One busy guild (whose members also hold every slot) and four quieter ones: 18 + 4 x 8 = 50 members.
+    busy = p.guild_world("busy")
+    quiet = [p.guild_world(f"quiet{i}") for i in range(4)]
+    for world in (busy, *quiet):
+        driver.add_guild(world)
+        await store.guilds.add_blocked_word(world.guild_id, BLOCKED_WORD, moderator_id=None)
+    streamers = members_of(driver, busy, "streamer", SLOTS)
+    busy_starters = members_of(driver, busy, "busy", 14)
+    quiet_members = [members_of(driver, world, f"q{i}", 8) for i, world in enumerate(quiet)]
+    everyone = [*streamers, *busy_starters, *(m for ms in quiet_members for m in ms)]
+    assert len(everyone) == 50
+
+    streaming = await start_streaming(driver, streamers)
+
+    # The mix: each quiet guild has 6 valid starts, a PDF "photo" and a blocklisted outfit; the busy guild
+    # sends 14 starts into a queue capped at 10; 8 members start twice; everyone reads status/quota/history;
+    # the streamers also steer.
+    rng = random.Random(5)
+    starts: list[Sent] = [Sent(m, "tryon start", "start") for m in busy_starters]
+    for members in quiet_members:
+        starts += [Sent(m, "tryon start", "start") for m in members[:6]]
+        starts += [Sent(members[6], "tryon start", "pdf"), Sent(members[7], "tryon start", "blocked")]
+    non_streamers = [m for m in everyone if m not in streamers]
+    duplicates = [
+        Sent(m, "tryon start", "duplicate") for m in busy_starters[:4] + [ms[0] for ms in quiet_members]
+    ]
+    reads = [Sent(m, f"tryon {c}", "read") for m in non_streamers for c in ("status", "quota")]
+    reads += [Sent(m, "tryon history", "read") for m in rng.sample(non_streamers, 38)]
+    streamer_commands = [
+        Sent(m, f"tryon {c}", "read") for m in streamers for c in ("status", "quota", "history")
+    ]
+    streamer_commands += [Sent(m, "tryon outfit", "steer") for m in streamers]
+    rest = [*duplicates, *reads, *streamer_commands]
+    rng.shuffle(rest)
+    # The busy guild's members rush in first: the others arrive behind them and must not wait behind all.
+    busy_first = [s for s in starts if s.member.guild is busy]
+    others = [s for s in starts if s.member.guild is not busy] + rest
+    rng.shuffle(others)
+    burst = busy_first + others
+    assert len(burst) == 200
+
+    async with loop_lag_probe() as lag:
+        await deliver_burst(driver, burst, fake)
+        tokens = [sent.token for sent in burst]
+        await fake.wait_for(lambda: all(t in fake.callbacks for t in tokens), 30)
+    acks = Latencies([fake.callbacks[s.token].received_at - s.delivered_at for s in burst])
+    report(
+        f"acknowledged {len(acks.values)}/{len(burst)}: p50 {acks.p50 * 1000:.0f} ms, "
+        f"p99 {acks.quantile(0.99) * 1000:.0f} ms, max {max(acks.values) * 1000:.0f} ms; "
+        f"loop lag max {lag.worst_ms:.0f} ms"
+    )
+    assert max(acks.values) < DISCORD_ACK_SECONDS
+
+    # Every interaction gets a final answer in words, and the right one.
+    await fake.wait_for(lambda: all(final_text(fake, t) for t in tokens), 40)
+    admitted: dict[int, str] = {}  # user id -> session id
+    start_tokens: dict[str, str] = {}  # session id -> token of the start that admitted it
+    for sent in burst:
+        text = final_text(fake, sent.token) or ""
+        assert "went wrong" not in text, (sent.command, text)
+        original = fake.original_message(sent.token)
+        assert original is None or original.ephemeral, (sent.command, text)
+        if sent.kind == "pdf":
+            assert "Please attach a photo" in text
+        elif sent.kind == "blocked":
+            assert "a word this server doesn't allow" in text
+        elif sent.kind in ("start", "duplicate"):
+            if match := ON_ITS_WAY.search(text):
+                assert sent.member.user_id not in admitted, f"{sent.member.name} got two sessions"
+                admitted[sent.member.user_id] = match.group(1)
+                start_tokens[match.group(1)] = sent.token
+            elif sent.member.guild is busy and "queue for this server is full" in text:
+                pass
+            else:
+                assert "already have a try-on running" in text, (sent.member.name, text)
+    for sent in burst:
+        if "already have a try-on running" in (final_text(fake, sent.token) or ""):
+            assert sent.member.user_id in admitted  # refused only because one of theirs got in
+    quiet_starters = [m for ms in quiet_members for m in ms[:6]]
+    assert all(m.user_id in admitted for m in quiet_starters)
+    assert sum(m.user_id in admitted for m in busy_starters) == QUEUE_CAP
+    assert len(admitted) == len(quiet_starters) + QUEUE_CAP
+
+    # No session lost: each admitted one waits, in the engine and in SQLite; the streamers still stream.
+    queued_ids = set(admitted.values())
+    engine_states = {s.id: s.state for s in manager.sessions()}
+    assert engine_states == dict.fromkeys(queued_ids, SessionState.QUEUED) | dict.fromkeys(
+        streaming.values(), SessionState.STREAMING
+    )
+    rows = await stored_rows(store.path)
+    assert {sid: state for sid, _, state in rows} == dict.fromkeys(queued_ids, "queued") | dict.fromkeys(
+        streaming.values(), "streaming"
+    )
+
+    # Positions: what each member is shown is the fair order (written out in ExpectedLine) of the order
+    # SQLite saw them admitted in; guilds take turns although the busy guild's members arrived first.
+    waiting = [(sid, guild) for sid, guild, state in rows if state == "queued"]
+    rotation = list(dict.fromkeys(guild for _, guild in waiting))
+    line = ExpectedLine(rotation, waiting)
+    assert manager.queue.positions() == line.positions()
+    await positions_settle(fake, start_tokens, line.positions())
+    assert_round_robin(line.order(), dict(waiting))
+    report(f"queue of {len(line.order())}: guild turns {turns_of(line.order(), dict(waiting))}")
+
+    # Cancel all but five, spread over the guilds; the five move up, still in fair order.
+    by_guild: dict[int, list[str]] = {}
+    for sid, guild in waiting:
+        by_guild.setdefault(guild, []).append(sid)
+    keep = {*by_guild[busy.guild_id][:2], by_guild[quiet[0].guild_id][0]}
+    keep |= {by_guild[quiet[2].guild_id][1], by_guild[quiet[3].guild_id][2]}
+    owner = {sid: uid for uid, sid in admitted.items()}
+    member_of = {m.user_id: m for m in everyone}
+    cancels = [driver.command(member_of[owner[sid]].ctx, "tryon stop") for sid in queued_ids - keep]
+    for cancel in cancels:
+        assert (await cancel.reply(within=20)).content.startswith("Ending your try-on")
+    for sid in queued_ids - keep:
+        line.cancel(sid)
+        await wait_status(fake, start_tokens[sid], "Cancelled", within=20)
+    await positions_settle(fake, start_tokens, line.positions())
+
+    # Each streamer that ends frees its slot for the head of the line, nobody else.
+    for streamer in streamers:
+        head = line.serve()
+        assert (await driver.command(streamer.ctx, "tryon stop").reply()).content.startswith("Ending")
+        await wait_status(fake, start_tokens[head], "Connecting", "Streaming live", within=30)
+        await positions_settle(fake, start_tokens, line.positions())
+    assert len(line.order()) == 1
+
+    # End everything; every session settled exactly once (refunds for the queue, charges for streams).
+    for sid in keep:
+        assert (await driver.command(member_of[owner[sid]].ctx, "tryon stop").reply()).content
+    await until(lambda: not manager.sessions(), 40)
+    assert_nothing_running(bot)
+    for sid in queued_ids - keep:
+        assert await assert_settled_once(store, sid) == 0
+    for sid in [*keep, *streaming.values()]:
+        await assert_settled_once(store, sid)
+    for sid in streaming.values():
+        assert await assert_settled_once(store, sid) > 0
+    final_states = {sid: state for sid, _, state in await stored_rows(store.path)}
+    assert set(final_states) == queued_ids | set(streaming.values())
+    assert set(final_states.values()) <= {"done", "cancelled"}
+
+
+def turns_of(order: Sequence[str], guild_of: dict[str, int]) -> list[int]:
+    """For each place in the line, which turn of its guild it is (0: the guild's first waiting member)."""
+    seen: dict[int, int] = {}
+    turns = []
+    for sid in order:
+        guild = guild_of[sid]
+        turns.append(seen.get(guild, 0))
+        seen[guild] = seen.get(guild, 0) + 1
+    return turns
+
+
+def assert_round_robin(order: Sequence[str], guild_of: dict[str, int]) -> None:
+    """Nobody's second turn comes before every guild's first: turns never go down along the line."""
+    turns = turns_of(order, guild_of)
+    assert turns == sorted(turns), turns
+
+
+async def stored_rows(path: Path) -> list[tuple[str, int, str]]:
+    """(id, guild, state) of every session row, in the order they were written, read with plain sqlite3."""
+
+    def read() -> list[tuple[str, int, str]]:
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            return list(conn.execute("SELECT id, guild_id, state FROM sessions ORDER BY rowid"))
+
+    return await asyncio.to_thread(read)
+
+
+async def until(check: Callable[[], object], within: float) -> None:
+    """Poll engine state that no Discord request announces."""
+    async with asyncio.timeout(within):
+        while not check():  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+
+
+def report(line: str) -> None:
+    """Figures for docs/reliability.md (shown with `pytest -s`)."""
+    print(f"[load] {line}")
