@@ -14,17 +14,13 @@ from bot.store.records import AuditEntry, QuotaLimits
 from bot.store.store import month_start
 from bot.tryon.prompts import normalise_blocklist_entry
 from bot.tryon.session import EndReason
+from cogs.utils.checks import is_moderator
 from cogs.utils.formatting import audit_line, duration, limits_text, quote_safely, timestamp
 from cogs.utils.modlog import post_to_mod_log
 
 DAY = 86400.0
 Minutes = app_commands.Range[float, 0, 44640]  # up to a 31-day month
 Sessions = app_commands.Range[int, 0, 10000]
-
-
-def is_moderator(interaction: discord.Interaction[TryOnBot]) -> bool:
-    """Manage Server in this guild (what `default_permissions` hides the commands behind)."""
-    return interaction.guild is not None and interaction.permissions.manage_guild
 
 
 def _limits(
