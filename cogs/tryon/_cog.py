@@ -30,6 +30,7 @@ from cogs.tryon.outlet import SessionOutlet
 from cogs.tryon.presenter import DiscordPresenter, presenter_for_bot
 from cogs.tryon.render import history_line, quota_text, recording_links_text, status_line
 from cogs.tryon.views import ForgetConfirmation, HistoryPages, OutfitModal, SessionButton
+from cogs.utils.checks import is_moderator
 from cogs.utils.formatting import duration
 from cogs.utils.modlog import post_to_mod_log
 
@@ -278,7 +279,7 @@ class TryOn(
         record = await self.bot.runtime.store.sessions.find(self._guild_id(interaction), session_id)
         if record is None:
             raise NoSuchSession()
-        if record.user_id == interaction.user.id or interaction.permissions.manage_guild:
+        if record.user_id == interaction.user.id or is_moderator(interaction):
             return True
         raise NotAllowed("Only the member who started this try-on (or a moderator) can use these buttons.")
 
@@ -350,7 +351,7 @@ class TryOn(
         guild_id = self._guild_id(interaction)
         record = await self.bot.runtime.store.sessions.find(guild_id, id)
         if record is None or (
-            record.user_id != interaction.user.id and not interaction.permissions.manage_guild
+            record.user_id != interaction.user.id and not is_moderator(interaction)
         ):
             raise NoSuchSession("No try-on of yours has that id in this server.")
         await interaction.response.defer(ephemeral=True, thinking=True)
