@@ -25,7 +25,7 @@ from bot.config import BotConfig
 from bot.emulator import Emulator
 from bot.tryon.session import SessionState
 from tests.cogs.conftest import emulator_config, photo_option, session_id_of, status_message, wait_status
-from tests.fakediscord import BotDriver, Delivered, FakeDiscord
+from tests.fakediscord import BotDriver, Delivered, FakeDiscord, FakeMessage
 from tests.fakediscord import payloads as p
 from tests.fakediscord.server import LOADING
 from tests.reliability.conftest import assert_nothing_running, assert_settled_once, loop_lag_probe
@@ -42,10 +42,16 @@ OUTFITS = ["red summer dress", "blue denim jacket", "green wool coat", "black tu
 
 
 @pytest.fixture
-def bot_config(tmp_path: Path, emulator: Emulator) -> BotConfig:
-    """Four slots, so four streaming sessions hold every one and each new start queues."""
+def slots() -> int:
+    """Engine slots (a test parametrizes `slots` to change it)."""
+    return SLOTS
+
+
+@pytest.fixture
+def bot_config(tmp_path: Path, emulator: Emulator, slots: int) -> BotConfig:
+    """Four slots by default, so four streaming sessions hold every one and each new start queues."""
     config = emulator_config(tmp_path, emulator)
-    return dataclasses.replace(config, engine=dataclasses.replace(config.engine, slots=SLOTS))
+    return dataclasses.replace(config, engine=dataclasses.replace(config.engine, slots=slots))
 
 
 # ----- the fair order, written out independently of bot.tryon.queue ----------------------------------------
@@ -377,3 +383,168 @@ async def until(check: Callable[[], object], within: float) -> None:
 def report(line: str) -> None:
     """Figures for docs/reliability.md (shown with `pytest -s`)."""
     print(f"[load] {line}")
+
+
+# ----- (b) double clicks and concurrent commands from one member -------------------------------------------
+
+ALREADY = "already have a try-on running"
+
+
+async def acknowledged_in_time(fake: FakeDiscord, sent: Sequence[Delivered]) -> None:
+    """Every interaction is acknowledged, each within Discord's 3 s of its delivery."""
+    await fake.wait_for(lambda: all(d.token in fake.callbacks for d in sent), 10)
+    for delivered in sent:
+        assert fake.callbacks[delivered.token].received_at - delivered.delivered_at < DISCORD_ACK_SECONDS
+
+
+async def final_answers(fake: FakeDiscord, sent: Sequence[Delivered]) -> list[str]:
+    """What each member finally read, once every interaction has a final answer; none is an internal error."""
+    await acknowledged_in_time(fake, sent)
+    await fake.wait_for(lambda: all(final_text(fake, d.token) for d in sent), 30)
+    answers = [final_text(fake, d.token) or "" for d in sent]
+    assert not any("went wrong" in text for text in answers), answers
+    for delivered in sent:
+        original = fake.original_message(delivered.token)
+        assert original is None or original.ephemeral
+    return answers
+
+
+def recording_messages(fake: FakeDiscord, token: str) -> list[FakeMessage]:
+    """The final "Your try-on recording" messages of a session."""
+    return [
+        m
+        for m in fake.messages_for(token)
+        if m.embeds and str(m.embeds[0].get("title", "")).startswith("Your try-on recording")
+    ]
+
+
+def same_user_in(driver: BotDriver, world: p.GuildWorld, member: Member) -> Member:
+    """The same Discord user as a member of another guild."""
+    user = member.ctx.member["user"]  # type: ignore[index]
+    payload = p.member(user, roles=[int(world.member_role["id"])])
+    world.members.append(payload)
+    return Member(member.name, world, driver.context(world, payload))
+
+
+async def end_and_settle(
+    driver: BotDriver, bot: TryOnBot, member: Member, session_id: str, start_token: str
+) -> float:
+    """Stop the member's session, wait until it is over, check it settled once; returns seconds charged."""
+    await driver.command(member.ctx, "tryon stop").reply()
+    await wait_status(driver.fake, start_token, "Done after", "Cancelled", within=30)
+    await until(lambda: not bot.runtime.engine.manager.sessions(), 30)
+    return await assert_settled_once(bot.runtime.store, session_id)
+
+
+@pytest.mark.parametrize(
+    ("starts", "guilds"),
+    [(2, 1), (5, 1), (2, 2)],
+    ids=["start-twice", "start-five-times", "start-in-two-guilds"],
+)
+async def test_concurrent_starts_make_one_session(
+    driver: BotDriver, bot: TryOnBot, fake_discord: FakeDiscord, starts: int, guilds: int
+) -> None:
+    fake = fake_discord
+    worlds = [p.guild_world(f"g{i}") for i in range(guilds)]
+    for world in worlds:
+        driver.add_guild(world)
+    alice = members_of(driver, worlds[0], "alice", 1)[0]
+    places = [alice, *(same_user_in(driver, world, alice) for world in worlds[1:])]
+    sent = [
+        driver.command(places[i % guilds].ctx, "tryon start", photo=photo_option(fake), outfit=OUTFITS[i])
+        for i in range(starts)
+    ]
+
+    answers = await final_answers(fake, sent)
+    admitted = [
+        (d, m.group(1)) for d, text in zip(sent, answers, strict=True) if (m := ON_ITS_WAY.search(text))
+    ]
+    assert len(admitted) == 1, answers
+    assert sum(ALREADY in text for text in answers) == starts - 1, answers
+    ((start, session_id),) = admitted
+    rows = await stored_rows(bot.runtime.store.path)
+    assert [sid for sid, _, _ in rows] == [session_id]
+    assert [s.id for s in bot.runtime.engine.manager.sessions()] == [session_id]
+
+    await wait_status(fake, start.token, "Streaming live")
+    winner = places[sent.index(start) % guilds]
+    assert await end_and_settle(driver, bot, winner, session_id, start.token) > 0
+    assert len(recording_messages(fake, start.token)) == 1
+    assert_nothing_running(bot)
+
+
+STOPS = {
+    "stop-button-twice": ("button", "button"),
+    "stop-command-and-button": ("command", "button"),
+    "stop-command-twice": ("command", "command"),
+}
+
+
+@pytest.mark.parametrize("slots", [1])
+@pytest.mark.parametrize("queued", [False, True], ids=["streaming", "queued"])
+@pytest.mark.parametrize("how", list(STOPS.values()), ids=list(STOPS))
+async def test_concurrent_stops_end_once(
+    driver: BotDriver,
+    bot: TryOnBot,
+    fake_discord: FakeDiscord,
+    queued: bool,
+    how: tuple[str, str],
+) -> None:
+    fake = fake_discord
+    world = p.guild_world()
+    driver.add_guild(world)
+    alice, other = members_of(driver, world, "m", 2)
+    blocker: dict[int, str] = {}
+    if queued:  # someone else holds the only slot
+        blocker = await start_streaming(driver, [other])
+    start = driver.command(alice.ctx, "tryon start", photo=photo_option(fake), outfit="red coat")
+    status = await wait_status(fake, start.token, "Waiting in line" if queued else "Streaming live")
+    session_id = session_id_of(status)
+
+    def stop(way: str) -> Delivered:
+        if way == "button":
+            return driver.press(alice.ctx, status, f"tryon:stop:{session_id}")
+        return driver.command(alice.ctx, "tryon stop")
+
+    sent = [stop(way) for way in how]
+    answers = await final_answers(fake, sent)
+    assert any(text.startswith("Ending") for text in answers), answers
+    assert all(text.startswith("Ending") or "already finished" in text for text in answers), answers
+    final = await wait_status(fake, start.token, "Cancelled" if queued else "Done after", within=30)
+    assert final.components == []
+    charged = await assert_settled_once(bot.runtime.store, session_id)
+    assert charged == 0 if queued else charged > 0
+    assert len(recording_messages(fake, start.token)) == (0 if queued else 1)
+    rows = {sid: state for sid, _, state in await stored_rows(bot.runtime.store.path)}
+    assert rows[session_id] == ("cancelled" if queued else "done")
+    for user_id, blocking_id in blocker.items():
+        assert user_id == other.user_id
+        await driver.command(other.ctx, "tryon stop").reply()
+        await until(lambda: not bot.runtime.engine.manager.sessions(), 30)
+        await assert_settled_once(bot.runtime.store, blocking_id)
+    await until(lambda: not bot.runtime.engine.manager.sessions(), 30)
+    assert_nothing_running(bot)
+
+
+async def test_new_outfit_pressed_and_submitted_twice(
+    driver: BotDriver, bot: TryOnBot, fake_discord: FakeDiscord
+) -> None:
+    fake = fake_discord
+    world = p.guild_world()
+    driver.add_guild(world)
+    alice = members_of(driver, world, "alice", 1)[0]
+    start = driver.command(alice.ctx, "tryon start", photo=photo_option(fake), outfit="red coat")
+    status = await wait_status(fake, start.token, "Streaming live")
+    session_id = session_id_of(status)
+
+    presses = [driver.press(alice.ctx, status, f"tryon:outfit:{session_id}") for _ in range(2)]
+    await acknowledged_in_time(fake, presses)
+    modals = [fake.callbacks[d.token].json for d in presses]
+    assert [m["type"] for m in modals] == [9, 9]
+    modal_id = modals[0]["data"]["custom_id"]
+    await driver.modal_opened(modal_id)
+    text_input = modals[0]["data"]["components"][0]["components"][0]["custom_id"]
+    submits = [driver.submit(alice.ctx, modal_id, {text_input: "a blue denim jacket"}) for _ in range(2)]
+    await final_answers(fake, submits)
+    assert await end_and_settle(driver, bot, alice, session_id, start.token) > 0
+    assert_nothing_running(bot)
