@@ -63,6 +63,9 @@ class TryOn(
 
     def __init__(self, bot: TryOnBot) -> None:
         self.bot = bot
+        # (session id, outfit) being applied right now: a double submit of the modal is refused, not sent
+        # to the platform again with a second identical clip.
+        self._outfits_in_flight: set[tuple[str, str]] = set()
         super().__init__()
 
     @property
@@ -245,14 +248,21 @@ class TryOn(
     ) -> None:
         """Check and apply an outfit (command or modal); the clip follows as its own message."""
         session = self.manager.get(session_id, guild_id=self._guild_id(interaction))
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        budget = min(interaction.filesize_limit, self.bot.config.engine.snippet_budget_bytes)
+        in_flight = (session_id, " ".join(text.split()).casefold())
+        if in_flight in self._outfits_in_flight:
+            raise TryOnError("That outfit is already being applied.", reason="outfit_in_flight")
+        self._outfits_in_flight.add(in_flight)
         try:
-            await self._check_outfit(interaction, text)
-            await session.prompt(text, budget_bytes=budget)
-        except PromptRejected as error:
-            await self._prompt_refused(interaction, text, error, session_id)
-            raise
+            await interaction.response.defer(ephemeral=True, thinking=True)
+            budget = min(interaction.filesize_limit, self.bot.config.engine.snippet_budget_bytes)
+            try:
+                await self._check_outfit(interaction, text)
+                await session.prompt(text, budget_bytes=budget)
+            except PromptRejected as error:
+                await self._prompt_refused(interaction, text, error, session_id)
+                raise
+        finally:
+            self._outfits_in_flight.discard(in_flight)
         await send_reply(interaction, "New outfit applied.")
 
     @app_commands.command(name="snapshot", description="Post a still of your try-on right now")
@@ -350,9 +360,7 @@ class TryOn(
     ) -> None:
         guild_id = self._guild_id(interaction)
         record = await self.bot.runtime.store.sessions.find(guild_id, id)
-        if record is None or (
-            record.user_id != interaction.user.id and not is_moderator(interaction)
-        ):
+        if record is None or (record.user_id != interaction.user.id and not is_moderator(interaction)):
             raise NoSuchSession("No try-on of yours has that id in this server.")
         await interaction.response.defer(ephemeral=True, thinking=True)
         links = await self.manager.recording_links(id, guild_id=guild_id)

@@ -545,6 +545,10 @@ async def test_new_outfit_pressed_and_submitted_twice(
     await driver.modal_opened(modal_id)
     text_input = modals[0]["data"]["components"][0]["components"][0]["custom_id"]
     submits = [driver.submit(alice.ctx, modal_id, {text_input: "a blue denim jacket"}) for _ in range(2)]
-    await final_answers(fake, submits)
+    answers = await final_answers(fake, submits)
+    # One applies it; the repeat (a double submit) is told so instead of posting the same clip twice.
+    assert sorted(answers) == ["New outfit applied.", "That outfit is already being applied."], answers
+    clips = [m for m in fake.messages_for(start.token) if m.attachments and "blue denim jacket" in m.content]
+    assert len(clips) == 1
     assert await end_and_settle(driver, bot, alice, session_id, start.token) > 0
     assert_nothing_running(bot)
