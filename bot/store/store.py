@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from pathlib import Path
 from types import TracebackType
@@ -20,6 +21,8 @@ from bot.store.records import UNFINISHED_STATES, ForgetResult
 from bot.store.sessions import Sessions
 from bot.store.streams import Streams
 from bot.store.usage import UsageLedger
+
+log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_SECONDS = 10.0
 _UNFINISHED = ", ".join(f"'{state}'" for state in UNFINISHED_STATES)
@@ -68,6 +71,9 @@ class Store:
             # last commits, which for heartbeats is a few seconds of usage.
             await conn.execute("PRAGMA synchronous = NORMAL")
             await conn.execute("PRAGMA foreign_keys = ON")
+            # Deleted and moved-away content is overwritten with zeros instead of lingering in free space,
+            # so `forget` removes a member's words from the file, not just from the tables.
+            await conn.execute("PRAGMA secure_delete = ON")
             await migrate(conn, migrations)
         except BaseException:
             await conn.close()
@@ -102,6 +108,13 @@ class Store:
         row = await self.db.fetch_one(f"PRAGMA {name}")
         return "" if row is None else str(row[0])
 
+    async def _truncate_wal(self) -> None:
+        """Copy the WAL into the database file and empty it (old page versions live on in the WAL)."""
+        row = await self.db.fetch_one("PRAGMA wal_checkpoint(TRUNCATE)")
+        if row is not None and row[0]:
+            # Another connection is reading; the words stay in the WAL until its next full checkpoint.
+            log.warning("forget: the WAL could not be truncated (database busy)")
+
     async def forget(self, user_id: int, *, now: float | None = None) -> ForgetResult:
         """Delete a member's own data in every guild: finished sessions with their streams and prompts.
 
@@ -112,6 +125,9 @@ class Store:
           can no longer affect any quota window and are deleted.
         - moderators' records (blocks, overrides, audit entries), because they are the guild's, not the
           member's; the member's own words in them (`details["prompt"]`, e.g. refused prompts) are removed.
+
+        Deleted content is zeroed in the file (`secure_delete`), and the WAL, which still holds the pages as
+        they were before, is checkpointed and truncated, so the words are gone from the bytes on disk too.
         """
         moment = self.db.now(now)
         async with self.db.transaction() as tx:
@@ -138,6 +154,7 @@ class Store:
                 " AND json_extract(details, '$.prompt') IS NOT NULL",
                 (user_id, user_id),
             )
+        await self._truncate_wal()
         return ForgetResult(
             sessions_deleted=sessions_deleted,
             live_sessions_kept=0 if live is None else int(live["n"]),

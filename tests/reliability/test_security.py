@@ -8,7 +8,9 @@ from another server, attachment objects with URLs and names nobody should trust.
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ from tests.cogs.conftest import (
 )
 from tests.fakediscord import BotDriver, FakeDiscord, FakeMessage
 from tests.fakediscord import payloads as p
+from tests.reliability.conftest import assert_settled_once
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -347,3 +350,86 @@ def button_message(world: p.GuildWorld, custom_id: str) -> FakeMessage:
         content="",
         components=[p.button_row(custom_id)],
     )
+
+
+# 4. `/tryon forget` deletes the member's data, down to the bytes of the SQLite file and its WAL.
+
+
+async def test_forget_removes_the_members_rows_and_every_byte_of_their_prompts(
+    driver: BotDriver,
+    world: p.GuildWorld,
+    as_member: Ctx,
+    bot: TryOnBot,
+    fake_discord: FakeDiscord,
+    emulator: Any,
+    tmp_path: Path,
+) -> None:
+    store = bot.runtime.store
+    marker = "zq" + secrets.token_hex(6)  # appears nowhere but in Alice's prompts
+    alice, bob = as_member("alice"), as_member("bob")
+    await store.guilds.add_blocked_word(world.guild_id, "sequins", moderator_id=None)
+    refused = await driver.command(
+        alice, "tryon start", photo=photo_option(fake_discord), outfit=f"{marker} sequins gown"
+    ).reply()
+    assert "doesn't allow" in refused.content
+    start = driver.command(
+        alice, "tryon start", photo=photo_option(fake_discord), outfit=f"a {marker} velvet kimono"
+    )
+    status = await wait_status(fake_discord, start.token, "Streaming live")
+    session_id = session_id_of(status)
+    changed = await driver.command(alice, "tryon outfit", prompt=f"a {marker} linen suit").reply(within=30)
+    assert changed.content == "New outfit applied."
+    await driver.command(alice, "tryon stop").reply()
+    await wait_status(fake_discord, start.token, "Done after", within=30)
+    await fake_discord.wait_for(lambda: _recording_offered(fake_discord, start.token), 30)
+    charged = await assert_settled_once(store, session_id)
+    # Bob's data must survive Alice's forget.
+    bob_session = await stored_session(store, world.guild_id, user_id(bob), state="done")
+    await store.prompts.add(bob_session.id, "bob's plain coat", status="applied")
+    assert marker.encode() in _database_bytes(store)
+
+    question = await driver.command(alice, "tryon forget").reply()
+    await driver.view_attached(question)
+    done = await driver.press(alice, question, "tryon:forget:yes").response()
+    assert done.json["type"] == 7 and "Deleted 1 try-on session" in done.json["data"]["content"]
+
+    alice_id = user_id(alice)
+    assert await store.sessions.get(session_id) is None
+    assert await store.sessions.history(world.guild_id, alice_id) == []
+    for table in ("streams", "prompts"):
+        rows = await store.db.fetch_all(f"SELECT * FROM {table} WHERE session_id = ?", (session_id,))
+        assert rows == [], table
+    # Accounting stays (quotas are enforced from it; forgetting must not reset a quota), unlinked.
+    ledger = await store.db.fetch_all("SELECT * FROM usage_ledger WHERE user_id = ?", (alice_id,))
+    assert sorted(row["kind"] for row in ledger) == ["charge", "session"]
+    assert all(row["session_id"] is None for row in ledger)
+    assert sum(row["seconds"] for row in ledger if row["kind"] == "charge") == charged
+    # The moderators' record of the refused prompt stays, without her words.
+    audit = await store.audit.list(world.guild_id, action="prompt_refused")
+    assert len(audit) == 1 and "prompt" not in audit[0].details and audit[0].details.get("redacted")
+    # Not one byte of her prompts is left in the database file, its WAL or anywhere in the data folder.
+    assert marker.encode() not in _database_bytes(store)
+    assert await asyncio.to_thread(_files_containing, tmp_path, marker.encode()) == []
+    assert [p.text for p in await store.prompts.for_session(bob_session.id)] == ["bob's plain coat"]
+    assert await store.integrity_check() == "ok"
+
+
+def _recording_offered(fake: FakeDiscord, token: str) -> bool:
+    return any(
+        m.embeds and str(m.embeds[0].get("title", "")).startswith("Your try-on recording")
+        for m in fake.messages_for(token)
+    )
+
+
+def _files_containing(folder: Path, needle: bytes) -> list[Path]:
+    return [path for path in folder.rglob("*") if path.is_file() and needle in path.read_bytes()]
+
+
+def _database_bytes(store: Store) -> bytes:
+    """The SQLite file with its WAL and shared-memory index, as they are on disk right now."""
+    data = b""
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        path = Path(f"{store.path}{suffix}")
+        if path.exists():
+            data += path.read_bytes()
+    return data
