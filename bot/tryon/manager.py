@@ -57,7 +57,9 @@ class SessionManager:
         )
         self._sessions: dict[str, TryOnSession] = {}
         self._by_user: dict[int, str] = {}
+        # Every session's run until it finished; `_holding` are those still holding a slot (not finishing up).
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._holding: set[str] = set()
         self._admission = asyncio.Lock()
         self._closing = False
         self._notify_tasks: set[asyncio.Task[Any]] = set()
@@ -66,8 +68,8 @@ class SessionManager:
 
     @property
     def running_count(self) -> int:
-        """Sessions holding a slot right now."""
-        return len(self._running)
+        """Sessions holding a slot right now (a session fetching its recordings no longer does)."""
+        return len(self._holding)
 
     def get(self, session_id: str, *, guild_id: int | None = None) -> TryOnSession:
         """A queued or live session; NoSuchSession if unknown, finished or in another guild."""
@@ -239,19 +241,35 @@ class SessionManager:
                 session = entry.item
                 task = asyncio.create_task(self._run(session), name=f"session-{session.id}")
                 self._running[session.id] = task
+                self._holding.add(session.id)
         await self._report_positions()
 
     async def _run(self, session: TryOnSession) -> None:
+        releaser = asyncio.create_task(self._release_when_done_streaming(session))
         try:
             await session.run()
         finally:
+            releaser.cancel()
             self._running.pop(session.id, None)
-            if session.started_at is not None and session.streamed_seconds > 0:
-                # The whole time the slot was held: connecting and finalising included.
-                self.estimator.record(time.monotonic() - session.started_at)
+            self._release_slot(session)
             self._forget(session)
             if not self._closing:
                 self._spawn(self._dispatch())
+
+    async def _release_when_done_streaming(self, session: TryOnSession) -> None:
+        """Give the slot to the next member once the session's streams are closed (recordings can be slow)."""
+        await session.done_streaming.wait()
+        self._release_slot(session)
+        if not self._closing:
+            self._spawn(self._dispatch())
+
+    def _release_slot(self, session: TryOnSession) -> None:
+        if session.id not in self._holding:
+            return
+        self._holding.discard(session.id)
+        if session.started_at is not None and session.streamed_seconds > 0:
+            # The whole time the slot was held, connecting included.
+            self.estimator.record(time.monotonic() - session.started_at)
 
     async def _report_positions(self) -> None:
         for key, position in self.queue.positions().items():

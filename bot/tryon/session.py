@@ -229,6 +229,8 @@ class TryOnSession:
         self.queue_position: int | None = None
         self.estimated_wait_seconds: float | None = None
         self.started_at: float | None = None
+        # Set once the session holds no platform connection any more and only settles and fetches recordings.
+        self.done_streaming = asyncio.Event()
         self.finished = asyncio.Event()
 
     # ----- reading -------------------------------------------------------------------------------------
@@ -589,6 +591,8 @@ class TryOnSession:
         """The normal end after streaming: settle usage, collect the recordings, report them."""
         if self.end_reason is None:
             self.end_reason = EndReason.CONNECTION_LOST
+        # Every stream is closed: the slot may go to the next member while the recordings are fetched.
+        self.done_streaming.set()
         await self._transition(SessionState.ENDING)
         await self._settle()
         await self._transition(SessionState.FINALISING)

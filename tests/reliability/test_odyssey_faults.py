@@ -308,6 +308,34 @@ async def test_abnormal_close_with_no_way_back_ends_with_the_recording(
 # ----- recordings: slow to appear, missing -------------------------------------------------------------
 
 
+async def test_slow_recording_frees_the_slot_and_still_arrives(
+    driver: BotDriver,
+    world: p.GuildWorld,
+    as_member: Ctx,
+    bot: TryOnBot,
+    fake_discord: FakeDiscord,
+    emulator: Emulator,
+) -> None:
+    emulator.faults.recording_delay_seconds = RECORDING_POLL_LIMIT - 1.5  # late, but within the wait
+    alice = as_member("alice")
+    start, status = await start_streaming(driver, fake_discord, alice, "red wool coat")
+    session_id = session_id_of(status)
+    stop = driver.command(alice, "tryon stop")
+    notice = await told(fake_discord, start.token, "fetching your recording")
+    assert notice.received_at - stop.delivered_at < TOLD_WITHIN
+    # The platform's slot was given back at the stream's end: the next member need not wait for the files.
+    bob = as_member("bob")
+    bob_start, bob_status = await start_streaming(driver, fake_discord, bob, "blue denim jacket")
+    assert first_request_saying(fake_discord, start.token, "[video](") is None  # alice's still pending
+    final = await final_message(fake_discord, start.token)
+    assert final.text.count("[video](") == 1, final.text
+    assert await assert_settled_once(bot.runtime.store, session_id) > 0
+    await driver.command(bob, "tryon stop").reply()
+    await wait_status(fake_discord, bob_start.token, "Done after", within=30)
+    await assert_settled_once(bot.runtime.store, session_id_of(bob_status))
+    await assert_nothing_left(bot, emulator, session_id)
+
+
 async def test_missing_recording_is_said_plainly_and_offered_once_found(
     driver: BotDriver,
     world: p.GuildWorld,
