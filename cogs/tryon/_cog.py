@@ -285,11 +285,20 @@ class TryOn(
     # buttons
 
     async def may_control(self, interaction: discord.Interaction[TryOnBot], session_id: str) -> bool:
-        """The session's owner or a moderator of its server; everyone else gets a private refusal."""
-        record = await self.bot.runtime.store.sessions.find(self._guild_id(interaction), session_id)
-        if record is None:
-            raise NoSuchSession()
-        if record.user_id == interaction.user.id or is_moderator(interaction):
+        """The session's owner or a moderator of its server; everyone else gets a private refusal.
+
+        A live session's owner is known in memory, so a press is answered without waiting for the database
+        (which may be busy); only a finished session's owner is read from SQLite.
+        """
+        guild_id = self._guild_id(interaction)
+        try:
+            owner_id = self.manager.get(session_id, guild_id=guild_id).request.user_id
+        except NoSuchSession:
+            record = await self.bot.runtime.store.sessions.find(guild_id, session_id)
+            if record is None:
+                raise
+            owner_id = record.user_id
+        if owner_id == interaction.user.id or is_moderator(interaction):
             return True
         raise NotAllowed("Only the member who started this try-on (or a moderator) can use these buttons.")
 
@@ -299,6 +308,7 @@ class TryOn(
         if action == "stop":
             is_owner = session.request.user_id == interaction.user.id
             self.manager.stop(session_id, reason=EndReason.MEMBER if is_owner else EndReason.MODERATOR)
+            await send_reply(interaction, "Ending the try-on; the recording follows.")
             if not is_owner:
                 entry = await self.bot.runtime.store.audit.record(
                     self._guild_id(interaction),
@@ -308,7 +318,6 @@ class TryOn(
                     target=session_id,
                 )
                 await post_to_mod_log(self.bot, entry)
-            await send_reply(interaction, "Ending the try-on; the recording follows.")
         elif action == "snap":
             await self._snapshot(interaction, session)
         else:
@@ -328,6 +337,8 @@ class TryOn(
 
     @app_commands.command(name="quota", description="How much try-on time you have left")
     async def quota(self, interaction: discord.Interaction[TryOnBot]) -> None:
+        # Acknowledged before the queries: under load they may wait behind other writes for seconds.
+        await interaction.response.defer(ephemeral=True, thinking=True)
         remaining = await self.bot.runtime.engine.services.quota.remaining(
             self._guild_id(interaction), interaction.user.id, _member_roles(interaction)
         )
@@ -359,10 +370,10 @@ class TryOn(
         self, interaction: discord.Interaction[TryOnBot], id: app_commands.Range[str, 1, 40]
     ) -> None:
         guild_id = self._guild_id(interaction)
+        await interaction.response.defer(ephemeral=True, thinking=True)
         record = await self.bot.runtime.store.sessions.find(guild_id, id)
         if record is None or (record.user_id != interaction.user.id and not is_moderator(interaction)):
             raise NoSuchSession("No try-on of yours has that id in this server.")
-        await interaction.response.defer(ephemeral=True, thinking=True)
         links = await self.manager.recording_links(id, guild_id=guild_id)
         await send_reply(
             interaction, f"Session `{id}` (links expire in about an hour):\n{recording_links_text(links)}"
