@@ -130,6 +130,14 @@ def open_peer_connections() -> list[RTCPeerConnection]:
     return [o for o in gc.get_objects() if isinstance(o, RTCPeerConnection) and o.connectionState != "closed"]
 
 
+def open_clients() -> list[Odyssey]:
+    """Every Odyssey client in this process still connected or holding its HTTP connection pool open."""
+    gc.collect()
+    return [
+        o for o in gc.get_objects() if isinstance(o, Odyssey) and (o.is_connected or not o._http.is_closed)
+    ]
+
+
 async def assert_nothing_left(bot: TryOnBot, emulator: Emulator, session_id: str) -> None:
     """No session in the engine, no streamer held on the platform, no frame pump, no open peer connection."""
     await settled(bot)
@@ -139,6 +147,7 @@ async def assert_nothing_left(bot: TryOnBot, emulator: Emulator, session_id: str
     leftover = [t for t in asyncio.all_tasks() if session_id in t.get_name() and not t.done()]
     assert leftover == []
     assert open_peer_connections() == []
+    assert open_clients() == []
 
 
 async def next_member_streams(driver: BotDriver, fake: FakeDiscord, as_member: Ctx, bot: TryOnBot) -> None:
