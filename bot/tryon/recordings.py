@@ -93,6 +93,7 @@ def usage_error_message(error: OdysseyUsageError) -> str:
         return "The bot's video account is suspended, so try-ons are unavailable. Please tell a moderator."
     if isinstance(error, RateLimitError):
         after = error.retry_after_seconds
-        wait = f"about {int(after)} seconds" if isinstance(after, int | float) else "a moment"
+        seconds = max(1, round(after)) if isinstance(after, int | float) else None
+        wait = "a moment" if seconds is None else f"about {seconds} second{'s' if seconds != 1 else ''}"
         return f"The video platform asked us to slow down. Please try again in {wait}."
     return "The video platform refused to start a try-on right now. Please try again later."

@@ -134,7 +134,9 @@ def open_clients() -> list[Odyssey]:
     """Every Odyssey client in this process still connected or holding its HTTP connection pool open."""
     gc.collect()
     return [
-        o for o in gc.get_objects() if isinstance(o, Odyssey) and (o.is_connected or not o._http.is_closed)
+        o
+        for o in gc.get_objects()
+        if isinstance(o, Odyssey) and (o.is_connected or not o._http.is_closed)
     ]
 
 
@@ -167,7 +169,7 @@ USAGE_CODES = [
     ("CONCURRENT_LIMIT_REACHED", "as many try-ons as its plan allows"),
     ("STREAM_DURATION_EXCEEDED", "time limit for one stream"),
     ("ACCOUNT_SUSPENDED", "account is suspended"),
-    ("RATE_LIMITED", "asked us to slow down"),
+    ("RATE_LIMITED", "asked us to slow down. Please try again in about 1 second."),
     ("SOMETHING_NEW", "refused to start a try-on right now"),  # a code this bot does not know yet
 ]
 
