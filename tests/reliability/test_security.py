@@ -9,9 +9,14 @@ from another server, attachment objects with URLs and names nobody should trust.
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import copy
+import json
+import logging
+import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +25,15 @@ from discord import AppCommandOptionType as discord_option
 from discord import app_commands
 
 from bot.app import TryOnBot
-from bot.config import BotConfig
+from bot.config import BotConfig, DiscordSettings, OdysseySettings
+from bot.emulator.config import ApiKey
+from bot.logsafety import configure_logging
+from bot.odyssey.rest import ApiClient
 from bot.store import Store
 from cogs.admin._cog import TryOnAdmin
 from tests.cogs.conftest import (
     emulator_config,
+    fast_engine,
     make_config,
     photo_option,
     session_id_of,
@@ -53,6 +62,13 @@ def bot_config(request: pytest.FixtureRequest, tmp_path: Path) -> BotConfig:
     if "emulator" in request.fixturenames:
         return emulator_config(tmp_path, request.getfixturevalue("emulator"))
     return make_config(tmp_path)
+
+
+async def until(predicate: Callable[[], object], within: float = 30.0) -> None:
+    """Wait for engine state that no Discord request announces (a short poll is the honest way)."""
+    async with asyncio.timeout(within):
+        while not predicate():  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
 
 
 def member_with(world: p.GuildWorld, name: str, permissions: int) -> p.Payload:
@@ -425,6 +441,10 @@ def _files_containing(folder: Path, needle: bytes) -> list[Path]:
     return [path for path in folder.rglob("*") if path.is_file() and needle in path.read_bytes()]
 
 
+def _folder_bytes(folder: Path) -> bytes:
+    return b"".join(path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file())
+
+
 def _database_bytes(store: Store) -> bytes:
     """The SQLite file with its WAL and shared-memory index, as they are on disk right now."""
     data = b""
@@ -433,3 +453,189 @@ def _database_bytes(store: Store) -> bytes:
         if path.exists():
             data += path.read_bytes()
     return data
+
+
+# 5. API keys and tokens never reach logs, errors or messages.
+
+
+class Captured(logging.Handler):
+    """Every record any logger emits, fully formatted (traceback included)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+@contextlib.contextmanager
+def everything_logged(config: BotConfig) -> Iterator[Captured]:
+    """The bot's own logging set-up at DEBUG (as `log_level = "DEBUG"` runs it), into a capturing handler."""
+    root = logging.getLogger()
+    noisy = ("discord", "httpx", "httpcore", "aiortc", "aioice", "websockets", "aiosqlite", "asyncio")
+    saved = {name: logging.getLogger(name).level for name in noisy}
+    saved_root = root.level
+    for name in noisy:
+        logging.getLogger(name).setLevel(logging.NOTSET)
+    handler = Captured()
+    configure_logging("DEBUG", [config.discord.token, config.odyssey.api_key], handler=handler)
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(saved_root)
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
+
+
+async def test_keys_and_tokens_never_reach_logs_errors_or_messages(
+    fake_discord: FakeDiscord,
+    emulator_factory: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    api_key = "odk_live_" + secrets.token_hex(16)
+    discord_token = "MTI0.Gsecret." + secrets.token_urlsafe(27)
+    emulator = await emulator_factory(api_keys={api_key: ApiKey()})
+    fake_discord.accepted_token = discord_token
+    session_tokens: list[str] = []
+    original_session_token = ApiClient.session_token
+
+    async def remember_session_token(self: ApiClient, session_id: str) -> tuple[str, float]:
+        token, lifetime = await original_session_token(self, session_id)
+        session_tokens.append(token)
+        return token, lifetime
+
+    monkeypatch.setattr(ApiClient, "session_token", remember_session_token)
+    config = make_config(
+        tmp_path,
+        discord=DiscordSettings(token=discord_token, status_edit_seconds=0.2),
+        odyssey=OdysseySettings(api_key=api_key, api_url=emulator.url),
+        engine=fast_engine(),
+    )
+    with everything_logged(config) as logs:
+        bot = TryOnBot(config)
+        driver = BotDriver(fake_discord, bot)
+        try:
+            await bot.login(discord_token)
+            world = p.guild_world()
+            driver.add_guild(world)
+            await _a_whole_try_on_and_its_failures(driver, bot, world, emulator, fake_discord)
+        finally:
+            await bot.close()
+
+    access_tokens = list(emulator._tokens)
+    signatures = [
+        match
+        for m in fake_discord.requests
+        for match in re.findall(r"sig=([0-9a-f]{16,})", json.dumps(m.json))
+    ]
+    interaction_tokens = list(fake_discord.interactions)
+    assert access_tokens and session_tokens and signatures and interaction_tokens
+    secret_values = {
+        "ODYSSEY_API_KEY": [api_key],
+        "DISCORD_TOKEN": [discord_token],
+        "Odyssey access token": access_tokens,
+        "Odyssey session token": session_tokens + [t.rsplit(".", 1)[-1] for t in session_tokens],
+        "emulator signing secret": [
+            emulator.secret.hex(),
+            base64.urlsafe_b64encode(emulator.secret).decode(),
+        ],
+    }
+    logged = "\n".join(logs.lines)
+    assert len(logs.lines) > 100  # DEBUG from the libraries really was captured
+    sent = "\n".join(json.dumps(r.json) for r in fake_discord.requests if r.json is not None)
+    stored = (await asyncio.to_thread(_folder_bytes, tmp_path)).decode("latin-1")
+    leaks = [
+        f"{what} in {where}"
+        for what, values in secret_values.items()
+        for value in values
+        for where, text in (("logs", logged), ("messages", sent), ("data folder", stored))
+        if value in text
+    ]
+    # Signed recording links and interaction tokens are the members' to use, never the logs' to keep.
+    leaks += ["a recording link signature in the logs" for sig in signatures if sig in logged]
+    leaks += ["an interaction token in the logs" for token in interaction_tokens if token in logged]
+    assert not leaks, sorted(set(leaks))
+
+
+async def _a_whole_try_on_and_its_failures(
+    driver: BotDriver, bot: TryOnBot, world: p.GuildWorld, emulator: Any, fake: FakeDiscord
+) -> None:
+    alice = driver.context(world, world.add_member("alice"))
+    start = driver.command(alice, "tryon start", photo=photo_option(fake), outfit="a red wool coat")
+    status = await wait_status(fake, start.token, "Streaming live")
+    session_id = session_id_of(status)
+    assert (await driver.command(alice, "tryon outfit", prompt="a blue cape").reply(within=30)).content
+    await driver.command(alice, "tryon snapshot").reply(within=30)
+    await driver.command(alice, "tryon stop").reply()
+    await fake.wait_for(lambda: _recording_offered(fake, start.token), 30)
+    shown = await driver.command(alice, "tryon show", id=session_id).reply(within=30)
+    assert "sig=" in shown.content
+    manager = bot.runtime.engine.manager
+    await until(lambda: manager.session_for(user_id(alice)) is None)
+
+    # Failures: a usage refusal of the platform, a signaling error, a revoked key.
+    async def failing_start(outfit: str) -> None:
+        started = driver.command(alice, "tryon start", photo=photo_option(fake), outfit=outfit)
+        await started.original(lambda m: "is on its way" in m.content, within=10)
+        await until(lambda: manager.session_for(user_id(alice)) is None)
+
+    emulator.faults.force_429_code = "MONTHLY_LIMIT_REACHED"
+    await failing_start("a green coat")
+    emulator.faults.force_429_code = None
+    emulator.faults.signaling_error_reason = "server_error"
+    await failing_start("a grey coat")
+    emulator.faults.signaling_error_reason = None
+    emulator.config.api_keys[next(iter(emulator.config.api_keys))] = ApiKey(disabled=True)
+    await failing_start("a pink coat")
+
+
+LEAKY_RECORDS = {
+    "bot token as an argument": ("logging in with %s", "{token}"),
+    "API key inside an exception": ("failed", "{key}"),
+    "bearer header": ("headers: {{'Authorization': 'Bearer {access}'}}", None),
+    "bot authorization header": ("headers: {{'Authorization': 'Bot {token}'}}", None),
+    "signaling URL": ("connecting to ws://127.0.0.1:9/client/abc?token={jwt}", None),
+    "signed recording link": ("GET http://127.0.0.1:9/files/s/video.mp4?expires=1&sig={sig}", None),
+    "interaction webhook": (
+        "PATCH https://discord.com/api/v10/webhooks/123/{itoken}/messages/@original",
+        None,
+    ),
+    "interaction callback": ("POST https://discord.com/api/v10/interactions/123/{itoken}/callback", None),
+    "token exchange body": ("""body {{"api_key": "{key}"}} -> {{"access_token": "{access}"}}""", None),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LEAKY_RECORDS))
+def test_the_log_handler_masks_secrets_however_they_are_formatted(case: str) -> None:
+    values = {
+        "token": "MTI0.Gsecret." + secrets.token_urlsafe(27),
+        "key": "odk_live_" + secrets.token_hex(16),
+        "access": secrets.token_urlsafe(32),
+        "jwt": "eyJhbGciOiJIUzI1NiJ9.eyJzZXNzaW9uX2lkIjoiYWJjIn0.c2lnbmF0dXJlc2lnbmF0dXJl",
+        "sig": secrets.token_hex(32),
+        "itoken": "aW50ZXJhY3Rpb246" + secrets.token_urlsafe(60),
+    }
+    template, in_exception = LEAKY_RECORDS[case]
+    logger = logging.getLogger("tests.security.leaky")
+    handler = Captured()
+    saved_level = logging.getLogger().level
+    configure_logging("DEBUG", [values["token"], values["key"]], handler=handler)
+    try:
+        if in_exception is None:
+            logger.debug(template.format(**values))
+        else:
+            try:
+                raise RuntimeError(f"the platform said no to {in_exception.format(**values)}")
+            except RuntimeError:
+                logger.exception(template, *([values["token"]] if "%s" in template else []))
+    finally:
+        logging.getLogger().removeHandler(handler)
+        logging.getLogger().setLevel(saved_level)
+    assert len(handler.lines) == 1
+    for name, value in values.items():
+        assert value not in handler.lines[0], (name, handler.lines[0])
+    assert "***" in handler.lines[0]
