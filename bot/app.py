@@ -23,6 +23,7 @@ from discord.gateway import DiscordWebSocket
 
 from bot.config import BotConfig, ConfigError, load_config
 from bot.emulator import DEV_API_KEY, Emulator, EmulatorConfig
+from bot.logsafety import configure_logging
 from bot.store import Store
 from bot.tryon.engine import Engine, build_engine, client_factory
 from bot.tryon.errors import TryOnError
@@ -293,7 +294,7 @@ def main(args: argparse.Namespace) -> int:
     except ConfigError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(config.log_level, [config.discord.token, config.odyssey.api_key])
     try:
         if args.command == "sync":
             return asyncio.run(sync_once(config, args.guild))
