@@ -25,7 +25,7 @@ from bot.tryon.errors import (
 from bot.tryon.manager import SessionManager
 from bot.tryon.photos import MAX_PHOTO_BYTES
 from bot.tryon.prompts import PromptRules, check_prompt
-from bot.tryon.session import EndReason, SessionRequest, TryOnSession
+from bot.tryon.session import EndReason, SessionRequest, SessionState, TryOnSession
 from cogs.tryon.outlet import SessionOutlet
 from cogs.tryon.presenter import DiscordPresenter, presenter_for_bot
 from cogs.tryon.render import history_line, quota_text, recording_links_text, status_line
@@ -37,6 +37,8 @@ from cogs.utils.modlog import post_to_mod_log
 log = logging.getLogger(__name__)
 
 PHOTO_DOWNLOAD_SECONDS = 20.0
+# A session in these states was stopped and only settles and fetches its recording.
+FINISHING = (SessionState.ENDING, SessionState.FINALISING)
 PHOTO_TYPES = (
     "image/jpeg",
     "image/png",
@@ -139,6 +141,8 @@ class TryOn(
         except TryOnError as error:
             if isinstance(error, PromptRejected):
                 await self._prompt_refused(interaction, outfit, error)
+            if isinstance(error, AlreadyInSession):
+                error = self._already_running(self.manager.session_for(interaction.user.id))
             await interaction.edit_original_response(content=error.message, allowed_mentions=NO_MENTIONS)
             return
         where = "Only you can see it." if private else "Its status is posted below."
@@ -156,7 +160,17 @@ class TryOn(
             )
         existing = self.manager.session_for(interaction.user.id)
         if existing is not None:
-            raise AlreadyInSession(session_id=existing.id)
+            raise self._already_running(existing)
+
+    @staticmethod
+    def _already_running(existing: TryOnSession | None) -> AlreadyInSession:
+        """The member's one session is in the way; one that was stopped and is only finishing says so."""
+        if existing is not None and (existing.end_reason is not None or existing.state in FINISHING):
+            return AlreadyInSession(
+                "Your last try-on is still finishing. Please start again in a few seconds.",
+                session_id=existing.id,
+            )
+        return AlreadyInSession(session_id=existing.id if existing is not None else None)
 
     async def _begin(
         self,

@@ -535,6 +535,41 @@ async def test_concurrent_stops_end_once(
     assert_nothing_running(bot)
 
 
+async def test_start_right_after_stop_says_the_last_one_is_finishing(
+    driver: BotDriver, bot: TryOnBot, fake_discord: FakeDiscord, emulator: Emulator
+) -> None:
+    fake = fake_discord
+    world = p.guild_world()
+    driver.add_guild(world)
+    alice = members_of(driver, world, "alice", 1)[0]
+    start = driver.command(alice.ctx, "tryon start", photo=photo_option(fake), outfit="red coat")
+    status = await wait_status(fake, start.token, "Streaming live")
+    session_id = session_id_of(status)
+    emulator.faults.recording_delay_seconds = 1.5  # the platform still processes the recording
+
+    def start_again() -> Delivered:
+        return driver.command(alice.ctx, "tryon start", photo=photo_option(fake), outfit="blue coat")
+
+    sent = [driver.command(alice.ctx, "tryon stop"), start_again()]
+    await wait_status(fake, start.token, "Finishing up")
+    sent.append(start_again())
+    answers = await final_answers(fake, sent)
+    assert answers[0].startswith("Ending your try-on"), answers
+    # Not "Stop it first": they just did. The old session holds on only while it finishes.
+    for text in answers[1:]:
+        assert text == "Your last try-on is still finishing. Please start again in a few seconds.", answers
+    assert await assert_settled_once(bot.runtime.store, session_id) > 0
+    await wait_status(fake, start.token, "Done after", within=30)
+    await until(lambda: not bot.runtime.engine.manager.sessions(), 10)
+    later = start_again()
+    (text,) = await final_answers(fake, [later])
+    assert ON_ITS_WAY.search(text), text
+    new_session = bot.runtime.engine.manager.session_for(alice.user_id)
+    assert new_session is not None and new_session.id != session_id
+    await end_and_settle(driver, bot, alice, new_session.id, later.token)
+    assert_nothing_running(bot)
+
+
 async def test_new_outfit_pressed_and_submitted_twice(
     driver: BotDriver, bot: TryOnBot, fake_discord: FakeDiscord
 ) -> None:
