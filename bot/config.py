@@ -36,6 +36,9 @@ class DiscordSettings:
     # Discord's REST API and gateway; change them only for proxies (e.g. nirn-proxy) or a test double.
     api_base_url: str = "https://discord.com/api/v10"
     gateway_url: str = "wss://gateway.discord.gg/"
+    # Where members' attachments may be downloaded from (scheme://host[:port]); the origin of api_base_url is
+    # trusted too. Any other URL in an attachment, or a redirect elsewhere, is refused without a request.
+    attachment_origins: tuple[str, ...] = ("https://cdn.discordapp.com", "https://media.discordapp.net")
     # Status messages are edited at most this often per session (Discord rate-limits message edits).
     status_edit_seconds: float = 2.0
     # Sessions listed per page of `/tryon history`.
@@ -48,6 +51,8 @@ class DiscordSettings:
             raise ValueError("api_base_url must be an http(s) URL")
         if not self.gateway_url.startswith(("ws://", "wss://")):
             raise ValueError("gateway_url must be a ws(s) URL")
+        if not all(origin.startswith(("http://", "https://")) for origin in self.attachment_origins):
+            raise ValueError("attachment_origins must be http(s) URLs")
         if self.status_edit_seconds <= 0:
             raise ValueError("status_edit_seconds must be positive")
         if not 1 <= self.history_page_size <= 10:

@@ -20,8 +20,8 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _TOKEN_PATTERNS = (
     # Interaction and webhook tokens in Discord URLs: /webhooks/<id>/<token>, /interactions/<id>/<token>/...
     re.compile(r"(/(?:webhooks|interactions)/\d+/)[^/\s?'\"]+"),
-    # Credentials in query strings: signaling tokens, signed-URL signatures, keys.
-    re.compile(r"([?&](?:token|sig|signature|access_token|session_token|api_key|key)=)[^&\s'\"]+", re.I),
+    # Credentials in query strings: signaling tokens, signed-URL signatures (Discord's CDN: hm), keys.
+    re.compile(r"([?&](?:token|sig|signature|hm|access_token|session_token|api_key|key)=)[^&\s'\"]+", re.I),
     # Authorization headers and bearer tokens, however they are quoted.
     re.compile(r"((?:Bearer|Bot)\s+)[A-Za-z0-9._~+/=-]{16,}"),
     # JSON bodies of the token exchange.

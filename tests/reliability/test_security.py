@@ -16,11 +16,13 @@ import json
 import logging
 import re
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from discord import AppCommandOptionType as discord_option
 from discord import app_commands
 
@@ -30,8 +32,11 @@ from bot.emulator.config import ApiKey
 from bot.logsafety import configure_logging
 from bot.odyssey.rest import ApiClient
 from bot.store import Store
+from bot.tryon.photos import MAX_PHOTO_BYTES
 from cogs.admin._cog import TryOnAdmin
+from cogs.utils.download import NOT_FROM_DISCORD
 from tests.cogs.conftest import (
+    PHOTO,
     emulator_config,
     fast_engine,
     make_config,
@@ -61,6 +66,11 @@ def bot_config(request: pytest.FixtureRequest, tmp_path: Path) -> BotConfig:
     """The bot on the emulator for tests that ask for one; otherwise no Odyssey at all (faster)."""
     if "emulator" in request.fixturenames:
         return emulator_config(tmp_path, request.getfixturevalue("emulator"))
+    if "elsewhere" in request.fixturenames:
+        # The redirecting stand-in counts as part of Discord's CDN; the trap never does.
+        origins = (*DiscordSettings().attachment_origins, request.getfixturevalue("elsewhere").cdn_url)
+        settings = DiscordSettings(token="fake", status_edit_seconds=0.2, attachment_origins=origins)
+        return make_config(tmp_path, discord=settings)
     return make_config(tmp_path)
 
 
@@ -639,3 +649,109 @@ def test_the_log_handler_masks_secrets_however_they_are_formatted(case: str) -> 
     for name, value in values.items():
         assert value not in handler.lines[0], (name, handler.lines[0])
     assert "***" in handler.lines[0]
+
+
+# 6. Photos are downloaded only from the attachment URL Discord gave, on Discord's CDN.
+
+
+@dataclass
+class Elsewhere:
+    """Two loopback servers outside Discord: a trap that counts every request it gets, and a trusted CDN
+    stand-in that redirects (`/away` to the trap, `/home?to=<url>` back to the fake Discord's CDN)."""
+
+    trap_url: str = ""
+    cdn_url: str = ""
+    hits: list[str] = field(default_factory=list)
+
+
+@pytest.fixture
+async def elsewhere() -> AsyncIterator[Elsewhere]:
+    servers = Elsewhere()
+
+    async def trap(request: web.Request) -> web.Response:
+        servers.hits.append(str(request.rel_url))
+        return web.Response(body=PHOTO, content_type="image/jpeg")
+
+    async def redirect(request: web.Request) -> web.Response:
+        target = request.query.get("to") or f"{servers.trap_url}/photo.jpg"
+        raise web.HTTPFound(target)
+
+    runners = []
+    for handler in (trap, redirect):
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", handler)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        runners.append(runner)
+    servers.trap_url = f"http://127.0.0.1:{runners[0].addresses[0][1]}"
+    servers.cdn_url = f"http://127.0.0.1:{runners[1].addresses[0][1]}"
+    try:
+        yield servers
+    finally:
+        for runner in runners:
+            await runner.cleanup()
+
+
+def crafted_attachment(fake: FakeDiscord, url: str, *, data: bytes = PHOTO) -> p.Resolved:
+    """A photo option whose attachment object claims `url` (Discord's own field, filled in by an attacker)."""
+    attachment = fake.add_attachment("me.jpg", data, "image/jpeg", width=512, height=512)
+    attachment["url"] = attachment["proxy_url"] = url
+    return p.opt_attachment(attachment)
+
+
+CRAFTED_URLS: dict[str, Callable[[FakeDiscord, Elsewhere], str]] = {
+    "a loopback service (the emulator's kind of address)": lambda fake, away: f"{away.trap_url}/v1/x.jpg",
+    "a local file": lambda fake, away: "file:///etc/passwd",
+    "a look-alike of Discord's CDN host": lambda fake, away: "https://cdn.discordapp.com.evil.test/a.jpg",
+    "Discord's CDN over plain http": lambda fake, away: "http://cdn.discordapp.com/attachments/1/2/a.jpg",
+    "credentials in the URL": lambda fake, away: fake.base_url.replace("//", "//user:pw@") + "/cdn/x",
+    "the fake Discord's CDN on another port": lambda fake, away: f"{away.trap_url}/cdn/x.jpg",
+    "a CDN redirect to elsewhere": lambda fake, away: f"{away.cdn_url}/away",
+    "not a URL at all": lambda fake, away: "::not a url::",
+}
+
+
+@pytest.mark.parametrize("case", sorted(CRAFTED_URLS))
+async def test_attachments_are_fetched_only_from_discords_cdn(
+    case: str,
+    driver: BotDriver,
+    as_member: Ctx,
+    bot: TryOnBot,
+    fake_discord: FakeDiscord,
+    elsewhere: Elsewhere,
+) -> None:
+    url = CRAFTED_URLS[case](fake_discord, elsewhere)
+    alice = as_member("alice")
+    start = driver.command(
+        alice, "tryon start", photo=crafted_attachment(fake_discord, url), outfit="a red coat"
+    )
+    reply = await start.original(lambda m: "Checking" not in m.content and m.content)
+    assert reply.ephemeral and reply.content == NOT_FROM_DISCORD, reply.content
+    assert elsewhere.hits == []
+    assert bot.runtime.engine.manager.sessions() == []
+    assert await bot.runtime.store.sessions.history(0, user_id(alice)) == []
+
+
+async def test_a_redirect_within_discords_cdn_is_followed_and_the_size_limit_holds(
+    driver: BotDriver, as_member: Ctx, bot: TryOnBot, fake_discord: FakeDiscord, elsewhere: Elsewhere
+) -> None:
+    home = fake_discord.add_attachment("real.jpg", PHOTO, "image/jpeg")["url"]
+    alice = as_member("alice")
+    followed = driver.command(
+        alice,
+        "tryon start",
+        photo=crafted_attachment(fake_discord, f"{elsewhere.cdn_url}/home?to={home}"),
+        outfit="a red coat",
+    )
+    admitted = await followed.original(lambda m: bool(m.content) and "Checking" not in m.content)
+    assert "is on its way" in admitted.content, admitted.content
+    bot.runtime.engine.manager.stop(bot.runtime.engine.manager.sessions()[0].id)
+
+    # The attachment says 1 KiB; the CDN sends more than the limit: the bot stops reading at the limit.
+    huge = fake_discord.add_attachment("big.jpg", PHOTO + bytes(MAX_PHOTO_BYTES), "image/jpeg")
+    huge["size"] = 1024
+    bob = as_member("bob")
+    too_big = driver.command(bob, "tryon start", photo=p.opt_attachment(huge), outfit="a red coat")
+    refused = await too_big.original(lambda m: "Checking" not in m.content and m.content, within=20)
+    assert "larger than" in refused.content and elsewhere.hits == []
