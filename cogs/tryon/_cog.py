@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Literal
@@ -31,6 +30,7 @@ from cogs.tryon.presenter import DiscordPresenter, presenter_for_bot
 from cogs.tryon.render import history_line, quota_text, recording_links_text, status_line
 from cogs.tryon.views import ForgetConfirmation, HistoryPages, OutfitModal, SessionButton
 from cogs.utils.checks import is_moderator
+from cogs.utils.download import download_attachment
 from cogs.utils.formatting import duration
 from cogs.utils.modlog import post_to_mod_log
 
@@ -190,12 +190,12 @@ class TryOn(
         await self._check_outfit(interaction, outfit)
         await self.bot.runtime.engine.services.quota.check(guild_id, user_id, _member_roles(interaction))
         await interaction.edit_original_response(content="Checking your photo…", allowed_mentions=NO_MENTIONS)
-        try:
-            data = await asyncio.wait_for(photo.read(), PHOTO_DOWNLOAD_SECONDS)
-        except (TimeoutError, discord.HTTPException) as error:
-            raise PhotoRejected(
-                "Your photo could not be downloaded from Discord. Please try again."
-            ) from error
+        data = await download_attachment(
+            photo,
+            origins=self.bot.config.discord.attachment_origins,
+            max_bytes=MAX_PHOTO_BYTES,
+            within=PHOTO_DOWNLOAD_SECONDS,
+        )
         request = SessionRequest(
             guild_id=guild_id,
             user_id=user_id,
