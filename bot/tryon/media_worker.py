@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from fractions import Fraction
@@ -79,9 +81,24 @@ def _write_mp4(job: ClipJob, path: Path) -> None:
         container.mux(stream.encode(None))
 
 
+PARENT_CHECK_SECONDS = 0.5
+
+
 def init_worker() -> None:
-    """Worker start-up: one BLAS thread (OpenBLAS's idle threads spin and cost more CPU than they save)."""
+    """Worker start-up: one BLAS thread (OpenBLAS's idle threads spin and cost more CPU than they save).
+
+    The worker also exits on its own once the bot process is gone: a bot killed with SIGKILL cannot stop
+    its pool, and the workers would otherwise run on as orphans.
+    """
     threadpool_limits(limits=1, user_api="blas")
+    parent = os.getppid()
+    threading.Thread(target=_exit_with_parent, args=(parent,), name="parent-watch", daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    while os.getppid() == parent:  # an orphan is adopted by init or a subreaper
+        time.sleep(PARENT_CHECK_SECONDS)
+    os._exit(1)
 
 
 def run_job(job: ClipJob) -> JobResult:
