@@ -18,7 +18,7 @@ from bot.tryon.errors import (
     PromptRejected,
     QueueFull,
 )
-from bot.tryon.presenter import ErrorReported, Presenter, RecordingLinks, RecordingReady
+from bot.tryon.presenter import ErrorReported, Presenter, RecordingLinks, RecordingReady, StatusChanged
 from bot.tryon.queue import FairQueue, WaitEstimator
 from bot.tryon.recordings import collect_recording_links, links_from
 from bot.tryon.session import (
@@ -376,6 +376,11 @@ class SessionManager:
         if presenter is None:
             return
         try:
+            # First, at once: the status still says "streaming" (with live buttons) from before the crash.
+            await presenter.status_changed(await self._interrupted_status(record))
+        except Exception:
+            log.exception("could not show interrupted session %s as interrupted", record.id)
+        try:
             links = await self._recovered_links(record.id)
             if links:
                 await presenter.recording_ready(RecordingReady(record.id, tuple(links), recovered=True))
@@ -384,6 +389,16 @@ class SessionManager:
                 await presenter.error(ErrorReported(record.id, message))
         except Exception:
             log.exception("could not offer the recordings of interrupted session %s", record.id)
+
+    async def _interrupted_status(self, record: SessionRecord) -> StatusChanged:
+        outfit = await self.services.store.prompts.latest_applied(record.id)
+        return StatusChanged(
+            session_id=record.id,
+            state=SessionState.INTERRUPTED,
+            elapsed_seconds=round(record.streamed_seconds, 1),
+            outfit=None if outfit is None else outfit.text,
+            end_reason="interrupted",
+        )
 
     async def _recovered_links(self, session_id: str) -> list[RecordingLinks]:
         stream_ids = await self._stored_stream_ids(session_id)
