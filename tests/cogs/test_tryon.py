@@ -346,8 +346,13 @@ async def test_restart_settles_interrupted_sessions_and_tells_the_channel(
         await BotDriver(fake_discord, restarted).login()  # cog_load recovers before any command runs
         stored = await restarted.runtime.store.sessions.get(record.id)
         assert stored is not None and stored.state == "interrupted"
-        notice = await fake_discord.wait_for(lambda: fake_discord.channel_messages(channel_id))
+        # The session's status (posted afresh: it had none) says so, then a notice for the member.
+        notice = await fake_discord.wait_for(
+            lambda: [m for m in fake_discord.channel_messages(channel_id) if m.content]
+        )
         assert "interrupted by a restart" in notice[-1].content
+        status = fake_discord.channel_messages(channel_id)[0]
+        assert status.embeds and "Interrupted by a restart" in status.text and status.components == []
     finally:
         await restarted.close()
 
