@@ -362,6 +362,8 @@ class TryOn(
     async def history(self, interaction: discord.Interaction[TryOnBot]) -> None:
         guild_id, user_id = self._guild_id(interaction), interaction.user.id
         size = self.bot.config.discord.history_page_size
+        # Acknowledged before the query, which may wait behind other writes (the page replaces "thinking").
+        await interaction.response.defer(ephemeral=True, thinking=True)
 
         async def render(page: int) -> tuple[str, bool]:
             rows = await self.bot.runtime.store.sessions.history(
