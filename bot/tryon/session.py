@@ -392,6 +392,10 @@ class TryOnSession:
                 rolling_over = await self._watch(live)
                 if rolling_over and live.loss.reason is None:
                     following = await self._next_on_same_connection(live, index + 1)
+                elif rolling_over:
+                    # Not planned: the video froze. Say so now, a fresh connection can take a while.
+                    notice = "The live video dropped; reconnecting you now…"
+                    self._spawn(self._present(self.presenter.error(ErrorReported(self.id, notice))))
             except BaseException:
                 await self._close_stream(live)
                 raise

@@ -134,9 +134,7 @@ def open_clients() -> list[Odyssey]:
     """Every Odyssey client in this process still connected or holding its HTTP connection pool open."""
     gc.collect()
     return [
-        o
-        for o in gc.get_objects()
-        if isinstance(o, Odyssey) and (o.is_connected or not o._http.is_closed)
+        o for o in gc.get_objects() if isinstance(o, Odyssey) and (o.is_connected or not o._http.is_closed)
     ]
 
 
@@ -281,8 +279,9 @@ async def test_mid_stream_fault_continues_on_a_fresh_stream(
     session_id = session_id_of(status)
     await inject(emulator)
     fault_at = await stream_ended_on_the_platform(emulator)
-    notice = await told(fake_discord, start.token, "Continuing on a fresh stream")
+    notice = await told(fake_discord, start.token, "reconnecting")
     assert notice.received_at - fault_at < TOLD_WITHIN
+    await told(fake_discord, start.token, "Continuing on a fresh stream")
     await driver.command(alice, "tryon stop").reply()
     await wait_status(fake_discord, start.token, "Done after", within=30)
     final = await final_message(fake_discord, start.token)
@@ -314,6 +313,29 @@ async def test_abnormal_close_with_no_way_back_ends_with_the_recording(
     await assert_nothing_left(bot, emulator, session_id)
     emulator.faults = Faults()
     await next_member_streams(driver, fake_discord, as_member, bot)
+
+
+async def test_a_slow_reconnect_after_a_drop_is_announced_at_once(
+    driver: BotDriver,
+    world: p.GuildWorld,
+    as_member: Ctx,
+    bot: TryOnBot,
+    fake_discord: FakeDiscord,
+    emulator: Emulator,
+) -> None:
+    alice = as_member("alice")
+    start, status = await start_streaming(driver, fake_discord, alice, "red wool coat")
+    session_id = session_id_of(status)
+    emulator.faults.stream_start_delay_seconds = TOLD_WITHIN + 5  # the fresh stream is slow to come
+    fault_at = time.perf_counter()
+    await emulator.drop_connections(1011)
+    notice = await told(fake_discord, start.token, "reconnecting", within=TOLD_WITHIN + 10)
+    assert notice.received_at - fault_at < TOLD_WITHIN
+    await driver.command(alice, "tryon stop").reply()  # the member gives up waiting
+    final = await final_message(fake_discord, start.token)
+    assert final.text.count("[video](") == 1, final.text
+    assert await assert_settled_once(bot.runtime.store, session_id) > 0
+    await assert_nothing_left(bot, emulator, session_id)
 
 
 # ----- recordings: slow to appear, missing -------------------------------------------------------------

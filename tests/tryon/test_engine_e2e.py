@@ -197,7 +197,10 @@ async def test_failed_roll_over_ends_early_with_the_recording_so_far(
     await finished(session)
 
     assert session.state is SessionState.DONE and session.end_reason is EndReason.CONNECTION_LOST
-    assert "could not continue" in presenter.errors[0].message
+    assert [e.message for e in presenter.errors] == [
+        "The live video dropped; reconnecting you now…",
+        "The live stream could not continue, so your try-on ended early. Your recording follows.",
+    ]
     [recordings] = presenter.recordings
     assert len(recordings.recordings) == 1 and recordings.recordings[0].video_url
     [charge] = [e for e in await engine.services.store.usage.for_session(session.id) if e.kind == "charge"]
