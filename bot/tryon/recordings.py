@@ -88,7 +88,8 @@ def usage_error_message(error: OdysseyUsageError) -> str:
     if isinstance(error, ConcurrentLimitReachedError):
         return "The bot is running as many try-ons as its plan allows. Please try again in a few minutes."
     if isinstance(error, StreamDurationExceededError):
-        return "The live video reached the platform's time limit for one stream."
+        # Only a start can meet it (a refused roll-over has its own message): say what to do.
+        return "The video platform reached its time limit for one stream. Please try again in a minute."
     if isinstance(error, AccountSuspendedError):
         return "The bot's video account is suspended, so try-ons are unavailable. Please tell a moderator."
     if isinstance(error, RateLimitError):

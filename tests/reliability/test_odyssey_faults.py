@@ -165,7 +165,7 @@ async def next_member_streams(driver: BotDriver, fake: FakeDiscord, as_member: C
 USAGE_CODES = [
     ("MONTHLY_LIMIT_REACHED", "used all of its video time for this month"),
     ("CONCURRENT_LIMIT_REACHED", "as many try-ons as its plan allows"),
-    ("STREAM_DURATION_EXCEEDED", "time limit for one stream"),
+    ("STREAM_DURATION_EXCEEDED", "time limit for one stream. Please try again in a minute."),
     ("ACCOUNT_SUSPENDED", "account is suspended"),
     ("RATE_LIMITED", "asked us to slow down. Please try again in about 1 second."),
     ("SOMETHING_NEW", "refused to start a try-on right now"),  # a code this bot does not know yet
