@@ -8,6 +8,7 @@ from another server, attachment objects with URLs and names nobody should trust.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import base64
 import contextlib
@@ -16,6 +17,7 @@ import json
 import logging
 import re
 import secrets
+import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -757,3 +759,135 @@ async def test_a_redirect_within_discords_cdn_is_followed_and_the_size_limit_hol
     too_big = driver.command(bob, "tryon start", photo=p.opt_attachment(huge), outfit="a red coat")
     refused = await too_big.original(lambda m: "Checking" not in m.content and m.content, within=20)
     assert "larger than" in refused.content and elsewhere.hits == []
+
+
+# 7. File names and prompts never reach a shell or a path.
+
+MARK = "pwn" + secrets.token_hex(4)  # in every hostile string, so any file made from one can be found
+
+
+def hostile_strings(canary: Path) -> dict[str, str]:
+    """Names and prompts that would leave a file in `canary` if run by a shell or used as a path."""
+    climb = "../" * 16 + str(canary).lstrip("/")
+    return {
+        "path traversal": f"../../etc/passwd{MARK}",
+        "path traversal into the canary": f"{climb}/{MARK}-traversal.jpg",
+        "absolute path": f"{canary}/{MARK}-absolute.jpg",
+        "command separator": f"a;touch {canary}/{MARK}-semicolon;.jpg",
+        "command substitution": f"$(touch {canary}/{MARK}-substitution).png",
+        "backticks": f"`touch {canary}/{MARK}-backticks`.png",
+        "home and variables": f"~/{MARK}-$HOME-${{IFS}}.jpg",
+        "NUL byte": f"photo{MARK}\x00.sh",
+        "very long": MARK + "A" * 4000 + ".jpg",
+        "newlines and quotes": f"a'\"\n{MARK}\r\n.jpg",
+    }
+
+
+def files_named_with(folder: Path, needle: str, *, recursive: bool) -> list[Path]:
+    """Files and folders under `folder` whose name contains `needle`."""
+    if not folder.is_dir():
+        return []
+    entries = folder.rglob("*") if recursive else folder.iterdir()
+    return [path for path in entries if needle in path.name]
+
+
+def places_outside(data_dir: Path) -> list[tuple[Path, bool]]:
+    """Where a file made from a member's string could land: the working directory, temp, home, root."""
+    return [
+        (Path.cwd(), False),
+        (Path(tempfile.gettempdir()), False),
+        (Path.home(), False),
+        (Path("/"), False),
+        (Path("/etc"), False),
+        (data_dir, True),
+    ]
+
+
+async def nothing_was_made(canary: Path, data_dir: Path) -> None:
+    assert await asyncio.to_thread(lambda: list(canary.iterdir())) == []
+    for folder, recursive in places_outside(data_dir):
+        made = await asyncio.to_thread(files_named_with, folder, MARK, recursive=recursive)
+        assert made == [], made
+
+
+@pytest.mark.parametrize("case", sorted(hostile_strings(Path("/x"))))
+async def test_attachment_names_are_never_used_as_paths_or_commands(
+    case: str,
+    driver: BotDriver,
+    as_member: Ctx,
+    bot: TryOnBot,
+    fake_discord: FakeDiscord,
+    tmp_path: Path,
+) -> None:
+    canary = tmp_path / "canary"
+    canary.mkdir()
+    name = hostile_strings(canary)[case]
+    attachment = fake_discord.add_attachment("photo.jpg", PHOTO, "image/jpeg", width=512, height=512)
+    attachment["filename"] = name  # Discord sanitises names; a crafted payload need not
+    start = driver.command(
+        as_member("alice"), "tryon start", photo=p.opt_attachment(attachment), outfit="a red coat"
+    )
+    admitted = await start.original(lambda m: bool(m.content) and "Checking" not in m.content)
+    # The name plays no part: the photo is taken (the session is admitted) and nothing is made of the name.
+    assert "is on its way" in admitted.content, admitted.content
+    manager = bot.runtime.engine.manager
+    manager.stop(manager.sessions()[0].id)
+    await until(lambda: not manager.sessions())
+    sent = json.dumps([r.json for r in fake_discord.requests]) + str([r.files for r in fake_discord.requests])
+    assert MARK not in sent  # never echoed either
+    await nothing_was_made(canary, tmp_path)
+
+
+async def test_hostile_prompts_run_through_a_whole_session_without_touching_a_shell_or_a_path(
+    driver: BotDriver,
+    as_member: Ctx,
+    bot: TryOnBot,
+    fake_discord: FakeDiscord,
+    emulator: Any,
+    tmp_path: Path,
+) -> None:
+    canary = tmp_path / "canary"
+    canary.mkdir()
+    prompts = [text[:300] for text in hostile_strings(canary).values()]
+    alice = as_member("alice")
+    start = driver.command(alice, "tryon start", photo=photo_option(fake_discord), outfit=prompts[0])
+    status = await wait_status(fake_discord, start.token, "Streaming live", "couldn't", "can't")
+    outcomes = {}
+    for prompt in prompts[1:]:
+        reply = await driver.command(alice, "tryon outfit", prompt=prompt).reply(within=30)
+        outcomes[prompt] = reply.content
+    await driver.command(alice, "tryon snapshot").reply(within=30)
+    await driver.command(alice, "tryon stop").reply()
+    await wait_status(fake_discord, start.token, "Done after", within=30)
+    await fake_discord.wait_for(lambda: _recording_offered(fake_discord, start.token), 30)
+    # Each prompt was applied or refused in words; none broke anything.
+    for prompt, said in outcomes.items():
+        assert said == "New outfit applied." or "outfit" in said.lower(), (prompt, said)
+    assert UNEXPECTED not in json.dumps([r.json for r in fake_discord.requests])
+    assert "Streaming live" in status.text or "Done after" in status.text
+    # Uploads are named by the bot, never by the member.
+    names = [f.filename for r in fake_discord.requests for f in r.files]
+    assert names and all(re.fullmatch(r"[A-Za-z0-9_.-]+", name) for name in names), names
+    await nothing_was_made(canary, tmp_path)
+
+
+def test_no_code_of_the_bot_can_start_a_process() -> None:
+    """The bot and its cogs import no process-spawning module and call nothing with shell=True."""
+    root = Path(__file__).parents[2]
+    spawning = {"subprocess", "pty", "pexpect", "sh"}
+    calls = {"system", "popen", "execv", "execve", "execvp", "spawnl", "spawnv", "startfile", "posix_spawn"}
+    found = []
+    for path in sorted([*(root / "bot").rglob("*.py"), *(root / "cogs").rglob("*.py")]):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                found += [f"{path}: import {a.name}" for a in node.names if a.name.split(".")[0] in spawning]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in spawning:
+                found.append(f"{path}: from {node.module} import ...")
+            elif isinstance(node, ast.Attribute) and node.attr in calls:
+                found.append(f"{path}:{node.lineno}: .{node.attr}")
+            elif isinstance(node, ast.keyword) and node.arg == "shell":
+                found.append(f"{path}:{node.lineno}: shell=")
+            elif isinstance(node, ast.Attribute) and node.attr == "create_subprocess_exec":
+                found.append(f"{path}:{node.lineno}: create_subprocess_exec")
+    assert found == []
