@@ -4,8 +4,9 @@
     port. The in-process bot must tell the member, settle once, free the slot and still offer the recording
     of what streamed (the restarted emulator finishes it from its recordings folder).
 (b) `python -m bot run` runs as a child process against the fake Discord (REST and gateway) and an emulator;
-    mid-session it is SIGKILLed and started again. The restart must mark the session interrupted, settle it
-    once from the last heartbeat in the SQLite file, tell the member and offer the recording.
+    with one session streaming and one queued it is SIGKILLed and started again. The restart must mark both
+    interrupted, settle each once (the live one from its last heartbeat in the SQLite file, the queued one
+    refunded), tell both members, offer the recording, and the killed bot must leave no process behind.
 """
 
 from __future__ import annotations
@@ -157,7 +158,7 @@ api_url = "{emulator.url}"
 database = "{database}"
 
 [engine]
-slots = 2
+slots = 1
 snippet_seconds = {engine.snippet_seconds}
 snippet_fps = {engine.snippet_fps}
 snippet_width = {engine.snippet_width}
@@ -268,7 +269,7 @@ async def heartbeat_reaches(database: Path, session_id: str, seconds: float, wit
             await asyncio.sleep(0.1)
 
 
-async def test_bot_killed_mid_session_and_restarted(
+async def test_bot_killed_with_a_live_and_a_queued_session_and_restarted(
     fake_discord: FakeDiscord, emulator: Emulator, tmp_path: Path
 ) -> None:
     world = p.guild_world()
@@ -277,25 +278,34 @@ async def test_bot_killed_mid_session_and_restarted(
         fake_discord.add_channel(int(channel["id"]))
     fake_discord.gateway_guilds.append(world.guild_create())
     config, database = tmp_path / "config.toml", tmp_path / "tryon.db"
-    write_bot_config(config, fake_discord, emulator, database)
-    alice = world.add_member("alice")
-    ctx = p.InteractionContext(fake_discord.application_id, world.channel, world.guild_id, alice)
-    photo = fake_discord.add_attachment("me.jpg", PHOTO, "image/jpeg", width=512, height=512)
-    start = p.slash_command(ctx, "tryon start", {"photo": p.opt_attachment(photo), "outfit": "red parka"})
+    write_bot_config(config, fake_discord, emulator, database)  # one slot: bob waits behind alice
+    alice, bob = world.add_member("alice"), world.add_member("bob")
+    photo = p.opt_attachment(
+        fake_discord.add_attachment("me.jpg", PHOTO, "image/jpeg", width=512, height=512)
+    )
 
+    def start_command(member: p.Payload, outfit: str) -> p.Payload:
+        ctx = p.InteractionContext(fake_discord.application_id, world.channel, world.guild_id, member)
+        return p.slash_command(ctx, "tryon start", {"photo": photo, "outfit": outfit})
+
+    async def deliver(interaction: p.Payload) -> None:
+        fake_discord.register_interaction(interaction)
+        await fake_discord.gateway_dispatch("INTERACTION_CREATE", interaction)
+
+    live, queued = start_command(alice, "red parka"), start_command(bob, "blue blazer")
     log = tmp_path / "bot.log"
     async with bot_process(config, log) as first:
         await logged_in(fake_discord, first, 1, log)
         await fake_discord.wait_for(lambda: fake_discord.identify, within=30)
-        fake_discord.register_interaction(start)
-        await fake_discord.gateway_dispatch("INTERACTION_CREATE", start)
-        status = await wait_status(fake_discord, start["token"], "Streaming live", within=40)
-        session_id = session_id_of(status)
+        await deliver(live)
+        live_id = session_id_of(await wait_status(fake_discord, live["token"], "Streaming live", within=40))
+        await deliver(queued)
+        queued_id = session_id_of(await wait_status(fake_discord, queued["token"], "Waiting in line"))
         # The first clip is posted (so the snippet worker process runs) and a heartbeat passed 1 s.
         await fake_discord.wait_for(
-            lambda: any(m.attachments for m in fake_discord.messages_for(start["token"])), within=30
+            lambda: any(m.attachments for m in fake_discord.messages_for(live["token"])), within=30
         )
-        await heartbeat_reaches(database, session_id, 1.0)
+        await heartbeat_reaches(database, live_id, 1.0)
         children = descendants(first.pid)
         assert children, "the bot runs its snippet encoder in worker processes"
         first.send_signal(signal.SIGKILL)
@@ -305,32 +315,45 @@ async def test_bot_killed_mid_session_and_restarted(
         assert not orphans, f"the killed bot left processes running: {orphans}"
     finally:
         kill_leftovers(children)
-    state, last_heartbeat = stored_row(database, session_id)
+    state, last_heartbeat = stored_row(database, live_id)
     assert state == "streaming" and last_heartbeat >= 1.0  # what the kill left on disk
+    assert stored_row(database, queued_id) == ("queued", 0.0)
+
+    def interrupted(token: str) -> FakeMessage | None:
+        status = status_message(fake_discord, token)
+        return status if status is not None and "Interrupted by a restart" in status.text else None
+
+    def notice_for(member: p.Payload, words: str) -> FakeMessage | None:
+        mention = f"<@{member['user']['id']}>"
+        messages = fake_discord.channel_messages(channel_id)
+        return next((m for m in messages if mention in m.content and words in m.text), None)
 
     log = tmp_path / "restarted.log"
     async with bot_process(config, log) as restarted:
         back_at = await logged_in(fake_discord, restarted, 2, log)
-        interrupted = await fake_discord.wait_for(
-            lambda: (m := status_message(fake_discord, start["token"])) and "Interrupted" in m.text and m,
+        statuses = await fake_discord.wait_for(
+            lambda: (a := interrupted(live["token"])) and (b := interrupted(queued["token"])) and (a, b),
             within=30,
         )
         told_after = time.perf_counter() - back_at
-        assert told_after < TELL_WITHIN_SECONDS, f"member told {told_after:.1f} s after the bot was back"
-        assert interrupted.components == [], "buttons left on an interrupted session"
+        assert told_after < TELL_WITHIN_SECONDS, f"members told {told_after:.1f} s after the bot was back"
+        assert all(status.components == [] for status in statuses), "buttons left on interrupted sessions"
         offered = await fake_discord.wait_for(
-            lambda: recording_message(fake_discord, fake_discord.channel_messages(channel_id)), within=30
+            lambda: notice_for(alice, "recovered after a restart"), within=30
         )
-        assert "recovered after a restart" in offered.text and f"<@{alice['user']['id']}>" in offered.text
+        assert recording_message(fake_discord, [offered]) is not None, offered.text
+        await fake_discord.wait_for(lambda: notice_for(bob, "before anything was recorded"), within=30)
         restarted.send_signal(signal.SIGTERM)
         async with asyncio.timeout(30):
             assert await restarted.wait() == 0, log.read_text(errors="replace")[-3000:]
 
     await assert_playable(offered, last_heartbeat)
     async with await Store.open(database) as store:
-        record = await store.sessions.get(session_id)
-        assert record is not None and record.state == "interrupted"
-        assert record.streamed_seconds == last_heartbeat
-        assert await assert_settled_once(store, session_id) == pytest.approx(last_heartbeat)
+        for session_id in (live_id, queued_id):
+            record = await store.sessions.get(session_id)
+            assert record is not None and record.state == "interrupted"
+        assert (await store.sessions.get(live_id)).streamed_seconds == last_heartbeat  # type: ignore[union-attr]
+        assert await assert_settled_once(store, live_id) == pytest.approx(last_heartbeat)
+        assert await assert_settled_once(store, queued_id) == 0.0  # refunded: it never streamed
         assert await store.sessions.live(world.guild_id) == []
     assert emulator.active_sessions() == [] and not emulator.connections  # the platform slot is free
