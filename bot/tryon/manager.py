@@ -245,7 +245,7 @@ class SessionManager:
         await self._report_positions()
 
     async def _run(self, session: TryOnSession) -> None:
-        releaser = asyncio.create_task(self._release_when_done_streaming(session))
+        releaser = asyncio.create_task(self._release_when_done_streaming(session), name=f"slot-{session.id}")
         try:
             await session.run()
         finally:
