@@ -260,9 +260,10 @@ class RecordingStore:
 
     async def cancel_writers(self) -> None:
         """Stop the writers that have not finished (their render-thread work still runs to its end)."""
-        for task in [*self._writers, *([self._ticker] if self._ticker else [])]:
+        tasks = [*self._writers, *([self._ticker] if self._ticker is not None else [])]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._writers, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self._journal is not None:
             await asyncio.to_thread(self._journal.shutdown, True)
 
