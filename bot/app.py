@@ -25,6 +25,7 @@ from bot.config import BotConfig, ConfigError, load_config
 from bot.emulator import DEV_API_KEY, Emulator, EmulatorConfig
 from bot.logsafety import configure_logging
 from bot.store import Store
+from bot.tls import warm_up as warm_up_tls
 from bot.tryon.engine import Engine, build_engine, client_factory
 from bot.tryon.errors import TryOnError
 
@@ -50,6 +51,7 @@ async def open_runtime(config: BotConfig, resources: contextlib.AsyncExitStack) 
     Everything opened is registered on `resources`, which closes it in reverse order: the engine first (it
     ends and settles every session), then the emulator, then the store.
     """
+    await warm_up_tls()  # before any HTTPS client is created on the loop
     store = await Store.open(config.store.database)
     resources.push_async_callback(store.close)
     if config.odyssey.api_key:

@@ -35,6 +35,7 @@ from bot.odyssey.models import (
 from bot.odyssey.regions import RegionProber
 from bot.odyssey.rest import ApiClient
 from bot.odyssey.signaling import RetryPolicy, fetch_ice_servers, open_signaling
+from bot.tls import tls_context
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,9 @@ class Odyssey:
         self._owns_http = http is None
         # Proxy settings from the environment apply to the real platform, never to a local emulator.
         trust_env = not is_loopback_url(self.api_url)
-        self._http = http or httpx.AsyncClient(timeout=HTTP_TIMEOUT_SECONDS, trust_env=trust_env)
+        self._http = http or httpx.AsyncClient(
+            timeout=HTTP_TIMEOUT_SECONDS, trust_env=trust_env, verify=tls_context(trust_env)
+        )
         self._tokens = TokenCache(self._http, self.api_url, api_key)
         self._api = ApiClient(self._http, self.api_url, self._tokens)
         self._regions = RegionProber(self._http)

@@ -17,6 +17,7 @@ import discord
 import httpx
 import yarl
 
+from bot.tls import tls_context
 from bot.tryon.errors import PhotoRejected
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,9 @@ async def download_attachment(
 
 async def _fetch(url: str, trusted: frozenset[tuple[str, str, int | None]], max_bytes: int) -> bytes:
     # trust_env=False: no proxy or .netrc from the environment may change where the request goes.
-    async with httpx.AsyncClient(follow_redirects=False, trust_env=False) as client:
+    async with httpx.AsyncClient(
+        follow_redirects=False, trust_env=False, verify=tls_context(False)
+    ) as client:
         for _ in range(MAX_REDIRECTS + 1):
             async with client.stream("GET", url) as response:
                 if response.is_redirect:
