@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import math
 import threading
 from dataclasses import dataclass
 
@@ -156,7 +157,8 @@ def _check_size(data: bytes, limits: PhotoLimits) -> None:
         raise PhotoRejected("The attached file is empty. Please attach a photo.", reason="photo_empty")
     if len(data) > limits.max_bytes:
         raise PhotoRejected(
-            f"That photo is {len(data) / MiB:.1f} MiB; the limit is {limits.max_bytes / MiB:.0f} MiB. "
+            f"That photo is {math.ceil(len(data) / MiB * 10) / 10:.1f} MiB; the limit is "
+            f"{limits.max_bytes / MiB:.0f} MiB. "
             "Please send a smaller photo.",
             reason="photo_too_large",
         )
@@ -220,7 +222,7 @@ def _open_header(data: bytes, kind: str, limits: PhotoLimits) -> Image.Image:
         image.close()
         raise PhotoRejected(
             f"That photo is too small ({width}×{height} pixels): it needs at least "
-            f"{limits.min_short_side} pixels on its shorter side.",
+            f"{limits.min_short_side} pixels on its shorter side. Please send a larger photo.",
             reason="photo_too_small",
         )
     if max(width, height) > limits.max_aspect_ratio * min(width, height):
@@ -236,7 +238,8 @@ def _open_header(data: bytes, kind: str, limits: PhotoLimits) -> Image.Image:
 def _too_many_pixels(size: tuple[int, int] | None, limits: PhotoLimits) -> PhotoRejected:
     shown = f" ({size[0]}×{size[1]} pixels)" if size else ""
     return PhotoRejected(
-        f"That image is too large{shown}: the limit is {limits.max_pixels / 1e6:.0f} megapixels.",
+        f"That image is too large{shown}: the limit is {limits.max_pixels / 1e6:.0f} megapixels. "
+        "Please send a smaller photo (any phone photo fits).",
         reason="photo_too_many_pixels",
     )
 
