@@ -14,6 +14,7 @@ import math
 import threading
 from dataclasses import dataclass
 
+import numpy as np
 from PIL import ExifTags, Image, ImageFile, ImageOps, features
 
 from bot.tryon.errors import PhotoRejected
@@ -284,6 +285,11 @@ def _flatten_rgb(image: Image.Image) -> Image.Image:
         return background
     if image.mode == "RGB":
         return image
+    if image.mode.startswith("I"):
+        # 16-bit greyscale (PNG "I;16") or 32-bit integer: Pillow's convert() clips at 255, which turns a
+        # 16-bit photo almost entirely white. Scale the 16-bit range down instead.
+        grey = np.asarray(image, dtype=np.uint32).clip(0, 65535) >> 8
+        return Image.fromarray(grey.astype(np.uint8), "L").convert("RGB")
     return image.convert("RGB")
 
 
