@@ -3,17 +3,40 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
+import unicodedata
 
 import discord
 
 from bot.store.records import AuditEntry, QuotaLimits
 
+# Characters that reorder or hide text: bidi controls, zero-width and other invisible format characters.
+# A zero-width joiner stays only inside an emoji sequence (👩‍🚀), where it is what joins the emoji.
+_EMOJI = "\U0001f000-\U0001faff\u2600-\u27bf\ufe0f"
+_HIDDEN = re.compile(
+    "[\u00ad\u061c\u180e\u200b\u200c\u200e\u200f\u202a-\u202e\u2060-\u2069\ufeff]"
+    f"|(?<![{_EMOJI}])\u200d|\u200d(?![{_EMOJI}])"
+)
+_WHITESPACE = re.compile(r"\s+")
+# `@everyone`/`@here`, and the start of every mention-like markup: users, roles, channels, slash commands.
+_MASS_MENTION = re.compile(r"@(everyone|here)")
+_MENTION_START = re.compile(r"<(?=[@#/])")
+
 
 def quote_safely(text: str, limit: int = 200) -> str:
-    """Member-written text, shortened and escaped so it cannot format, mention or ping anyone."""
+    """Member-written text on one line, shortened and escaped: it cannot format, mention, ping or reorder.
+
+    Bidi controls and invisible characters are dropped (they could reverse or hide what moderators read),
+    control characters and line breaks become spaces (no fake lines in a log), and every mention-like
+    markup gets a zero-width space so Discord shows it as text, whatever the id looks like.
+    """
+    text = "".join(" " if unicodedata.category(c) == "Cc" else c for c in _HIDDEN.sub("", text))
+    text = _WHITESPACE.sub(" ", text).strip()
     if len(text) > limit:
         text = text[: limit - 1] + "…"
-    return discord.utils.escape_mentions(discord.utils.escape_markdown(text))
+    text = discord.utils.escape_markdown(text)  # backslashes included
+    text = _MASS_MENTION.sub("@\u200b\\1", text)
+    return _MENTION_START.sub("<\u200b", text)
 
 
 def duration(seconds: float) -> str:
