@@ -292,6 +292,13 @@ async def test_mid_stream_fault_continues_on_a_fresh_stream(
     await assert_nothing_left(bot, emulator, session_id)
 
 
+NO_WAY_BACK = [
+    pytest.param("force_429_code", "CONCURRENT_LIMIT_REACHED", 0.0, id="fresh-connection-refused-429"),
+    pytest.param("fail_503_times", 10_000, QUEUE_TIMEOUT, id="503-storm-longer-than-the-queue-timeout"),
+]
+
+
+@pytest.mark.parametrize(("refusal", "value", "gives_up_after"), NO_WAY_BACK)
 async def test_abnormal_close_with_no_way_back_ends_with_the_recording(
     driver: BotDriver,
     world: p.GuildWorld,
@@ -299,14 +306,19 @@ async def test_abnormal_close_with_no_way_back_ends_with_the_recording(
     bot: TryOnBot,
     fake_discord: FakeDiscord,
     emulator: Emulator,
+    refusal: str,
+    value: object,
+    gives_up_after: float,
 ) -> None:
     start, status = await start_streaming(driver, fake_discord, as_member("alice"), "red wool coat")
     session_id = session_id_of(status)
-    emulator.faults.force_429_code = "CONCURRENT_LIMIT_REACHED"  # the fresh connection is refused
+    setattr(emulator.faults, refusal, value)  # the fresh connection is refused
     fault_at = time.perf_counter()
     await emulator.drop_connections(1011)
-    notice = await told(fake_discord, start.token, "could not continue")
-    assert notice.received_at - fault_at < TOLD_WITHIN
+    dropped = await told(fake_discord, start.token, "reconnecting")
+    assert dropped.received_at - fault_at < TOLD_WITHIN
+    ended = await told(fake_discord, start.token, "could not continue")
+    assert ended.received_at - fault_at < gives_up_after + TOLD_WITHIN
     final = await final_message(fake_discord, start.token)
     assert final.text.count("[video](") == 1, final.text
     await wait_status(fake_discord, start.token, "connection to the video service was lost")
