@@ -12,7 +12,12 @@ are also caught, each chosen because it cannot make an ordinary word match somet
 - letter spacing and punctuation: runs of single letters are joined ("r e d", "r.e.d" -> "red");
 - leetspeak, only inside words that mix letters with 0 1 3 4 5 7 @ $ and whose digits don't outnumber
   their letters ("n4k3d" -> "naked", "a$$" -> "ass"; "1920s", "80s" and "2 piece" are left alone);
-- look-alike Cyrillic/Greek letters, only inside words that also contain Latin letters;
+- a blocked word anywhere inside such a run ("a f u r coat" -> "afur" contains "fur": the article "a" is a
+  single letter too);
+- look-alike Cyrillic/Greek/Armenian letters inside words that also contain Latin letters, and whole words
+  made only of look-alikes when the prompt also has Latin words ("a ѕеху dress"; an all-Cyrillic prompt is
+  left alone, so Russian is never rewritten);
+- Latin small capitals ("ꜰᴜʀ"), which NFKC leaves as they are;
 - plurals: an entry also matches the word with "s" or "es" added.
 Not caught, on purpose: repeated letters ("nuuude"; collapsing them turns "good" into "god") and words
 hidden inside longer words (that is the "Scunthorpe problem").
@@ -39,6 +44,16 @@ _LOOKALIKES = str.maketrans(
         "а": "a", "е": "e", "о": "o", "р": "p", "с": "c", "у": "y", "х": "x", "і": "i", "ј": "j",
         "ѕ": "s", "ԁ": "d", "һ": "h", "к": "k", "м": "m", "т": "t", "в": "b", "н": "h",
         "α": "a", "ε": "e", "ο": "o", "ρ": "p", "ι": "i", "κ": "k", "ν": "v", "τ": "t", "υ": "u",
+        "ս": "u", "օ": "o", "ո": "n", "հ": "h", "ց": "g", "զ": "q",
+    }
+)  # fmt: skip
+_LOOKALIKE_LETTERS = frozenset(chr(code) for code in _LOOKALIKES)
+# Latin letters in small-capital form: the Latin script itself, so they are undone everywhere.
+_SMALL_CAPITALS = str.maketrans(
+    {
+        "ᴀ": "a", "ʙ": "b", "ᴄ": "c", "ᴅ": "d", "ᴇ": "e", "ꜰ": "f", "ɢ": "g", "ʜ": "h", "ɪ": "i", "ᴊ": "j",
+        "ᴋ": "k", "ʟ": "l", "ᴍ": "m", "ɴ": "n", "ᴏ": "o", "ᴘ": "p", "ʀ": "r", "ꜱ": "s", "ᴛ": "t", "ᴜ": "u",
+        "ᴠ": "v", "ᴡ": "w", "ʏ": "y", "ᴢ": "z",
     }
 )  # fmt: skip
 
@@ -93,11 +108,18 @@ def _looks_leet(token: str) -> bool:
     return letters > 0 and digits + symbols > 0 and digits <= letters + symbols
 
 
-def _normalise_token(token: str) -> str:
+def _has_latin(token: str) -> bool:
+    return any("a" <= char <= "z" for char in token)
+
+
+def _normalise_token(token: str, latin_prompt: bool) -> str:
+    token = token.translate(_SMALL_CAPITALS)
     letters = [char for char in token if char.isalpha()]
     if _looks_leet(token):
         token = token.translate(_LEET)
-    if any("a" <= char <= "z" for char in letters) and any(not char.isascii() for char in letters):
+    mixed = _has_latin(token) and any(not char.isascii() for char in letters)
+    disguised = latin_prompt and bool(letters) and all(char in _LOOKALIKE_LETTERS for char in letters)
+    if mixed or disguised:
         token = token.translate(_LOOKALIKES)
     return token.replace("_", "")
 
@@ -120,11 +142,31 @@ def _join_spelled_out(tokens: list[str]) -> list[str]:
     return joined
 
 
+def _normalised_tokens(text: str) -> list[str]:
+    folded = _strip_accents(clean_prompt(text).casefold())
+    raw = _TOKEN.findall(folded)
+    latin_prompt = any(_has_latin(token.translate(_SMALL_CAPITALS)) for token in raw)
+    tokens = [_normalise_token(token, latin_prompt) for token in raw]
+    return [token for token in tokens if token]
+
+
 def normalised_words(text: str) -> list[str]:
     """The words blocklist matching sees (casefolded, accents and evasions undone)."""
-    folded = _strip_accents(clean_prompt(text).casefold())
-    tokens = [_normalise_token(token) for token in _TOKEN.findall(folded)]
-    return _join_spelled_out([token for token in tokens if token])
+    return _join_spelled_out(_normalised_tokens(text))
+
+
+def _spelled_out_runs(tokens: list[str]) -> list[str]:
+    """Each run of two or more single-letter tokens, joined: ["a", "f", "u", "r", "coat"] -> ["afur"]."""
+    runs: list[str] = []
+    run: list[str] = []
+    for token in [*tokens, ""]:
+        if len(token) == 1 and token.isalpha():
+            run.append(token)
+            continue
+        if len(run) >= 2:
+            runs.append("".join(run))
+        run = []
+    return runs
 
 
 def normalise_blocklist_entry(entry: str) -> str:
@@ -138,11 +180,15 @@ def _word_matches(word: str, blocked: str) -> bool:
 
 def find_blocked(text: str, blocklist: Iterable[str]) -> str | None:
     """The first blocklist entry the text contains as whole words, or None."""
-    words = normalised_words(text)
+    tokens = _normalised_tokens(text)
+    words = _join_spelled_out(tokens)
+    runs = _spelled_out_runs(tokens)
     for entry in blocklist:
         phrase = normalised_words(entry)
         if not phrase:
             continue
+        if len(phrase) == 1 and any(phrase[0] in run for run in runs):
+            return entry
         size = len(phrase)
         for start in range(len(words) - size + 1):
             window = words[start : start + size]
