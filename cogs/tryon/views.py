@@ -97,6 +97,14 @@ class OutfitModal(discord.ui.Modal):
             title="New outfit", custom_id=f"tryon:outfit-modal:{session_id}:{user_id}", timeout=600
         )
         self.session_id = session_id
+        self.user_id = user_id
+
+    async def interaction_check(self, interaction: discord.Interaction[TryOnBot]) -> bool:  # type: ignore[override]
+        """Only the member it was shown to: discord.py routes a submit to it by custom id alone."""
+        if interaction.user.id != self.user_id:
+            await send_reply(interaction, "Only the member who opened this can use it.")
+            return False
+        return True
 
     async def on_submit(self, interaction: discord.Interaction[TryOnBot]) -> None:  # type: ignore[override]
         """Apply the outfit to the session."""
