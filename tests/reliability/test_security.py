@@ -221,6 +221,14 @@ async def test_session_buttons_refuse_non_owners_and_let_moderators_act(
         for action in ("outfit", "snap", "stop"):
             text = await refusal(driver.press(stranger, status, f"tryon:{action}:{session_id}"))
             assert "Only the member who started this try-on" in text, (action, text)
+    # Alice's open outfit modal, submitted by someone else (discord.py routes a submit by custom id alone).
+    opened = await driver.press(alice, status, f"tryon:outfit:{session_id}").response()
+    modal_id = opened.json["data"]["custom_id"]
+    await driver.modal_opened(modal_id)
+    field_id = opened.json["data"]["components"][0]["components"][0]["custom_id"]
+    for stranger in strangers:
+        text = await refusal(driver.submit(stranger, modal_id, {field_id: "a clown costume"}))
+        assert text == "Only the member who opened this can use it.", text
     assert bot.runtime.engine.manager.get(session_id) is session and session.state == "streaming"
     assert [r.text for r in await store.prompts.for_session(session_id)] == ["a red wool coat"]
     assert not _snapshots_posted(fake_discord)
