@@ -41,7 +41,7 @@ pytestmark = pytest.mark.timeout(60)
 
 Ctx = Callable[..., p.InteractionContext]
 MAX_LAG_MS = 100.0
-ANSWER_SECONDS = 5.0  # generous on a loaded 2-core machine; no case comes near it
+ANSWER_SECONDS = 20.0  # generous on a loaded 2-core machine; no case comes near it
 
 
 # ----- shared checks ------------------------------------------------------------------------------
