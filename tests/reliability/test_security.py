@@ -175,6 +175,8 @@ async def test_moderator_command_needs_manage_server_at_run_time(
     store = bot.runtime.store
     target = world.add_member("target")
     options = required_options(ADMIN_COMMANDS[command], world, target)
+    # With a mod-log channel set, an action that slipped through would also be posted there.
+    await store.guilds.set_mod_log_channel(world.guild_id, int(world.channels[1]["id"]), moderator_id=None)
     before = await db_snapshot(store)
     # Discord delivered the command although the member lacks Manage Server (an admin overrode the
     # command's default permissions for a role or channel): the bot must still refuse and change nothing.
@@ -353,6 +355,9 @@ async def test_one_guilds_sessions_usage_and_audit_stay_in_that_guild(
         custom_id = f"tryon:{action}:{live_id}"
         text = await refusal(driver.press(mod_b, button_message(guild_b, custom_id), custom_id))
         assert text == NO_SUCH_SESSION, text
+    for session_id in (old.id, live_id):
+        shown = await driver.command(mod_b, "tryon show", id=session_id).reply()
+        assert "No try-on of yours has that id in this server" in shown.content
     usage = await driver.command(mod_b, "tryonadmin usage").reply()
     assert str(alice_id) not in usage.text and "nobody yet" in usage.text
     audit = await driver.command(mod_b, "tryonadmin audit").reply()
@@ -433,6 +438,7 @@ async def test_forget_removes_the_members_rows_and_every_byte_of_their_prompts(
     bob_session = await stored_session(store, world.guild_id, user_id(bob), state="done")
     await store.prompts.add(bob_session.id, "bob's plain coat", status="applied")
     assert marker.encode() in _database_bytes(store)
+    assert await tables_mentioning(store, user_id(alice)) == {"sessions", "usage_ledger", "audit_log"}
 
     question = await driver.command(alice, "tryon forget").reply()
     await driver.view_attached(question)
@@ -453,11 +459,30 @@ async def test_forget_removes_the_members_rows_and_every_byte_of_their_prompts(
     # The moderators' record of the refused prompt stays, without her words.
     audit = await store.audit.list(world.guild_id, action="prompt_refused")
     assert len(audit) == 1 and "prompt" not in audit[0].details and audit[0].details.get("redacted")
+    # Her id remains only where the guild's accounting and moderation records need it.
+    assert await tables_mentioning(store, alice_id) == {"usage_ledger", "audit_log"}
     # Not one byte of her prompts is left in the database file, its WAL or anywhere in the data folder.
     assert marker.encode() not in _database_bytes(store)
     assert await asyncio.to_thread(_files_containing, tmp_path, marker.encode()) == []
     assert [p.text for p in await store.prompts.for_session(bob_session.id)] == ["bob's plain coat"]
     assert await store.integrity_check() == "ok"
+
+
+async def tables_mentioning(store: Store, member_id: int) -> set[str]:
+    """Tables with a row holding `member_id` in any column (every table, so a new one cannot be missed)."""
+    tables = await store.db.fetch_all(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+    )
+    found = set()
+    for table in tables:
+        columns = await store.db.fetch_all(f'PRAGMA table_info("{table["name"]}")')
+        condition = " OR ".join(f'"{column["name"]}" = ?' for column in columns)
+        row = await store.db.fetch_one(
+            f'SELECT 1 FROM "{table["name"]}" WHERE {condition} LIMIT 1', [member_id] * len(columns)
+        )
+        if row is not None:
+            found.add(table["name"])
+    return found
 
 
 def _recording_offered(fake: FakeDiscord, token: str) -> bool:
