@@ -18,7 +18,11 @@ class OdysseyConnectionError(OdysseyError):
 
 
 class OdysseyStreamError(OdysseyError):
-    """A stream could not be started, updated or ended."""
+    """A stream could not be started, updated or ended; `reason` is the streamer's code when it sent one."""
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class OdysseyUsageError(OdysseyError):
@@ -143,12 +147,12 @@ def stream_error_to_exception(reason: str, message: str) -> OdysseyError:
             message or "Concurrent session limit reached", code="CONCURRENT_LIMIT_REACHED"
         )
     if reason == "lease_denied":
-        return OdysseyStreamError("Stream request denied - please try again")
+        return OdysseyStreamError("Stream request denied - please try again", reason=reason)
     if reason == "session_timeout":
         return StreamDurationExceededError(
             message or "Stream ended: maximum stream duration reached", code="STREAM_DURATION_EXCEEDED"
         )
-    return OdysseyStreamError(f"{reason}: {message}" if message else reason)
+    return OdysseyStreamError(f"{reason}: {message}" if message else reason, reason=reason)
 
 
 SIGNALING_ERROR_MESSAGES = {

@@ -14,6 +14,7 @@ from bot.odyssey import (
     Odyssey,
     OdysseyAuthError,
     OdysseyError,
+    OdysseyStreamError,
     OdysseyUsageError,
     RateLimitError,
     Recording,
@@ -78,6 +79,13 @@ async def collect_recording_links(
         *(fetch_recording_links(client, stream_id, settings) for stream_id in stream_ids)
     )
     return [links for links in results if links is not None]
+
+
+def start_failure_message(error: BaseException) -> str:
+    """Why the platform could not start a try-on, for members: their photo, or try again later."""
+    if isinstance(error, OdysseyStreamError) and error.reason == "invalid_image":
+        return "The video platform could not use your photo. Please try a different photo."
+    return "The video platform could not start your try-on right now. Please try again in a minute."
 
 
 def usage_error_message(error: OdysseyUsageError) -> str:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import PIL.Image
 import PIL.ImageOps
 
-from bot.odyssey import Odyssey, OdysseyError, OdysseyUsageError
+from bot.odyssey import Odyssey, OdysseyError, OdysseyStreamError, OdysseyUsageError
 from bot.tryon.errors import NoSuchSession, PromptRejected, TryOnError
 from bot.tryon.framebuffer import FrameBuffer, KeptFrame
 from bot.tryon.presenter import (
@@ -28,7 +28,7 @@ from bot.tryon.presenter import (
     SnippetReady,
     StatusChanged,
 )
-from bot.tryon.recordings import collect_recording_links, usage_error_message
+from bot.tryon.recordings import collect_recording_links, start_failure_message, usage_error_message
 from bot.tryon.settings import EngineSettings
 from bot.tryon.snippets import SnippetEncoder, SnippetTooLargeError
 
@@ -353,10 +353,8 @@ class TryOnSession:
             await self._fail(usage_error_message(exc), error=None, reason=exc.code)
         except (OdysseyError, TimeoutError) as exc:
             log.warning("session %s: the platform failed: %r", self.id, exc)
-            message = (
-                "The video platform could not start your try-on right now. Please try again in a minute."
-            )
-            await self._fail(message, error=None, reason=type(exc).__name__)
+            reason = exc.reason if isinstance(exc, OdysseyStreamError) and exc.reason else type(exc).__name__
+            await self._fail(start_failure_message(exc), error=None, reason=reason)
         except asyncio.CancelledError:
             await asyncio.shield(self._fail("The try-on was stopped unexpectedly.", error=None))
             raise

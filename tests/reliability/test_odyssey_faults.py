@@ -199,14 +199,33 @@ async def test_usage_error_at_start_is_explained_and_refunded(
         await next_member_streams(driver, fake_discord, as_member, bot)
 
 
+TRY_LATER = "could not start your try-on right now. Please try again in a minute."
 CONNECT_FAULTS = [
-    pytest.param("fail_503_times", 10_000, QUEUE_TIMEOUT, id="503-storm-longer-than-the-queue-timeout"),
-    pytest.param("signaling_error_reason", "invalid_session", 0.0, id="signaling-error"),
-    pytest.param("ws_close_code_on_connect", 1011, 0.0, id="abnormal-websocket-close-on-connect"),
+    pytest.param(
+        "fail_503_times", 10_000, QUEUE_TIMEOUT, TRY_LATER, id="503-storm-longer-than-the-queue-timeout"
+    ),
+    pytest.param("signaling_error_reason", "invalid_session", 0.0, TRY_LATER, id="signaling-error"),
+    pytest.param("ws_close_code_on_connect", 1011, 0.0, TRY_LATER, id="abnormal-websocket-close-on-connect"),
+    pytest.param("ws_close_code_on_connect", 1000, 0.0, TRY_LATER, id="normal-websocket-close-on-connect"),
+    # Stream errors answering the start (spec §10.4): transient, usage limits, and the photo itself.
+    pytest.param("stream_error_reason", "lease_denied", 0.0, TRY_LATER, id="start-lease-denied"),
+    pytest.param(
+        "stream_error_reason", "quota_exceeded", 0.0, "video time for this month", id="start-quota-exceeded"
+    ),
+    pytest.param(
+        "stream_error_reason",
+        "concurrent_limit_exceeded",
+        0.0,
+        "as many try-ons as its plan allows",
+        id="start-concurrent-limit-exceeded",
+    ),
+    pytest.param(
+        "stream_error_reason", "invalid_image", 0.0, "could not use your photo", id="start-photo-refused"
+    ),
 ]
 
 
-@pytest.mark.parametrize(("fault", "value", "takes_effect_after"), CONNECT_FAULTS)
+@pytest.mark.parametrize(("fault", "value", "takes_effect_after", "sentence"), CONNECT_FAULTS)
 async def test_connect_fault_is_explained_and_refunded(
     driver: BotDriver,
     world: p.GuildWorld,
@@ -217,12 +236,13 @@ async def test_connect_fault_is_explained_and_refunded(
     fault: str,
     value: object,
     takes_effect_after: float,
+    sentence: str,
 ) -> None:
     setattr(emulator.faults, fault, value)
     start = driver.command(
         as_member("alice"), "tryon start", photo=photo_option(fake_discord), outfit="red coat"
     )
-    message = await told(fake_discord, start.token, "could not start your try-on right now")
+    message = await told(fake_discord, start.token, sentence)
     assert message.received_at - start.delivered_at < takes_effect_after + TOLD_WITHIN
     status = await wait_status(fake_discord, start.token, "Stopped")
     session_id = session_id_of(status)
