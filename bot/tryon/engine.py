@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 from collections.abc import Awaitable, Callable
 
 from bot.odyssey import Odyssey
@@ -36,7 +35,7 @@ def prompt_checker(store: Store) -> Callable[[int, str], Awaitable[str]]:
 async def checked_photo(data: bytes) -> StreamPhoto:
     """Run the photo checks (off the loop); PhotoRejected on a bad photo, else the upright JPEG to stream."""
     photo = await check_photo(data)
-    return StreamPhoto(data=photo.jpeg, sha256=hashlib.sha256(data).hexdigest())
+    return StreamPhoto(data=photo.jpeg, sha256=photo.sha256)  # of the upload, hashed in the worker thread
 
 
 @dataclasses.dataclass
