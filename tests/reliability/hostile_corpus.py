@@ -13,7 +13,7 @@ import struct
 import zipfile
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
@@ -314,7 +314,6 @@ class PhotoCase:
     upright: bool = True
     declared_size: int | None = None  # what Discord's attachment object claims, if not the real size
     keep: bool = True  # False for big blobs: rebuilt when needed instead of cached
-    tags: tuple[str, ...] = field(default_factory=tuple)
 
 
 PHOTO_CASES: list[PhotoCase] = [
