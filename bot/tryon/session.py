@@ -17,6 +17,7 @@ import PIL.Image
 import PIL.ImageOps
 
 from bot.odyssey import Odyssey, OdysseyError, OdysseyStreamError, OdysseyUsageError
+from bot.odyssey.errors import STREAM_ENDING_REASONS
 from bot.tryon.errors import NoSuchSession, PromptRejected, TryOnError
 from bot.tryon.framebuffer import FrameBuffer, KeptFrame
 from bot.tryon.presenter import (
@@ -75,8 +76,9 @@ ALLOWED_TRANSITIONS: Mapping[SessionState, frozenset[SessionState]] = {
 }
 
 
-# Stream errors after which the platform closes the connection: the session rolls over to a fresh one.
-STREAM_ENDING_ERRORS = frozenset({"session_timeout"})
+# Stream errors after which the platform has ended the stream (the cap, a lost lease, a usage limit): the
+# session rolls over to a fresh one. Others (e.g. a refused update) leave it playing.
+STREAM_ENDING_ERRORS = STREAM_ENDING_REASONS
 
 
 class InvalidTransition(RuntimeError):
@@ -442,6 +444,8 @@ class TryOnSession:
             message = (
                 "The live stream could not continue, so your try-on ended early. Your recording follows."
             )
+            if isinstance(exc, OdysseyUsageError):
+                message += f" {usage_error_message(exc)}"  # e.g. the month's video time is used up
             await self._present(self.presenter.error(ErrorReported(self.id, message)))
             return None
 
@@ -451,7 +455,6 @@ class TryOnSession:
         loss = _Loss()
 
         def on_stream_error(reason: str, message: str) -> None:
-            # Only the cap (credit lease) ends a running stream; e.g. a refused update leaves it playing.
             if reason in STREAM_ENDING_ERRORS:
                 loss.report(reason)
             else:

@@ -272,6 +272,10 @@ async def peer_dropped(emulator: Emulator) -> None:
     emulator.faults.drop_peer_after_seconds = None  # the fresh stream keeps its peer
 
 
+async def lease_denied(emulator: Emulator) -> None:
+    emulator.fail_streams("lease_denied", "Stream request denied")  # the platform ends the stream
+
+
 async def nothing_to_do(emulator: Emulator) -> None:
     """The emulator's configuration brings the fault on its own (a short cap or connection limit)."""
 
@@ -280,6 +284,7 @@ MID_STREAM_FAULTS = [
     pytest.param({}, abnormal_close, id="abnormal-websocket-close"),
     pytest.param({}, peer_dropped, id="peer-connection-dropped"),
     pytest.param({"stream_cap_seconds": 2.5}, nothing_to_do, id="session-timeout-at-the-stream-cap"),
+    pytest.param({}, lease_denied, id="stream-ended-lease-denied"),
     pytest.param({"connection_max_seconds": 3.0}, nothing_to_do, id="signaling-error-duration-limit"),
 ]
 
@@ -312,13 +317,39 @@ async def test_mid_stream_fault_continues_on_a_fresh_stream(
     await assert_nothing_left(bot, emulator, session_id)
 
 
+async def monthly_quota_ends_the_stream(emulator: Emulator) -> None:
+    emulator.fail_streams("quota_exceeded", "Monthly usage limit reached")
+
+
 NO_WAY_BACK = [
-    pytest.param("force_429_code", "CONCURRENT_LIMIT_REACHED", 0.0, id="fresh-connection-refused-429"),
-    pytest.param("fail_503_times", 10_000, QUEUE_TIMEOUT, id="503-storm-longer-than-the-queue-timeout"),
+    pytest.param(
+        abnormal_close,
+        "force_429_code",
+        "CONCURRENT_LIMIT_REACHED",
+        0.0,
+        "could not continue",
+        id="abnormal-close-fresh-connection-refused-429",
+    ),
+    pytest.param(
+        abnormal_close,
+        "fail_503_times",
+        10_000,
+        QUEUE_TIMEOUT,
+        "could not continue",
+        id="abnormal-close-503-storm-longer-than-the-queue-timeout",
+    ),
+    pytest.param(
+        monthly_quota_ends_the_stream,
+        "force_429_code",
+        "MONTHLY_LIMIT_REACHED",
+        0.0,
+        "used all of its video time for this month",
+        id="stream-ended-quota-exceeded",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("refusal", "value", "gives_up_after"), NO_WAY_BACK)
+@pytest.mark.parametrize(("inject", "refusal", "value", "gives_up_after", "sentence"), NO_WAY_BACK)
 async def test_abnormal_close_with_no_way_back_ends_with_the_recording(
     driver: BotDriver,
     world: p.GuildWorld,
@@ -326,18 +357,20 @@ async def test_abnormal_close_with_no_way_back_ends_with_the_recording(
     bot: TryOnBot,
     fake_discord: FakeDiscord,
     emulator: Emulator,
+    inject: Callable[[Emulator], Any],
     refusal: str,
     value: object,
     gives_up_after: float,
+    sentence: str,
 ) -> None:
     start, status = await start_streaming(driver, fake_discord, as_member("alice"), "red wool coat")
     session_id = session_id_of(status)
     setattr(emulator.faults, refusal, value)  # the fresh connection is refused
     fault_at = time.perf_counter()
-    await emulator.drop_connections(1011)
+    await inject(emulator)
     dropped = await told(fake_discord, start.token, "reconnecting")
     assert dropped.received_at - fault_at < TOLD_WITHIN
-    ended = await told(fake_discord, start.token, "could not continue")
+    ended = await told(fake_discord, start.token, sentence)
     assert ended.received_at - fault_at < gives_up_after + TOLD_WITHIN
     final = await final_message(fake_discord, start.token)
     assert final.text.count("[video](") == 1, final.text

@@ -199,7 +199,8 @@ async def test_failed_roll_over_ends_early_with_the_recording_so_far(
     assert session.state is SessionState.DONE and session.end_reason is EndReason.CONNECTION_LOST
     assert [e.message for e in presenter.errors] == [
         "The live video dropped; reconnecting you now…",
-        "The live stream could not continue, so your try-on ended early. Your recording follows.",
+        "The live stream could not continue, so your try-on ended early. Your recording follows. "
+        "The bot is running as many try-ons as its plan allows. Please try again in a few minutes.",
     ]
     [recordings] = presenter.recordings
     assert len(recordings.recordings) == 1 and recordings.recordings[0].video_url
