@@ -11,7 +11,7 @@ import discord
 from bot.app import TryOnBot
 from bot.tryon.presenter import ErrorReported, RecordingReady, SnapshotReady, SnippetReady, StatusChanged
 from bot.tryon.session import TERMINAL_STATES, SessionState
-from cogs.tryon.outlet import SessionOutlet
+from cogs.tryon.outlet import SessionOutlet, describe
 from cogs.tryon.render import recording_embed, status_embed
 from cogs.tryon.updater import CoalescingUpdater
 from cogs.tryon.views import session_controls
@@ -46,9 +46,10 @@ class DiscordPresenter:
             view: discord.ui.View | None = None  # no buttons once it is ending
         else:
             view = session_controls(event.session_id, streaming=event.state is SessionState.STREAMING)
-        first = self.outlet.status_message_id is None
+        before = self.outlet.status_message_id
         await self.outlet.edit_status(embed=status_embed(event, self.owner_id), view=view)
-        if first and self.outlet.status_message_id is not None and self._remember_status is not None:
+        moved = self.outlet.status_message_id != before
+        if moved and self.outlet.status_message_id is not None and self._remember_status is not None:
             await self._remember_status(event.session_id, self.outlet.status_message_id)
 
     async def status_changed(self, event: StatusChanged) -> None:
@@ -61,28 +62,48 @@ class DiscordPresenter:
 
     async def snippet_ready(self, event: SnippetReady) -> None:
         """A GIF of the newest outfit, as a new message (if it fits the upload limit)."""
-        if len(event.data) > self.outlet.filesize_limit:
-            log.warning("snippet of %s is %d bytes, over the upload limit", event.session_id, len(event.data))
-            return
         caption = f"**{quote_safely(event.outfit, 300)}**"
-        await self._post(caption, files=[discord.File(io.BytesIO(event.data), event.filename)])
+        await self._post_file(caption, event.data, event.filename, what="The clip of " + caption)
 
     async def snapshot_ready(self, event: SnapshotReady) -> None:
         """A still of the current frame (if it fits the upload limit)."""
-        if len(event.data) > self.outlet.filesize_limit:
-            log.warning("snapshot of %s is over the upload limit", event.session_id)
-            return
         caption = f"Snapshot: {quote_safely(event.caption, 300)}"
-        await self._post(caption, files=[discord.File(io.BytesIO(event.data), event.filename)])
+        await self._post_file(caption, event.data, event.filename, what="The snapshot")
+
+    async def _post_file(self, caption: str, data: bytes, filename: str, *, what: str) -> None:
+        """Upload `data` with its caption; if Discord refuses the upload, say so in words instead."""
+        if len(data) > self.outlet.filesize_limit:
+            log.warning("%s is %d bytes, over the upload limit", filename, len(data))
+            return
+        try:
+            await self.outlet.post(caption, files=[discord.File(io.BytesIO(data), filename)])
+            return
+        except (discord.HTTPException, TimeoutError) as error:
+            why = self._upload_refused(error, len(data))
+        await self._post(f"{what} could not be posted ({why}).")
+
+    def _upload_refused(self, error: discord.HTTPException | TimeoutError, size: int) -> str:
+        """Log a refused upload and say why, in words; after a 413 no upload that large is tried again."""
+        log.warning("upload for a session of %s refused (%s)", self.owner_id, describe(error))
+        if isinstance(error, discord.HTTPException) and (error.status == 413 or error.code == 40005):
+            self.outlet.filesize_limit = min(self.outlet.filesize_limit, size - 1)
+            return "it is over this server's upload limit"
+        return "Discord did not accept the upload"
 
     async def recording_ready(self, event: RecordingReady) -> None:
         """The final message: recording links, thumbnail, and the before/after still."""
-        files = []
         still = event.before_after_png
+        mention = f"<@{self.owner_id}>"
         if still and len(still) <= self.outlet.filesize_limit:
-            files.append(discord.File(io.BytesIO(still), "before-after.png"))
-        embed = recording_embed(event, with_still=bool(files))
-        await self._post(f"<@{self.owner_id}>", embed=embed, files=files)
+            embed = recording_embed(event, with_still=True)
+            try:
+                await self.outlet.post(
+                    mention, embed=embed, files=[discord.File(io.BytesIO(still), "before-after.png")]
+                )
+                return
+            except (discord.HTTPException, TimeoutError) as error:
+                self._upload_refused(error, len(still))  # the links matter; they go without the still
+        await self._post(mention, embed=recording_embed(event, with_still=False))
 
     async def error(self, event: ErrorReported) -> None:
         """What went wrong, in the member's words; unexpected failures carry an id for the logs."""
@@ -98,8 +119,8 @@ class DiscordPresenter:
     ) -> None:
         try:
             await self.outlet.post(content, embed=embed, files=files)
-        except discord.HTTPException:
-            log.warning("could not post for a session of %s", self.owner_id, exc_info=True)
+        except (discord.HTTPException, TimeoutError) as error:
+            log.warning("could not post for a session of %s (%s)", self.owner_id, describe(error))
 
 
 def presenter_for_bot(
