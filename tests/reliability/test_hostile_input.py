@@ -23,7 +23,7 @@ from bot.app import TryOnBot
 from bot.store import Store
 from bot.tryon.photos import OUTPUT_LONG_SIDE
 from bot.tryon.prompts import clean_prompt
-from tests.cogs.conftest import photo_option, session_id_of, status_message
+from tests.cogs.conftest import photo_option, session_id_of, status_message, wait_status
 from tests.fakediscord import BotDriver, FakeDiscord, FakeMessage
 from tests.fakediscord import payloads as p
 from tests.fakediscord.server import RecordedRequest
@@ -286,4 +286,38 @@ async def test_hostile_prompt(
             lambda: len(msgs := fake_discord.channel_messages(guarded_guild)) >= 3 and msgs, ANSWER_SECONDS
         )
         assert all("had a prompt refused" in m.content for m in logged)
+    assert assert_nothing_pings(fake_discord) > 0
+
+
+LIVE_PROMPTS = [case for case in PROMPT_CASES if case.name in ("mentions", "markdown_and_code_fences")]
+
+
+async def test_hostile_outfits_on_a_live_stream(
+    guarded_guild: int,
+    driver: BotDriver,
+    as_member: Ctx,
+    bot: TryOnBot,
+    fake_discord: FakeDiscord,
+) -> None:
+    """On a live stream each outfit is posted publicly as a clip captioned with it: escaped there too."""
+    mallory = as_member("mallory")
+    start = driver.command(mallory, "tryon start", photo=photo_option(fake_discord), outfit="a blue shirt")
+    assert "is on its way" in (await final_answer(start)).content
+    await wait_status(fake_discord, start.token, "Streaming live")
+    seen: set[int] = set()
+    async with loop_lag_probe() as lag:
+        for case in LIVE_PROMPTS:
+            applied = await driver.command(mallory, "tryon outfit", prompt=case.text).reply(within=40)
+            assert "New outfit applied" in applied.content, applied.content
+
+            def new_clip() -> FakeMessage | None:
+                clips = [m for m in fake_discord.messages_for(start.token) if m.attachments]
+                return next((m for m in clips if m.id not in seen and "red coat" in m.content), None)
+
+            clip: FakeMessage = await fake_discord.wait_for(new_clip, 40)
+            seen.add(clip.id)
+            assert not clip.ephemeral and clip.content.startswith("**") and clip.content.endswith("**")
+            _assert_echo_escaped(case, clip.content[2:-2])
+    assert lag.ticks > 0 and lag.worst_ms < MAX_LAG_MS, f"event loop stalled {lag.worst_ms:.0f} ms"
+    await stop_and_settle(driver, bot, mallory)
     assert assert_nothing_pings(fake_discord) > 0
