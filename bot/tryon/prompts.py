@@ -124,22 +124,25 @@ def _normalise_token(token: str, latin_prompt: bool) -> str:
     return token.replace("_", "")
 
 
+def _is_letter(token: str) -> bool:
+    return len(token) == 1 and token.isalpha()
+
+
+def _letter_groups(tokens: list[str]) -> list[list[str]]:
+    """Consecutive single-letter tokens in one group, every other token alone: ["r", "e", "d", "coat"] ->
+    [["r", "e", "d"], ["coat"]]."""
+    groups: list[list[str]] = []
+    for token in tokens:
+        if _is_letter(token) and groups and _is_letter(groups[-1][-1]):
+            groups[-1].append(token)
+        else:
+            groups.append([token])
+    return groups
+
+
 def _join_spelled_out(tokens: list[str]) -> list[str]:
     """Join runs of two or more single-letter tokens: ["r", "e", "d", "coat"] -> ["red", "coat"]."""
-    joined: list[str] = []
-    run: list[str] = []
-    for token in [*tokens, ""]:
-        if len(token) == 1 and token.isalpha():
-            run.append(token)
-            continue
-        if len(run) >= 2:
-            joined.append("".join(run))
-        else:
-            joined.extend(run)
-        run = []
-        if token:
-            joined.append(token)
-    return joined
+    return ["".join(group) for group in _letter_groups(tokens)]
 
 
 def _normalised_tokens(text: str) -> list[str]:
@@ -157,16 +160,7 @@ def normalised_words(text: str) -> list[str]:
 
 def _spelled_out_runs(tokens: list[str]) -> list[str]:
     """Each run of two or more single-letter tokens, joined: ["a", "f", "u", "r", "coat"] -> ["afur"]."""
-    runs: list[str] = []
-    run: list[str] = []
-    for token in [*tokens, ""]:
-        if len(token) == 1 and token.isalpha():
-            run.append(token)
-            continue
-        if len(run) >= 2:
-            runs.append("".join(run))
-        run = []
-    return runs
+    return ["".join(group) for group in _letter_groups(tokens) if len(group) >= 2]
 
 
 def normalise_blocklist_entry(entry: str) -> str:
