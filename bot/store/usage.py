@@ -215,6 +215,16 @@ class UsageLedger:
         )
         return 0.0 if row is None else float(row["seconds"])
 
+    async def unsettled_session_ids(self) -> list[str]:
+        """Sessions (all guilds) whose start is in the ledger but that were neither charged nor refunded."""
+        rows = await self._db.fetch_all(
+            "SELECT l.session_id FROM usage_ledger AS l"
+            " WHERE l.kind = 'session' AND l.session_id IS NOT NULL AND NOT EXISTS ("
+            "  SELECT 1 FROM usage_ledger AS x WHERE x.session_id = l.session_id"
+            "  AND x.kind IN ('charge', 'refund')) ORDER BY l.id"
+        )
+        return [row["session_id"] for row in rows]
+
     async def report(self, guild_id: int, *, since: float, until: float, top: int = 10) -> UsageReport:
         """Totals, top members by seconds, and per-UTC-day sums for one guild."""
         where = "WHERE guild_id = ? AND at >= ? AND at < ?"

@@ -350,20 +350,24 @@ class SessionManager:
         return records
 
     async def interrupt_crashed(self) -> list[SessionRecord]:
-        """The quick half of `recover`: mark sessions a crash left live as interrupted and settle them.
+        """The quick half of `recover`: mark sessions a crash left live as interrupted; settle every open one.
 
         Must run before the first admission: the store marks EVERY unfinished session, so a session of this
         process admitted earlier would be marked too (RuntimeError instead). Offering the recordings, which
         may take minutes, can then run in the background with `offer_recovered`.
         """
+        store = self.services.store
         async with self._admission:
             if self._sessions:
                 raise RuntimeError("recover before admitting: live sessions would be marked interrupted")
-            interrupted = await self.services.store.sessions.interrupt_unfinished()
-        records = [item.session for item in interrupted]
-        for record in records:
-            await self.services.quota.settle(record.id, record.streamed_seconds)
-        return records
+            interrupted = await store.sessions.interrupt_unfinished()
+            # Also those an earlier start-up marked but crashed before settling: nothing of this process
+            # has started yet, so every open ledger entry belongs to a session no one will settle otherwise.
+            unsettled = await store.usage.unsettled_session_ids()
+        for session_id in unsettled:
+            record = await store.sessions.get(session_id)
+            await self.services.quota.settle(session_id, record.streamed_seconds if record else 0.0)
+        return [item.session for item in interrupted]
 
     async def offer_recovered(
         self, records: list[SessionRecord], presenter_for: RecoveryPresenterFactory

@@ -87,6 +87,15 @@ async def test_unsettled_seconds_follow_heartbeats(store: Store):
     assert await store.usage.unsettled_seconds(G1, 3) == 0.0
 
 
+async def test_unsettled_sessions_are_listed_until_charged_or_refunded(store: Store):
+    charged, refunded, open_one, forgotten = [await _started(store, user_id) for user_id in (3, 4, 5, 6)]
+    await store.usage.charge(charged, 10.0)
+    await store.usage.refund(refunded)
+    await store.sessions.set_state(forgotten, "failed")
+    await store.forget(6)  # its ledger rows stay, without their session link
+    assert await store.usage.unsettled_session_ids() == [open_one]
+
+
 async def test_report(store: Store, clock):
     clock.now = utc(2026, 3, 1, 12)
     for user, seconds in ((3, 10.0), (4, 50.0), (3, 15.0)):

@@ -378,6 +378,39 @@ async def test_crash_recovery_settles_from_the_last_heartbeat(
     assert await restarted.manager.recover(presenter_for) == []
 
 
+async def test_a_crash_between_marking_and_settling_is_settled_on_the_next_start(
+    emulator_factory: Callable[..., Awaitable[Emulator]], make_engine: EngineMaker, tmp_path: Path
+) -> None:
+    emulator = await emulator_factory()
+    store = await Store.open(tmp_path / "crashed-twice.sqlite3")
+    try:
+        streamed_id = await _reserved_session(store, 41)
+        queued_id = await _reserved_session(store, 42)
+        await store.sessions.heartbeat(streamed_id, 12.5)
+        # The first restart marked both interrupted, then died before settling either.
+        assert len(await store.sessions.interrupt_unfinished()) == 2
+        assert await store.usage.unsettled_session_ids() == [streamed_id, queued_id]
+    finally:
+        await store.close()
+
+    restarted = await make_engine(emulator, db_name="crashed-twice.sqlite3")
+    assert await restarted.manager.recover() == []  # nothing new to mark, nothing to offer twice
+    usage = restarted.services.store.usage
+    assert [(e.kind, e.seconds) for e in await usage.for_session(streamed_id)] == [
+        ("session", 0.0),
+        ("charge", 12.5),
+    ]
+    assert [e.kind for e in await usage.for_session(queued_id)] == ["session", "refund"]
+    assert await usage.unsettled_session_ids() == []
+
+
+async def _reserved_session(store: Store, user_id: int) -> str:
+    """A session row with its start in the ledger, as admission leaves it."""
+    record = await store.sessions.create(guild_id=GUILD_A, channel_id=None, user_id=user_id)
+    await store.usage.open_session(guild_id=GUILD_A, user_id=user_id, session_id=record.id)
+    return record.id
+
+
 def _copy_database(source: Path, target: Path) -> None:
     with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
         src.backup(dst)
