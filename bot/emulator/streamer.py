@@ -150,6 +150,9 @@ class StreamerConnection:
                     await self._on_ws_text(message.data)
                 elif message.type in (WSMsgType.ERROR, WSMsgType.CLOSE):
                     break
+        except ConnectionResetError:
+            # The client left before we could answer (e.g. it gave up while we built the offer): routine.
+            log.info("session %s: client went away during signaling", self.session.session_id)
         finally:
             await self.close()
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import logging
 import time
 
 import httpx
+import pytest
 import websockets
 
 from bot.emulator import ApiKey, Emulator
@@ -247,3 +249,22 @@ async def test_a_flood_of_requests_is_refused_beyond_the_pending_limit(emulator_
         refused = [await peer.expect("interactive_stream_error", wait=5) for _ in range(80 - 64)]
         assert {error["reason"] for error in refused} == {"too_many_requests"}
         await peer.expect("stream_started")
+
+
+async def test_a_client_hanging_up_before_the_offer_is_routine(
+    emulator: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with httpx.AsyncClient(base_url=emulator.url) as http:
+        token = await get_token(http)
+        sessions = [await request_session(http, token) for _ in range(3)]
+    for session_id, url, session_token in sessions:
+        # Closed by dropping the TCP connection, before the emulator has built and sent its offer.
+        ws = await websockets.connect(f"{url}/client/{session_id}?token={session_token}")
+        ws.transport.abort()
+    for _ in range(500):
+        if not emulator.active_sessions():
+            break
+        await asyncio.sleep(0.02)
+    assert not emulator.active_sessions()
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], [r.getMessage() for r in errors]
