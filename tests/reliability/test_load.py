@@ -26,7 +26,7 @@ from bench.bench_ack import Latencies
 from bot.app import TryOnBot
 from bot.config import BotConfig
 from bot.emulator import Emulator
-from bot.tryon.session import SessionState
+from bot.tryon.session import SessionState, TryOnSession
 from tests.cogs.conftest import emulator_config, photo_option, session_id_of, status_message, wait_status
 from tests.fakediscord import BotDriver, Delivered, FakeDiscord, FakeMessage
 from tests.fakediscord import payloads as p
@@ -142,7 +142,7 @@ def final_text(fake: FakeDiscord, token: str) -> str | None:
     original = fake.original_message(token)
     if original is None or original.flags & LOADING or original.content == "Checking your photo…":
         return None
-    return original.content or None
+    return original.text or None
 
 
 def shown_position(fake: FakeDiscord, token: str) -> int | None:
@@ -299,8 +299,9 @@ async def test_burst_of_200_commands_while_every_slot_streams(
 
     # End everything; every session settled exactly once (refunds for the queue, charges for streams).
     for sid in keep:
-        assert (await driver.command(member_of[owner[sid]].ctx, "tryon stop").reply()).content
-    await until(lambda: not manager.sessions(), 40)
+        stopped = await driver.command(member_of[owner[sid]].ctx, "tryon stop").reply()
+        assert stopped.content.startswith("Ending your try-on"), (sid, stopped.content)
+    await until(lambda: not manager.sessions(), 40, left=lambda: describe_sessions(manager.sessions()))
     assert_nothing_running(bot)
     for sid in queued_ids - keep:
         assert await assert_settled_once(store, sid) == 0
@@ -393,11 +394,39 @@ async def stored_rows(path: Path) -> list[tuple[str, int, str]]:
     return await asyncio.to_thread(read)
 
 
-async def until(check: Callable[[], object], within: float) -> None:
-    """Poll engine state that no Discord request announces."""
-    async with asyncio.timeout(within):
-        while not check():  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
+async def until(check: Callable[[], object], within: float, *, left: Callable[[], str] | None = None) -> None:
+    """Poll engine state that no Discord request announces; on timeout, fail saying what `left` describes."""
+    try:
+        async with asyncio.timeout(within):
+            while not check():  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        if left is None:
+            raise
+        pytest.fail(f"still there after {within} s: {left()}")
+
+
+def describe_sessions(sessions: Iterable[TryOnSession]) -> str:
+    """Each session's state, end reason and what its run is awaiting (the innermost frames of its task)."""
+    tasks = {task.get_name(): task for task in asyncio.all_tasks()}
+    lines = []
+    for session in sessions:
+        task = tasks.get(f"session-{session.id}")
+        chain = awaiting(task.get_coro()) if task else []
+        lines.append(f"{session.id} {session.state} end={session.end_reason} awaiting {' > '.join(chain)}")
+    return "\n".join(lines)
+
+
+def awaiting(coro: Any) -> list[str]:
+    """The chain of coroutines `coro` is suspended in, outermost first (`name:line` each)."""
+    chain = []
+    while coro is not None and hasattr(coro, "cr_frame"):
+        if coro.cr_frame is not None:
+            chain.append(f"{coro.cr_code.co_name}:{coro.cr_frame.f_lineno}")
+        coro = coro.cr_await
+    if coro is not None:
+        chain.append(repr(coro)[:120])  # a future or task it waits on
+    return chain
 
 
 def report(line: str) -> None:
