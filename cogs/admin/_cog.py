@@ -63,9 +63,14 @@ class TryOnAdmin(
         super().__init__()
 
     async def interaction_check(self, interaction: discord.Interaction[TryOnBot]) -> bool:  # type: ignore[override]
-        """Enforce Manage Server at run time: server admins can override `default_permissions`."""
+        """Enforce Manage Server at run time (server admins can override `default_permissions`), then defer.
+
+        Every subcommand reads or writes SQLite before it answers; deferring first keeps the
+        acknowledgement within Discord's 3 s even while the database is busy.
+        """
         if not is_moderator(interaction):
             raise app_commands.MissingPermissions(["manage_guild"])
+        await interaction.response.defer(ephemeral=True, thinking=True)
         return True
 
     @property

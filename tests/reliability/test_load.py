@@ -675,6 +675,8 @@ async def test_acknowledgements_do_not_wait_for_a_busy_database(
     world = p.guild_world()
     driver.add_guild(world)
     alice, bob = members_of(driver, world, "m", 2)
+    mod = driver.context(world, world.add_member("mod", moderator=True))
+    target = world.add_member("target")
     start = driver.command(alice.ctx, "tryon start", photo=photo_option(fake), outfit="red coat")
     status = await wait_status(fake, start.token, "Streaming live")
     session_id = session_id_of(status)
@@ -689,6 +691,9 @@ async def test_acknowledgements_do_not_wait_for_a_busy_database(
             driver.command(alice.ctx, "tryon status"),
             driver.press(alice.ctx, status, f"tryon:snap:{session_id}"),
             driver.command(bob.ctx, "tryon quota"),
+            driver.command(mod, "tryonadmin sessions list"),
+            driver.command(mod, "tryonadmin usage", days=7),
+            driver.command(mod, "tryonadmin quota set-member", member=p.opt_member(target), daily_sessions=9),
             driver.command(bob.ctx, "tryon start", photo=photo_option(fake), outfit="blue coat"),
         ]
         modal = driver.press(alice.ctx, status, f"tryon:outfit:{session_id}")
