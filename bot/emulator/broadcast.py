@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
+from bot.deadline import wait_within
 from bot.emulator.tokens import TokenError, decode_jwt, encode_jwt
 from bot.emulator.track import LoopTrack, send_vp8_only
 
@@ -118,7 +119,7 @@ class BroadcastHub:
         broadcast.spectators[spectator_id] = pc
         self._forget_when_gone(broadcast, spectator_id, pc)
         try:
-            answer = await asyncio.wait_for(_answer(pc, track, offer), NEGOTIATION_TIMEOUT_SECONDS)
+            answer = await wait_within(_answer(pc, track, offer), NEGOTIATION_TIMEOUT_SECONDS)
         except Exception as error:
             broadcast.spectators.pop(spectator_id, None)
             track.stop()
@@ -171,4 +172,4 @@ async def _close_spectator(pc: RTCPeerConnection) -> None:
         if sender.track is not None:
             sender.track.stop()
     with contextlib.suppress(Exception):
-        await asyncio.wait_for(pc.close(), CLOSE_TIMEOUT_SECONDS)
+        await wait_within(pc.close(), CLOSE_TIMEOUT_SECONDS)

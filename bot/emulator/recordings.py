@@ -21,6 +21,7 @@ from typing import Any
 import av
 from PIL import Image
 
+from bot.deadline import wait_within
 from bot.emulator.loops import Scene, SceneLibrary
 from bot.emulator.scene import Frame
 
@@ -242,7 +243,7 @@ class RecordingStore:
         if recording is None or recording.owner != owner:
             return None
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(recording.ready.wait(), WRITE_TIMEOUT_SECONDS)
+            await wait_within(recording.ready.wait(), WRITE_TIMEOUT_SECONDS)
         return recording
 
     def list(self, owner: str) -> list[Recording]:

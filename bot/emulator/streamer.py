@@ -18,6 +18,7 @@ from aiohttp import WSMsgType, web
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.sdp import candidate_from_sdp
 
+from bot.deadline import wait_within
 from bot.emulator.loops import Scene
 from bot.emulator.recordings import Segment
 from bot.emulator.track import LoopTrack, send_vp8_only
@@ -171,9 +172,7 @@ class StreamerConnection:
         await self._close_peer()
         if not self.ws.closed:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(
-                    self.ws.close(code=code, message=reason.encode()), SEND_TIMEOUT_SECONDS
-                )
+                await wait_within(self.ws.close(code=code, message=reason.encode()), SEND_TIMEOUT_SECONDS)
         self.emulator.release_session(self.session)
 
     async def _close_peer(self) -> None:
@@ -182,7 +181,7 @@ class StreamerConnection:
             self.track.stop()
         if pc is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(pc.close(), SEND_TIMEOUT_SECONDS)
+                await wait_within(pc.close(), SEND_TIMEOUT_SECONDS)
 
     async def drop_peer(self) -> None:
         """Fault injection: the streamer's peer connection vanishes while the websocket stays up."""
@@ -217,7 +216,7 @@ class StreamerConnection:
 
     async def _send_ws(self, message: dict[str, Any]) -> None:
         if not self.ws.closed:
-            await asyncio.wait_for(self.ws.send_str(json.dumps(message)), SEND_TIMEOUT_SECONDS)
+            await wait_within(self.ws.send_str(json.dumps(message)), SEND_TIMEOUT_SECONDS)
 
     async def _on_ws_text(self, text: str) -> None:
         try:

@@ -18,6 +18,7 @@ from aiortc.sdp import candidate_from_sdp
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
+from bot.deadline import wait_within
 from bot.odyssey.callbacks import CallbackRunner, Callbacks
 from bot.odyssey.errors import (
     STREAM_ENDING_REASONS,
@@ -153,7 +154,7 @@ class StreamConnection:
     async def wait_ready(self) -> None:
         """Until the video track arrived and `clientToStreamer` is open; raises (and closes) otherwise."""
         try:
-            await asyncio.wait_for(asyncio.shield(self._ready), self._timeouts.ready)
+            await wait_within(asyncio.shield(self._ready), self._timeouts.ready)
         except TimeoutError:
             missing = [name for name, ok in self._readiness().items() if not ok]
             error = OdysseyConnectionError(f"Connection timed out waiting for: {', '.join(missing)}")
@@ -242,7 +243,7 @@ class StreamConnection:
                 self._send_on_channel(text)
             else:
                 await self._send_on_socket(text)
-            return await asyncio.wait_for(future, limit)
+            return await wait_within(future, limit)
         except TimeoutError:
             raise OdysseyStreamError(f"Timed out after {limit:g}s waiting for {reply}") from None
         finally:
@@ -264,7 +265,7 @@ class StreamConnection:
 
     async def _send_on_socket(self, text: str) -> None:
         try:
-            await asyncio.wait_for(self._ws.send(text), self._timeouts.send)
+            await wait_within(self._ws.send(text), self._timeouts.send)
         except (ConnectionClosed, TimeoutError) as exc:
             raise OdysseyConnectionError("Signaling connection lost while sending") from exc
 
@@ -311,7 +312,7 @@ class StreamConnection:
         try:
             while True:
                 await asyncio.sleep(self._timeouts.keepalive_interval)
-                await asyncio.wait_for(self._ws.send(keepalive), self._timeouts.send)
+                await wait_within(self._ws.send(keepalive), self._timeouts.send)
         except ConnectionClosed:
             pass  # the reader reports the close
         except TimeoutError:
@@ -386,7 +387,7 @@ class StreamConnection:
 
     async def _fail_unless_socket_closes(self, error: OdysseyError) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._ws.wait_closed(), self._timeouts.transport_grace)
+            await wait_within(self._ws.wait_closed(), self._timeouts.transport_grace)
         if self._ws.close_code is not None:
             self._on_socket_closed()  # the server's close code says whether this was on purpose
         else:
@@ -505,7 +506,7 @@ class StreamConnection:
         if self._pc is None:
             return
         try:
-            await asyncio.wait_for(self._pc.close(), self._timeouts.close)
+            await wait_within(self._pc.close(), self._timeouts.close)
         except Exception as exc:
             log.warning("closing the peer connection failed: %s", type(exc).__name__)
 

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from bot.deadline import wait_within
 from bot.store.records import SessionRecord
 from bot.tryon.errors import (
     AlreadyInSession,
@@ -301,7 +302,7 @@ class SessionManager:
             links: list[RecordingLinks] = []
             for stream_id in stream_ids:
                 try:
-                    recording = await asyncio.wait_for(
+                    recording = await wait_within(
                         client.get_recording(stream_id), self.settings.end_timeout_seconds
                     )
                 except Exception:

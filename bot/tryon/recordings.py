@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from bot.deadline import wait_within
 from bot.odyssey import (
     AccountSuspendedError,
     ConcurrentLimitReachedError,
@@ -55,7 +56,7 @@ async def fetch_recording_links(
     latest: Recording | None = None
     while True:
         try:
-            latest = await asyncio.wait_for(client.get_recording(stream_id), settings.end_timeout_seconds)
+            latest = await wait_within(client.get_recording(stream_id), settings.end_timeout_seconds)
         except OdysseyAuthError:
             log.exception("recording %s: not authorised", stream_id)
             return None

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import PIL.Image
 import PIL.ImageOps
 
+from bot.deadline import wait_within
 from bot.odyssey import Odyssey, OdysseyError, OdysseyStreamError, OdysseyUsageError
 from bot.odyssey.errors import STREAM_ENDING_REASONS
 from bot.tryon.errors import NoSuchSession, PromptRejected, TryOnError
@@ -289,7 +290,7 @@ class TryOnSession:
                 live = await self._wait_for_stream()
                 # A stream started during a roll-over gap already carries the newest outfit.
                 if live.prompt != outfit:
-                    await asyncio.wait_for(live.client.interact(outfit), self.settings.ack_timeout_seconds)
+                    await wait_within(live.client.interact(outfit), self.settings.ack_timeout_seconds)
             except (OdysseyError, TimeoutError) as exc:
                 if self.latest_outfit == outfit and self._live is not None:
                     # Not on screen: neither shown as current nor carried into the next stream.
@@ -416,10 +417,10 @@ class TryOnSession:
         seconds = self._stop_counting(live)
         await self.services.store.streams.end(live.store_id, seconds=seconds, reason="rollover")
         try:
-            await asyncio.wait_for(live.client.end_stream(), self.settings.end_timeout_seconds)
+            await wait_within(live.client.end_stream(), self.settings.end_timeout_seconds)
             live.ended = True
             prompt = self.latest_outfit
-            stream_id = await asyncio.wait_for(
+            stream_id = await wait_within(
                 live.client.start_stream(prompt, portrait=self._portrait, image=self.request.photo),
                 self.settings.start_timeout_seconds,
             )
@@ -467,7 +468,7 @@ class TryOnSession:
             await self._report_status(platform_wait_seconds=waited_seconds)
 
         try:
-            await asyncio.wait_for(
+            await wait_within(
                 client.connect(
                     on_stream_error=on_stream_error, on_disconnected=on_disconnected, on_queue=on_queue
                 ),
@@ -476,7 +477,7 @@ class TryOnSession:
             # Read together: outfits sent from here on are applied once the stream runs.
             prompt = self.latest_outfit
             carried = list(self.pending_prompt_ids)
-            stream_id = await asyncio.wait_for(
+            stream_id = await wait_within(
                 client.start_stream(prompt, portrait=self._portrait, image=self.request.photo),
                 self.settings.start_timeout_seconds,
             )
@@ -583,7 +584,7 @@ class TryOnSession:
         finally:
             if lost_reason is None and not live.ended:
                 with contextlib.suppress(OdysseyError, TimeoutError):
-                    await asyncio.wait_for(live.client.end_stream(), self.settings.end_timeout_seconds)
+                    await wait_within(live.client.end_stream(), self.settings.end_timeout_seconds)
             await close_client(live.client, self.settings.end_timeout_seconds)
             if live.pump is not None:
                 live.pump.cancel()
@@ -721,7 +722,7 @@ class TryOnSession:
     async def _present(self, call: Awaitable[None]) -> None:
         """Deliver one event; a failing or slow front end never breaks the session."""
         try:
-            await asyncio.wait_for(call, timeout=30.0)
+            await wait_within(call, 30.0)
         except Exception:
             log.exception("session %s: presenter failed", self.id)
 
@@ -732,7 +733,7 @@ class TryOnSession:
     async def _wait_for_stream(self) -> _LiveStream:
         """The live stream, waiting through a roll-over gap; NoSuchSession if the session ends meanwhile."""
         try:
-            await asyncio.wait_for(
+            await wait_within(
                 self._until_stopped(self._stream_ready.wait()), self.settings.connect_timeout_seconds
             )
         except _StopRequested:
@@ -855,6 +856,6 @@ def before_after_png(photo: bytes, latest: KeptFrame, height: int = 480) -> byte
 async def close_client(client: Odyssey, limit_seconds: float) -> None:
     """Disconnect and release a client, whatever state it is in."""
     with contextlib.suppress(Exception):
-        await asyncio.wait_for(client.disconnect(), limit_seconds)
+        await wait_within(client.disconnect(), limit_seconds)
     with contextlib.suppress(Exception):
-        await asyncio.wait_for(client.aclose(), limit_seconds)
+        await wait_within(client.aclose(), limit_seconds)

@@ -13,6 +13,7 @@ from types import TracebackType
 
 import numpy as np
 
+from bot.deadline import wait_within
 from bot.tryon.framebuffer import KeptFrame, scaled_size
 from bot.tryon.media_worker import ClipJob, JobResult, PixelFormat, SnippetKind, init_worker, run_job
 
@@ -199,7 +200,7 @@ class SnippetEncoder:
     async def _run_on(self, pool: ProcessPoolExecutor, job: ClipJob) -> JobResult:
         future = pool.submit(run_job, job)
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), self.job_timeout_seconds)
+            return await wait_within(asyncio.wrap_future(future), self.job_timeout_seconds)
         except TimeoutError:
             if future.running():
                 # Nobody waits for this job any more, but its worker would finish it while later snippets
