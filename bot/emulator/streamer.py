@@ -166,9 +166,12 @@ class StreamerConnection:
 
     async def _teardown(self, code: int, reason: str) -> None:
         self._finish_stream("connection_closed")
-        for task in list(self._tasks):
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if tasks:
+            # Bounded: a task that missed its cancellation must not keep the streamer slot taken forever.
+            await asyncio.wait(tasks, timeout=SEND_TIMEOUT_SECONDS)
         await self._close_peer()
         if not self.ws.closed:
             with contextlib.suppress(Exception):

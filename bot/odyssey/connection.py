@@ -524,7 +524,16 @@ class StreamConnection:
         tasks = [task for task in self._tasks if task is not current]
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if not tasks:
+            return
+        stopped, stuck = await asyncio.wait(tasks, timeout=self._timeouts.close)
+        for task in stopped:
+            if not task.cancelled():
+                task.exception()  # retrieved: a reader's failure was already reported as the close reason
+        if stuck:
+            # Never wait for them unbounded: the socket and peer closed next end a reader or pump for good.
+            names = sorted(task.get_name() for task in stuck)
+            log.warning("connection %s: %s did not stop when cancelled", self.session_id, ", ".join(names))
 
     def _spawn(self, coro: Any, name: str) -> None:
         task: asyncio.Task[None] = asyncio.create_task(coro, name=f"odyssey-{name}")

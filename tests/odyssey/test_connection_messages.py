@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from typing import Any
 
@@ -44,7 +45,9 @@ class StubChannel:
         self.sent.append(json.loads(text))
 
 
-def open_connection(**callbacks: Any) -> tuple[StreamConnection, StubChannel, StubSocket]:
+def open_connection(
+    timeouts: ConnectionTimeouts | None = None, **callbacks: Any
+) -> tuple[StreamConnection, StubChannel, StubSocket]:
     socket, channel = StubSocket(), StubChannel()
     connection = StreamConnection(
         session_id="s",
@@ -54,7 +57,7 @@ def open_connection(**callbacks: Any) -> tuple[StreamConnection, StubChannel, St
         runner=CallbackRunner(),
         frames=FrameQueue(),
         set_status=lambda status, message: None,
-        timeouts=ConnectionTimeouts(start=2, interact=2, end=2),
+        timeouts=timeouts or ConnectionTimeouts(start=2, interact=2, end=2),
     )
     connection._to_streamer = channel  # type: ignore[assignment]
     connection._ready.set_result(None)
@@ -270,3 +273,25 @@ async def test_connection_lost_just_as_it_became_ready_is_not_connected() -> Non
         await connection.wait_ready()
     await connection.wait_closed()
     assert disconnects == []  # it never counted as connected
+
+
+async def test_a_task_that_missed_its_cancellation_does_not_hold_up_the_close(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    connection, _, _ = open_connection(ConnectionTimeouts(close=0.2))
+    release = asyncio.Event()
+
+    async def stubborn() -> None:
+        while not release.is_set():
+            with contextlib.suppress(asyncio.CancelledError):  # as if a cancellation was lost
+                await release.wait()
+
+    connection._spawn(stubborn(), "stubborn")
+    await settle()
+    try:
+        async with asyncio.timeout(3):
+            await connection.close()
+        assert "odyssey-stubborn did not stop when cancelled" in caplog.text
+    finally:
+        release.set()
+        await settle()
