@@ -1,10 +1,10 @@
-"""`wait_within`: await with a deadline, without Python 3.11's `asyncio.wait_for` losing a cancellation."""
+"""Deadlines that hold on Python 3.11: `wait_within` (no lost cancellations) and `cancel_within`."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
-from typing import TypeVar
+from collections.abc import Awaitable, Collection
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -18,3 +18,20 @@ async def wait_within(work: Awaitable[T], seconds: float) -> T:
     """
     async with asyncio.timeout(seconds):
         return await work
+
+
+async def cancel_within(tasks: Collection[asyncio.Task[Any]], seconds: float) -> set[asyncio.Task[Any]]:
+    """Cancel `tasks` and wait at most `seconds` for them to end; returns those still running.
+
+    Never waits unbounded: a task that missed its cancellation must not hold up the teardown that follows.
+    Exceptions of the tasks that ended are retrieved (their owners report failures their own way).
+    """
+    for task in tasks:
+        task.cancel()
+    if not tasks:
+        return set()
+    ended, stuck = await asyncio.wait(tasks, timeout=seconds)
+    for task in ended:
+        if not task.cancelled():
+            task.exception()
+    return stuck

@@ -18,7 +18,7 @@ from aiohttp import WSMsgType, web
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.sdp import candidate_from_sdp
 
-from bot.deadline import wait_within
+from bot.deadline import cancel_within, wait_within
 from bot.emulator.loops import Scene
 from bot.emulator.recordings import Segment
 from bot.emulator.track import LoopTrack, send_vp8_only
@@ -166,12 +166,8 @@ class StreamerConnection:
 
     async def _teardown(self, code: int, reason: str) -> None:
         self._finish_stream("connection_closed")
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            # Bounded: a task that missed its cancellation must not keep the streamer slot taken forever.
-            await asyncio.wait(tasks, timeout=SEND_TIMEOUT_SECONDS)
+        # Bounded: a task that missed its cancellation must not keep the streamer slot taken forever.
+        await cancel_within(list(self._tasks), SEND_TIMEOUT_SECONDS)
         await self._close_peer()
         if not self.ws.closed:
             with contextlib.suppress(Exception):

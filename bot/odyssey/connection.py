@@ -18,7 +18,7 @@ from aiortc.sdp import candidate_from_sdp
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from bot.deadline import wait_within
+from bot.deadline import cancel_within, wait_within
 from bot.odyssey.callbacks import CallbackRunner, Callbacks
 from bot.odyssey.errors import (
     STREAM_ENDING_REASONS,
@@ -522,16 +522,9 @@ class StreamConnection:
     async def _stop_tasks(self) -> None:
         current = asyncio.current_task()
         tasks = [task for task in self._tasks if task is not current]
-        for task in tasks:
-            task.cancel()
-        if not tasks:
-            return
-        stopped, stuck = await asyncio.wait(tasks, timeout=self._timeouts.close)
-        for task in stopped:
-            if not task.cancelled():
-                task.exception()  # retrieved: a reader's failure was already reported as the close reason
+        stuck = await cancel_within(tasks, self._timeouts.close)
         if stuck:
-            # Never wait for them unbounded: the socket and peer closed next end a reader or pump for good.
+            # The socket and peer closed next end a reader or pump for good.
             names = sorted(task.get_name() for task in stuck)
             log.warning("connection %s: %s did not stop when cancelled", self.session_id, ", ".join(names))
 
