@@ -78,6 +78,9 @@ async def loop_lag_probe(interval: float = 0.005) -> AsyncIterator[LoopLag]:
     try:
         yield lag
     finally:
+        # A block answered in under one interval (an instant refusal) still gets its one sample.
+        while not lag.ticks and not task.done():  # noqa: ASYNC110 (the probe itself is a sleep loop)
+            await asyncio.sleep(interval)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
