@@ -15,13 +15,10 @@ import jsonschema  # type: ignore[import-untyped]
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-# Discord's spec lives beside the repository (`../shared/specs`, like the other shared docs); set
-# DISCORD_OPENAPI_SPEC to use a copy elsewhere.
+# Discord's own spec, copied into the repository (source and version in spec/README.md); set
+# DISCORD_OPENAPI_SPEC to check against another copy.
 SPEC_PATH = Path(
-    os.environ.get(
-        "DISCORD_OPENAPI_SPEC",
-        Path(__file__).resolve().parents[3] / "shared" / "specs" / "discord-openapi.json",
-    )
+    os.environ.get("DISCORD_OPENAPI_SPEC", Path(__file__).resolve().parent / "spec" / "discord-openapi.json")
 )
 _SPEC_URI = "urn:discord-openapi"
 
