@@ -1,8 +1,8 @@
-"""GIF snippet benchmark: our encoder against ffmpeg's palettegen/paletteuse on the shared noisy clip.
+"""GIF snippet benchmark: our encoder against ffmpeg's palettegen/paletteuse on the noisy benchmark clip.
 
 `python -m bench.bench_snippets [--runs 3] [--out DIR]` prints a markdown block. The clip is every second
-frame of `make_frames()` from `../shared/bench/noisy_frames.py` (relative to the repository): 24 frames of
-704x1280, i.e. 2 s at 12 fps, encoded at 360 px wide. CPU is counted in every process that works on it:
+frame of `bench.noisy_frames.make_frames()`: 24 frames of 704x1280, i.e. 2 s at 12 fps, encoded at 360 px
+wide. CPU is counted in every process that works on it:
 for ffmpeg the child process; for us the event-loop process (FrameBuffer sampling and scaling threads,
 stacking, pickling) plus the pool worker (conversion, palette, mapping, LZW), which reports its own CPU.
 PSNR is the mean over frames against the source frames bilinear-downscaled to the snippet's size.
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import io
 import os
 import platform
@@ -24,19 +23,17 @@ import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 
 import av
 import imageio_ffmpeg
 import numpy as np
 from PIL import Image
 
+from bench.noisy_frames import make_frames
 from bot.odyssey import StreamFrame
 from bot.tryon.framebuffer import FrameBuffer
 from bot.tryon.snippets import Snippet, SnippetEncoder
 
-REPO = Path(__file__).resolve().parents[1]
-CLIP_MODULE = REPO.parent / "shared" / "bench" / "noisy_frames.py"
 WIDTH = 360
 FPS = 12
 SOURCE_FPS = 24
@@ -64,19 +61,6 @@ class Result:
     @property
     def mib(self) -> float:
         return len(self.data) / 2**20
-
-
-def load_clip_module() -> ModuleType:
-    if not CLIP_MODULE.is_file():
-        raise SystemExit(
-            f"benchmark clip not found: {CLIP_MODULE} (expected ../shared/bench/ beside the repo)"
-        )
-    spec = importlib.util.spec_from_file_location("noisy_frames", CLIP_MODULE)
-    if spec is None or spec.loader is None:
-        raise SystemExit(f"cannot import {CLIP_MODULE}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def children_cpu() -> float:
@@ -200,7 +184,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="timed runs per encoder (median reported)")
     parser.add_argument("--out", type=Path, default=Path("/tmp/bench_snippets"), help="sample outputs")
     args = parser.parse_args()
-    source = load_clip_module().make_frames()
+    source = make_frames()
     clip = source[::2][: 2 * FPS]
     height = round(clip[0].shape[0] * WIDTH / clip[0].shape[1] / 2) * 2
     reference = [
