@@ -1,9 +1,11 @@
 # Two commands on a fresh machine: `make demo` (the try-on demo against the embedded emulator) and
 # `make test` (lint, types, the whole suite). Both create .venv and install the project first.
+# Another Python gets a virtualenv of its own: `make test PYTHON=python3.13` uses .venv-python3.13.
 PYTHON ?= python3
-VENV := .venv
+VENV ?= $(if $(filter python3,$(PYTHON)),.venv,.venv-$(notdir $(PYTHON)))
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
 NPM_DIR := tests/conformance/js
 
 .PHONY: demo test lint bench clean js-deps
@@ -13,6 +15,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
+
+# The benchmarks' extra (ffmpeg's binary for the snippet baseline) is not part of a normal install.
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,bench]'
+	touch $(BENCH_STAMP)
 
 # The official JS SDK for the browser conformance test (skipped there when npm is missing). The test
 # drives the system Chromium: no npm package may download a browser of its own.
@@ -31,8 +38,8 @@ lint: $(STAMP)
 test: $(STAMP) js-deps lint
 	$(PY) -m pytest
 
-bench: $(STAMP)
+bench: $(BENCH_STAMP)
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache $(NPM_DIR)/node_modules
+	rm -rf .venv .venv-* out .pytest_cache .mypy_cache .ruff_cache $(NPM_DIR)/node_modules
