@@ -2,7 +2,7 @@
 # Run:   docker run -e DISCORD_TOKEN=... [-e ODYSSEY_API_KEY=...] -v tryon-data:/data tryon-bot
 # Settings: environment variables, or mount a config.toml: `-v "$PWD/config.toml:/app/config.toml:ro"`.
 # Without ODYSSEY_API_KEY the bot runs the embedded Odyssey emulator on loopback inside the container.
-FROM python:3.11-slim
+FROM python:3.13-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
