@@ -17,8 +17,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from bot.media.framebuffer import FrameBuffer
 from bot.odyssey import StreamFrame
-from bot.tryon.framebuffer import FrameBuffer
 
 WIDTH, HEIGHT, FPS = 704, 1280, 24
 GOAL_BYTES = 30 * 1024 * 1024

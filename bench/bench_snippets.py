@@ -30,9 +30,9 @@ import numpy as np
 from PIL import Image
 
 from bench.noisy_frames import make_frames
+from bot.media.framebuffer import FrameBuffer
+from bot.media.snippets import Snippet, SnippetEncoder
 from bot.odyssey import StreamFrame
-from bot.tryon.framebuffer import FrameBuffer
-from bot.tryon.snippets import Snippet, SnippetEncoder
 
 WIDTH = 360
 FPS = 12

@@ -6,6 +6,7 @@ import dataclasses
 import functools
 from collections.abc import Awaitable, Callable
 
+from bot.media.snippets import SnippetEncoder
 from bot.odyssey import Odyssey
 from bot.store import QuotaLimits, Store
 from bot.tryon.manager import SessionManager
@@ -14,7 +15,6 @@ from bot.tryon.prompts import PromptRules, check_prompt
 from bot.tryon.quota import QuotaPolicy
 from bot.tryon.session import ClientFactory, EngineServices, StreamPhoto
 from bot.tryon.settings import EngineSettings
-from bot.tryon.snippets import SnippetEncoder
 
 
 def client_factory(api_key: str, api_url: str | None = None) -> ClientFactory:

@@ -6,21 +6,19 @@ import asyncio
 import contextlib
 import dataclasses
 import enum
-import io
 import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import PIL.Image
-import PIL.ImageOps
-
 from bot.deadline import wait_within
+from bot.media.framebuffer import FrameBuffer
+from bot.media.snippets import SnippetEncoder, SnippetTooLargeError
+from bot.media.stills import before_after_png
 from bot.odyssey import Odyssey, OdysseyError, OdysseyStreamError, OdysseyUsageError
 from bot.odyssey.errors import STREAM_ENDING_REASONS
 from bot.tryon.errors import NoSuchSession, PromptRejected, TryOnError
-from bot.tryon.framebuffer import FrameBuffer, KeptFrame
 from bot.tryon.presenter import (
     ErrorReported,
     Presenter,
@@ -32,7 +30,6 @@ from bot.tryon.presenter import (
 )
 from bot.tryon.recordings import collect_recording_links, start_failure_message, usage_error_message
 from bot.tryon.settings import EngineSettings
-from bot.tryon.snippets import SnippetEncoder, SnippetTooLargeError
 
 if TYPE_CHECKING:
     from bot.store import Store
@@ -834,23 +831,6 @@ async def record_refusal(
         blocked_entry=refusal.blocked_entry,
         session_id=session_id,
     )
-
-
-def before_after_png(photo: bytes, latest: KeptFrame, height: int = 480) -> bytes:
-    """The member's photo beside the last frame, same height, as PNG (CPU work: run it in a thread)."""
-    with PIL.Image.open(io.BytesIO(photo)) as opened:
-        before = PIL.ImageOps.exif_transpose(opened).convert("RGB")
-    after = PIL.Image.fromarray(latest.to_rgb())
-    scaled = [
-        image.resize((max(1, round(image.width * height / image.height)), height))
-        for image in (before, after)
-    ]
-    canvas = PIL.Image.new("RGB", (sum(image.width for image in scaled), height))
-    canvas.paste(scaled[0], (0, 0))
-    canvas.paste(scaled[1], (scaled[0].width, 0))
-    out = io.BytesIO()
-    canvas.save(out, format="PNG", optimize=False)
-    return out.getvalue()
 
 
 async def close_client(client: Odyssey, limit_seconds: float) -> None:

@@ -1,13 +1,8 @@
-"""Small pure parts of the session: platform usage errors in plain words, the before/after still."""
+"""Small pure parts of the session: platform usage errors in plain words."""
 
 from __future__ import annotations
 
-import io
-from pathlib import Path
-
-import numpy as np
 import pytest
-from PIL import Image
 
 from bot.odyssey import (
     AccountSuspendedError,
@@ -16,11 +11,7 @@ from bot.odyssey import (
     OdysseyUsageError,
     RateLimitError,
 )
-from bot.tryon.framebuffer import KeptFrame
 from bot.tryon.recordings import usage_error_message
-from bot.tryon.session import before_after_png
-
-PHOTO = (Path(__file__).parents[2] / "examples" / "astronaut.jpg").read_bytes()
 
 
 @pytest.mark.parametrize(
@@ -40,17 +31,3 @@ def test_usage_errors_in_plain_words(error: OdysseyUsageError, words: str) -> No
     message = usage_error_message(error)
     assert words in message
     assert error.code not in message  # no codes or jargon for members
-
-
-def test_before_after_puts_the_photo_beside_the_last_frame() -> None:
-    width, height = 64, 112
-    yuv = np.full((height * 3 // 2, width), 128, dtype=np.uint8)
-    frame = KeptFrame(1.0, 1.0, "s", width, height, yuv)
-    png = before_after_png(PHOTO, frame, height=100)
-    with Image.open(io.BytesIO(png)) as image:
-        assert image.format == "PNG" and image.height == 100
-        with Image.open(io.BytesIO(PHOTO)) as photo:
-            photo_width = round(photo.width * 100 / photo.height)
-        assert image.width == photo_width + round(width * 100 / height)
-        # The right part is the (grey) frame.
-        assert image.getpixel((image.width - 1, 50)) == pytest.approx((128, 128, 128), abs=2)

@@ -15,8 +15,8 @@ import av
 import numpy as np
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
-from bot.tryon.framebuffer import YUV_TO_RGB_INTERPOLATION
-from bot.tryon.gif_encoder import encode_rgba_clip
+from bot.media.framebuffer import YUV_TO_RGB_INTERPOLATION
+from bot.media.gif_encoder import encode_rgba_clip
 
 PixelFormat = Literal["yuv420p", "rgb24"]
 SnippetKind = Literal["gif", "mp4"]

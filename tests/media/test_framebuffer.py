@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bot.media import framebuffer
+from bot.media.framebuffer import FrameBuffer, StreamFrameLike, scaled_size
 from bot.odyssey import StreamFrame
-from bot.tryon import framebuffer
-from bot.tryon.framebuffer import FrameBuffer, StreamFrameLike, scaled_size
 from bot.tryon.settings import EngineSettings
 
 

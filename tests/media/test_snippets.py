@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bot.media.framebuffer import FrameBuffer, KeptFrame
+from bot.media.gif_encoder import encode_rgba_clip, frame_delays_cs
+from bot.media.snippets import Snippet, SnippetEncoder, SnippetTooLargeError
 from bot.odyssey import StreamFrame
-from bot.tryon.framebuffer import FrameBuffer, KeptFrame
-from bot.tryon.gif_encoder import encode_rgba_clip, frame_delays_cs
-from bot.tryon.snippets import Snippet, SnippetEncoder, SnippetTooLargeError
 
 
 def moving_scene(count: int = 12, width: int = 96, height: int = 160, noise: float = 3.0) -> list[np.ndarray]:

@@ -14,8 +14,8 @@ from types import TracebackType
 import numpy as np
 
 from bot.deadline import wait_within
-from bot.tryon.framebuffer import KeptFrame, scaled_size
-from bot.tryon.media_worker import ClipJob, JobResult, PixelFormat, SnippetKind, init_worker, run_job
+from bot.media.framebuffer import KeptFrame, scaled_size
+from bot.media.worker import ClipJob, JobResult, PixelFormat, SnippetKind, init_worker, run_job
 
 DISCORD_UPLOAD_LIMIT = 10 * 1024 * 1024
 

@@ -1,0 +1,1 @@
+"""Media work, with no session logic: the frame buffer, GIF snippets, their worker pool, stills."""
