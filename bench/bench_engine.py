@@ -25,8 +25,9 @@ from bot.loopback_ice import restrict_ice_to_loopback
 from bot.store import Store
 from bot.tryon.engine import Engine, build_engine, client_factory
 from bot.tryon.errors import TryOnError
+from bot.tryon.models import EndReason, SessionRequest, SessionState
 from bot.tryon.presenter import ErrorReported, RecordingReady, SnapshotReady, SnippetReady, StatusChanged
-from bot.tryon.session import EndReason, SessionRequest, SessionState, TryOnSession
+from bot.tryon.session import TryOnSession
 from bot.tryon.settings import EngineSettings
 
 PHOTO = (Path(__file__).parents[1] / "examples" / "astronaut.jpg").read_bytes()

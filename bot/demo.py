@@ -26,10 +26,11 @@ from bot.store import Store
 from bot.tryon.console import ConsolePresenter
 from bot.tryon.engine import Engine, build_engine, client_factory
 from bot.tryon.errors import NoSuchSession, TryOnError
+from bot.tryon.models import EndReason, SessionRequest, SessionState
 from bot.tryon.photos import check_photo
 from bot.tryon.presenter import RecordingLinks
 from bot.tryon.prompts import check_prompt
-from bot.tryon.session import EndReason, SessionRequest, SessionState, TryOnSession
+from bot.tryon.session import TryOnSession
 from bot.tryon.settings import EngineSettings
 
 if TYPE_CHECKING:

@@ -16,7 +16,7 @@ from bot import demo
 from bot.emulator import DEV_API_KEY, Emulator, EmulatorConfig
 from bot.store import Store
 from bot.tryon.engine import build_engine, client_factory
-from bot.tryon.session import SessionState
+from bot.tryon.models import SessionState
 from bot.tryon.settings import EngineSettings
 
 pytestmark = pytest.mark.timeout(120)

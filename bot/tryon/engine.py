@@ -10,10 +10,11 @@ from bot.media.snippets import SnippetEncoder
 from bot.odyssey import Odyssey
 from bot.store import QuotaLimits, Store
 from bot.tryon.manager import SessionManager
+from bot.tryon.models import StreamPhoto
 from bot.tryon.photos import check_photo
 from bot.tryon.prompts import PromptRules, check_prompt
 from bot.tryon.quota import QuotaPolicy
-from bot.tryon.session import ClientFactory, EngineServices, StreamPhoto
+from bot.tryon.session import ClientFactory, EngineServices
 from bot.tryon.settings import EngineSettings
 
 

@@ -19,18 +19,11 @@ from bot.tryon.errors import (
     PromptRejected,
     QueueFull,
 )
+from bot.tryon.models import EndReason, SessionRequest, SessionState
 from bot.tryon.presenter import ErrorReported, Presenter, RecordingLinks, RecordingReady, StatusChanged
 from bot.tryon.queue import FairQueue, WaitEstimator
 from bot.tryon.recordings import collect_recording_links, links_from
-from bot.tryon.session import (
-    EndReason,
-    EngineServices,
-    SessionRequest,
-    SessionState,
-    TryOnSession,
-    close_client,
-    record_refusal,
-)
+from bot.tryon.session import EngineServices, TryOnSession, close_client, record_refusal
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 from bot.tryon.errors import TryOnError
 
 if TYPE_CHECKING:
-    from bot.tryon.session import SessionState
+    from bot.tryon.models import SessionState
 
 
 @dataclasses.dataclass(frozen=True)

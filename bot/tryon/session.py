@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import enum
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot.deadline import wait_within
@@ -19,6 +18,14 @@ from bot.media.stills import before_after_png
 from bot.odyssey import Odyssey, OdysseyError, OdysseyStreamError, OdysseyUsageError
 from bot.odyssey.errors import STREAM_ENDING_REASONS
 from bot.tryon.errors import NoSuchSession, PromptRejected, TryOnError
+from bot.tryon.models import (
+    TERMINAL_STATES,
+    EndReason,
+    SessionRequest,
+    SessionState,
+    StreamPhoto,
+    check_transition,
+)
 from bot.tryon.presenter import (
     ErrorReported,
     Presenter,
@@ -42,87 +49,9 @@ T = TypeVar("T")
 ClientFactory = Callable[[], Odyssey]
 
 
-class SessionState(enum.StrEnum):
-    """Where a session is in its life; stored as text in the sessions table."""
-
-    QUEUED = "queued"
-    CONNECTING = "connecting"
-    STREAMING = "streaming"
-    ENDING = "ending"
-    FINALISING = "finalising"
-    DONE = "done"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    # Left live by a crash and found on the next start.
-    INTERRUPTED = "interrupted"
-
-
-TERMINAL_STATES = frozenset(
-    {SessionState.DONE, SessionState.FAILED, SessionState.CANCELLED, SessionState.INTERRUPTED}
-)
-
-ALLOWED_TRANSITIONS: Mapping[SessionState, frozenset[SessionState]] = {
-    SessionState.QUEUED: frozenset({SessionState.CONNECTING, SessionState.CANCELLED, SessionState.FAILED}),
-    SessionState.CONNECTING: frozenset({SessionState.STREAMING, SessionState.CANCELLED, SessionState.FAILED}),
-    SessionState.STREAMING: frozenset({SessionState.ENDING, SessionState.FAILED}),
-    SessionState.ENDING: frozenset({SessionState.FINALISING, SessionState.FAILED}),
-    SessionState.FINALISING: frozenset({SessionState.DONE, SessionState.FAILED}),
-    SessionState.DONE: frozenset(),
-    SessionState.FAILED: frozenset(),
-    SessionState.CANCELLED: frozenset(),
-    SessionState.INTERRUPTED: frozenset(),
-}
-
-
 # Stream errors after which the platform has ended the stream (the cap, a lost lease, a usage limit): the
 # session rolls over to a fresh one. Others (e.g. a refused update) leave it playing.
 STREAM_ENDING_ERRORS = STREAM_ENDING_REASONS
-
-
-class InvalidTransition(RuntimeError):
-    """A state change the table does not allow: a bug in the engine, never a member's doing."""
-
-
-def check_transition(current: SessionState, new: SessionState) -> None:
-    """Raise InvalidTransition unless `current -> new` is in ALLOWED_TRANSITIONS."""
-    if new not in ALLOWED_TRANSITIONS[current]:
-        raise InvalidTransition(f"{current} -> {new} is not allowed")
-
-
-class EndReason(enum.StrEnum):
-    """Why a session ended."""
-
-    MEMBER = "member"
-    IDLE = "idle"
-    QUOTA = "quota"
-    LIMIT = "limit"
-    MODERATOR = "moderator"
-    SHUTDOWN = "shutdown"
-    CONNECTION_LOST = "connection_lost"
-
-
-@dataclasses.dataclass(frozen=True)
-class SessionRequest:
-    """What a front end asks for: who, where, the checked photo and the first outfit."""
-
-    guild_id: int
-    user_id: int
-    channel_id: int | None
-    photo: bytes
-    outfit: str
-    role_ids: tuple[int, ...] = ()
-    # Opaque JSON the front end wants back after a restart (e.g. the status message id).
-    front_end: dict[str, Any] | None = None
-    # Portrait (True) or landscape (False) stream; None: the engine's setting.
-    portrait: bool | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class StreamPhoto:
-    """A photo that passed the checks: the bytes to stream and their hash for the store."""
-
-    data: bytes
-    sha256: str
 
 
 @dataclasses.dataclass

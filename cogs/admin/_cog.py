@@ -12,8 +12,8 @@ from bot.app import TryOnBot, send_reply
 from bot.store import Store
 from bot.store.records import AuditEntry, QuotaLimits
 from bot.store.store import month_start
+from bot.tryon.models import EndReason
 from bot.tryon.prompts import normalise_blocklist_entry
-from bot.tryon.session import EndReason
 from cogs.utils.checks import is_moderator
 from cogs.utils.formatting import audit_line, duration, limits_text, quote_safely, timestamp
 from cogs.utils.modlog import post_to_mod_log

@@ -22,9 +22,10 @@ from bot.tryon.errors import (
     TryOnError,
 )
 from bot.tryon.manager import SessionManager
+from bot.tryon.models import EndReason, SessionRequest, SessionState
 from bot.tryon.photos import MAX_PHOTO_BYTES
 from bot.tryon.prompts import PromptRules, check_prompt
-from bot.tryon.session import EndReason, SessionRequest, SessionState, TryOnSession
+from bot.tryon.session import TryOnSession
 from cogs.tryon.outlet import SessionOutlet
 from cogs.tryon.presenter import DiscordPresenter, presenter_for_bot
 from cogs.tryon.render import history_line, quota_text, recording_links_text, status_line

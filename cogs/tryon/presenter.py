@@ -9,8 +9,8 @@ from collections.abc import Awaitable, Callable
 import discord
 
 from bot.app import TryOnBot
+from bot.tryon.models import TERMINAL_STATES, SessionState
 from bot.tryon.presenter import ErrorReported, RecordingReady, SnapshotReady, SnippetReady, StatusChanged
-from bot.tryon.session import TERMINAL_STATES, SessionState
 from cogs.tryon.outlet import SessionOutlet, describe
 from cogs.tryon.render import recording_embed, status_embed
 from cogs.tryon.updater import CoalescingUpdater

@@ -5,9 +5,9 @@ from __future__ import annotations
 import discord
 
 from bot.store.records import SessionRecord
+from bot.tryon.models import SessionState
 from bot.tryon.presenter import RecordingLinks, RecordingReady, StatusChanged
 from bot.tryon.quota import Remaining
-from bot.tryon.session import SessionState
 from cogs.utils.formatting import duration, quote_safely, timestamp
 
 _COLOURS = {

@@ -26,7 +26,8 @@ from bench.bench_ack import Latencies
 from bot.app import TryOnBot
 from bot.config import BotConfig
 from bot.emulator import Emulator
-from bot.tryon.session import SessionState, TryOnSession
+from bot.tryon.models import SessionState
+from bot.tryon.session import TryOnSession
 from tests.cogs.conftest import emulator_config, photo_option, session_id_of, status_message, wait_status
 from tests.fakediscord import BotDriver, Delivered, FakeDiscord, FakeMessage
 from tests.fakediscord import payloads as p

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot.tryon.console import ConsolePresenter
+from bot.tryon.models import SessionState
 from bot.tryon.presenter import ErrorReported, SnippetReady, StatusChanged
-from bot.tryon.session import SessionState
 
 
 def status(state: SessionState, **fields: object) -> StatusChanged:

@@ -26,8 +26,9 @@ from bot.tryon.errors import (
     QueueFull,
     QuotaExceeded,
 )
+from bot.tryon.models import EndReason, SessionRequest, SessionState, StreamPhoto
 from bot.tryon.presenter import StatusChanged
-from bot.tryon.session import EndReason, SessionRequest, SessionState, StreamPhoto, TryOnSession
+from bot.tryon.session import TryOnSession
 from bot.tryon.settings import EngineSettings
 
 PHOTO = (Path(__file__).parents[2] / "examples" / "astronaut.jpg").read_bytes()

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from bot.tryon.session import (
+from bot.tryon.models import (
     ALLOWED_TRANSITIONS,
     TERMINAL_STATES,
     InvalidTransition,
