@@ -84,6 +84,7 @@ class Faults:
     ws_close_code_on_connect: int | None = None  # websocket closes with this code right after the offer
     stream_error_reason: str | None = None  # every stream start is refused with this reason
     stream_error_message: str = "Injected stream error"
+    update_error_reason: str | None = None  # every prompt update is refused with this reason
     drop_peer_after_seconds: float | None = None  # the peer connection closes this long into a stream
     stream_start_delay_seconds: float | None = None  # overrides the configured start delay
     # A recording appears only this long after its stream ended: until then GET /recordings/{id} answers 404

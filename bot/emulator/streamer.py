@@ -373,6 +373,9 @@ class StreamerConnection:
         stream = self.stream
         if stream is None or self.track is None:
             raise StreamRefused("no_active_stream", "No stream is running on this connection")
+        refused = self.emulator.faults.update_error_reason
+        if refused is not None:
+            raise StreamRefused(refused, self.emulator.faults.stream_error_message)
         library = self.emulator.library
         scene = await library.scene(stream.size, prompt.strip(), stream.image_bytes)
         # Begin the crossfade where the old loop will be once the clip is encoded, so motion carries on.
