@@ -38,6 +38,7 @@ class CountingPresenter:
     """Counts what a front end would receive, without doing any front-end work."""
 
     def __init__(self) -> None:
+        self.upload_budget_bytes: int | None = None
         self.snippets = 0
         self.snippet_bytes = 0
         self.errors: list[str] = []

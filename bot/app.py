@@ -1,4 +1,4 @@
-"""The Discord bot: the `commands.Bot` subclass, its error-handling command tree, `run` and `sync`."""
+"""The Discord bot assembled: the `commands.Bot` subclass, its runtime (store, engine, Odyssey), run, sync."""
 
 from __future__ import annotations
 
@@ -6,12 +6,10 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import datetime as dt
 import gc
 import logging
 import signal
 import sys
-import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -28,12 +26,11 @@ from bot.logsafety import configure_logging
 from bot.store import Store
 from bot.tls import warm_up as warm_up_tls
 from bot.tryon.engine import Engine, build_engine, client_factory
-from bot.tryon.errors import TryOnError
+from cogs.utils.delivery import NO_MENTIONS, TryOnCommandTree
 
 log = logging.getLogger(__name__)
 
 EXTENSIONS = ("cogs.meta", "cogs.admin", "cogs.tryon")
-NO_MENTIONS = discord.AllowedMentions.none()
 
 
 @dataclasses.dataclass
@@ -71,98 +68,6 @@ async def open_runtime(config: BotConfig, resources: contextlib.AsyncExitStack) 
 
 
 RuntimeOpener = Callable[[BotConfig, contextlib.AsyncExitStack], Awaitable[Runtime]]
-
-
-class TryOnCommandTree(app_commands.CommandTree["TryOnBot"]):
-    """The one place app-command errors are turned into replies: members' errors politely, bugs with an id."""
-
-    async def interaction_check(self, interaction: discord.Interaction[TryOnBot]) -> bool:
-        """Every command works in servers only; a DM (should Discord deliver one) gets a clear answer."""
-        if interaction.guild_id is None:
-            await send_reply(interaction, "Try-on only works inside a server, not in direct messages.")
-            return False
-        return True
-
-    async def on_error(
-        self, interaction: discord.Interaction[TryOnBot], error: app_commands.AppCommandError
-    ) -> None:
-        """Render what went wrong for the member; log anything unexpected with an id they can quote."""
-        await send_reply(interaction, describe_error(error, interaction))
-
-
-def describe_error(error: BaseException, interaction: discord.Interaction[Any] | None = None) -> str:
-    """The sentence a member sees for `error`; unexpected errors are logged under a fresh id."""
-    cause = error.original if isinstance(error, app_commands.CommandInvokeError) else error
-    if isinstance(cause, TryOnError):
-        return cause.message
-    if isinstance(cause, app_commands.MissingPermissions):
-        return "You need the Manage Server permission to do that."
-    if isinstance(cause, app_commands.NoPrivateMessage):
-        return "Try-on only works inside a server, not in direct messages."
-    if isinstance(cause, app_commands.CommandOnCooldown):
-        retry_at = discord.utils.utcnow() + dt.timedelta(seconds=cause.retry_after)
-        return f"Slow down a little: try again {discord.utils.format_dt(retry_at, 'R')}."
-    if isinstance(cause, app_commands.CheckFailure):
-        return "You're not allowed to do that."
-    if isinstance(cause, app_commands.TransformerError):
-        shown = discord.utils.escape_markdown(str(cause.value))[:100]
-        return f"That value can't be used here: {shown}. Please pick another one."
-    error_id = uuid.uuid4().hex[:8]
-    command = interaction.command.qualified_name if interaction and interaction.command else "?"
-    log.error("unexpected error %s in /%s", error_id, command, exc_info=cause)
-    return f"Something went wrong on our side. If it keeps happening, tell a moderator error id `{error_id}`."
-
-
-async def send_reply(
-    interaction: discord.Interaction[Any],
-    content: str | None = None,
-    *,
-    embed: discord.Embed | None = None,
-    view: discord.ui.View | None = None,
-    file: discord.File | None = None,
-    ephemeral: bool = True,
-) -> discord.Message | None:
-    """Answer the interaction, or follow up if it is answered, or post in its channel once the token expired.
-
-    Ephemeral answers cannot go through the channel; after the token expired they are dropped (and logged).
-    """
-    extra: dict[str, Any] = {} if view is None else {"view": view}
-    if file is not None:
-        extra["file"] = file
-    try:
-        if interaction.is_expired():
-            raise _TokenExpired
-        if not interaction.response.is_done():
-            await interaction.response.send_message(
-                content,
-                embed=embed or discord.utils.MISSING,
-                ephemeral=ephemeral,
-                allowed_mentions=NO_MENTIONS,
-                **extra,
-            )
-            return None
-        return await interaction.followup.send(
-            content or discord.utils.MISSING,
-            embed=embed or discord.utils.MISSING,
-            ephemeral=ephemeral,
-            allowed_mentions=NO_MENTIONS,
-            wait=True,
-            **extra,
-        )
-    except (_TokenExpired, discord.NotFound, discord.HTTPException) as error:
-        if isinstance(error, discord.HTTPException) and error.code != 50027 and error.status != 404:
-            raise
-        channel = interaction.channel
-        if ephemeral or not isinstance(channel, discord.abc.Messageable):
-            log.info("interaction %s expired; private reply dropped", interaction.id)
-            return None
-        if embed is not None:
-            extra["embed"] = embed
-        return await channel.send(content, allowed_mentions=NO_MENTIONS, **extra)
-
-
-class _TokenExpired(Exception):
-    """Internal: the interaction token is past Discord's 15-minute lifetime."""
 
 
 class TryOnBot(commands.Bot):

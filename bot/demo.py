@@ -139,7 +139,7 @@ async def try_on(
     for recovered in await manager.recover():
         print(f"recovered an interrupted session from an earlier run: {recovered.id}")
     # Every outfit is checked before anything is spent, exactly as the first one is at admission.
-    outfits = [await engine.services.check_prompt(DEMO_GUILD, outfit) for outfit in outfits]
+    outfits = [await engine.services.gate.outfit(DEMO_GUILD, DEMO_USER, outfit) for outfit in outfits]
     presenter = ConsolePresenter(out)
     request = SessionRequest(
         guild_id=DEMO_GUILD, user_id=DEMO_USER, channel_id=None, photo=photo, outfit=outfits[0]

@@ -39,6 +39,8 @@ class ConsolePresenter:
         self.recordings: list[RecordingReady] = []
         self.errors: list[ErrorReported] = []
         self.before_after: Path | None = None
+        # Files on disk: the engine's own snippet budget is the only limit.
+        self.upload_budget_bytes: int | None = None
         self._shown_outfit: str | None = None
         self._started = time.monotonic()
 

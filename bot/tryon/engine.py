@@ -1,19 +1,26 @@
-"""Assembles the engine from its parts: store, quota policy, checks, snippet encoder and client factory."""
+"""The engine as front ends see it: what members and moderators may do, decided here, rendered there.
+
+`build_engine` assembles it from its parts (store, quota policy, gate, snippet encoder, client factory).
+Front ends call only `Engine`'s methods and read `SessionSummary` values; they never reach into sessions or
+the engine's services. Refusals are `TryOnError`s; those moderators should see carry their audit entry.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Awaitable, Callable
 
 from bot.media.snippets import SnippetEncoder
 from bot.odyssey import Odyssey
 from bot.store import QuotaLimits, Store
-from bot.tryon.manager import SessionManager
-from bot.tryon.models import StreamPhoto
+from bot.store.records import AuditEntry, SessionRecord
+from bot.tryon.errors import NoSuchSession, NotAllowed, TryOnError
+from bot.tryon.gate import Gate
+from bot.tryon.manager import RecoveryPresenterFactory, SessionManager
+from bot.tryon.models import EndReason, SessionRequest, SessionSummary, StreamPhoto
 from bot.tryon.photos import check_photo
-from bot.tryon.prompts import PromptRules, check_prompt
-from bot.tryon.quota import QuotaPolicy
+from bot.tryon.presenter import Presenter, RecordingLinks
+from bot.tryon.quota import QuotaPolicy, Remaining
 from bot.tryon.session import ClientFactory, EngineServices
 from bot.tryon.settings import EngineSettings
 
@@ -21,16 +28,6 @@ from bot.tryon.settings import EngineSettings
 def client_factory(api_key: str, api_url: str | None = None) -> ClientFactory:
     """Fresh Odyssey clients for one platform: the real one, or an emulator by its URL (same code)."""
     return functools.partial(Odyssey, api_key, api_url)
-
-
-def prompt_checker(store: Store) -> Callable[[int, str], Awaitable[str]]:
-    """Checks an outfit against the limits and the guild's blocklist; returns the cleaned text."""
-
-    async def check(guild_id: int, text: str) -> str:
-        blocklist = await store.guilds.blocked_words(guild_id)
-        return check_prompt(text, PromptRules(blocklist=blocklist)).text
-
-    return check
 
 
 async def checked_photo(data: bytes) -> StreamPhoto:
@@ -41,10 +38,120 @@ async def checked_photo(data: bytes) -> StreamPhoto:
 
 @dataclasses.dataclass
 class Engine:
-    """The running engine: the session manager plus the parts it owns and must close."""
+    """The running engine: everything a front end may ask, plus the parts it owns and must close.
+
+    `manager` and `services` are the engine's own; tests and benchmarks may look inside, front ends don't.
+    """
 
     manager: SessionManager
     services: EngineServices
+    # (session id, outfit) being applied right now: a double submit is refused instead of sent twice.
+    _outfits_in_flight: set[tuple[str, str]] = dataclasses.field(default_factory=set, init=False, repr=False)
+
+    # ----- reading ---------------------------------------------------------------------------------------
+
+    def current(self, user_id: int, guild_id: int | None = None) -> SessionSummary | None:
+        """The member's queued or live session (in `guild_id`, if given), or None."""
+        session = self.manager.session_for(user_id)
+        if session is None or (guild_id is not None and session.request.guild_id != guild_id):
+            return None
+        return session.summary()
+
+    def sessions(self, guild_id: int) -> list[SessionSummary]:
+        """Queued and live sessions of one guild, oldest first."""
+        return [session.summary() for session in self.manager.sessions(guild_id)]
+
+    async def remaining_quota(self, guild_id: int, user_id: int, role_ids: tuple[int, ...]) -> Remaining:
+        """What the member has left here today and this month."""
+        return await self.services.quota.remaining(guild_id, user_id, role_ids)
+
+    # ----- starting ----------------------------------------------------------------------------------------
+
+    def check_not_running(self, user_id: int) -> None:
+        """AlreadyInSession if the member has a session (answerable without any await)."""
+        self.manager.check_one_session(user_id)
+
+    async def check_start(
+        self, guild_id: int, user_id: int, channel_id: int | None, role_ids: tuple[int, ...], outfit: str
+    ) -> None:
+        """Every check of a start that needs no photo, for a front end to ask before fetching one."""
+        await self.manager.precheck(guild_id, user_id, channel_id, role_ids, outfit)
+
+    async def start(self, request: SessionRequest, presenter: Presenter) -> SessionSummary:
+        """Admit a try-on (checked again, quota reserved); its progress goes to `presenter`."""
+        return (await self.manager.admit(request, presenter)).summary()
+
+    # ----- steering ----------------------------------------------------------------------------------------
+
+    async def steer(self, session_id: str, *, guild_id: int, user_id: int, text: str) -> None:
+        """Apply an outfit to a session the member may control; returns once it is on screen.
+
+        PromptRejected (audited) for a refused outfit, OutfitNotApplied when the platform failed to apply it.
+        """
+        session = self.manager.get(session_id, guild_id=guild_id)
+        in_flight = (session_id, " ".join(text.split()).casefold())
+        if in_flight in self._outfits_in_flight:
+            raise TryOnError("That outfit is already being applied.", reason="outfit_in_flight")
+        self._outfits_in_flight.add(in_flight)
+        try:
+            await session.prompt(text, by_user_id=user_id)
+        finally:
+            self._outfits_in_flight.discard(in_flight)
+
+    async def snapshot(self, session_id: str, *, guild_id: int) -> bool:
+        """Send a still of the current frame to the session's presenter; False before the first frame."""
+        return await self.manager.get(session_id, guild_id=guild_id).snapshot() is not None
+
+    async def may_control(self, session_id: str, *, guild_id: int, user_id: int, moderator: bool) -> None:
+        """NotAllowed unless the member owns the session (live or finished) or moderates its guild.
+
+        A live session's owner is known in memory, so this needs no database (which may be busy); only a
+        finished session's owner is read from SQLite. NoSuchSession for an id unknown in this guild.
+        """
+        try:
+            owner_id = self.manager.get(session_id, guild_id=guild_id).request.user_id
+        except NoSuchSession:
+            record = await self.services.store.sessions.find(guild_id, session_id)
+            if record is None:
+                raise
+            owner_id = record.user_id
+        if owner_id != user_id and not moderator:
+            raise NotAllowed(
+                "Only the member who started this try-on (or a moderator) can use these buttons."
+            )
+
+    async def end(
+        self, session_id: str, *, guild_id: int, user_id: int, moderator: bool
+    ) -> AuditEntry | None:
+        """End a session (or take it out of the queue): its owner's, or as a moderator (audited, returned)."""
+        session = self.manager.get(session_id, guild_id=guild_id)
+        if session.request.user_id == user_id:
+            self.manager.stop(session_id, user_id=user_id, reason=EndReason.MEMBER)
+            return None
+        if not moderator:
+            raise NotAllowed("Only the member who started this try-on (or a moderator) can end it.")
+        return await self.manager.moderator_stop(session_id, guild_id=guild_id, moderator_id=user_id)
+
+    # ----- afterwards --------------------------------------------------------------------------------------
+
+    async def recording_links(
+        self, session_id: str, *, guild_id: int, user_id: int, moderator: bool
+    ) -> list[RecordingLinks]:
+        """Fresh links to a session's recordings, for its owner or a moderator of its guild."""
+        record = await self.services.store.sessions.find(guild_id, session_id)
+        if record is None or (record.user_id != user_id and not moderator):
+            raise NoSuchSession("No try-on of yours has that id in this server.")
+        return await self.manager.recording_links(session_id, guild_id=guild_id)
+
+    async def interrupt_crashed(self) -> list[SessionRecord]:
+        """At start-up, before any admission: settle the sessions a crash left open (quick)."""
+        return await self.manager.interrupt_crashed()
+
+    async def offer_recovered(
+        self, records: list[SessionRecord], presenter_for: RecoveryPresenterFactory
+    ) -> None:
+        """Offer the recordings of sessions a crash interrupted (slow: run it in the background)."""
+        await self.manager.offer_recovered(records, presenter_for)
 
     async def aclose(self, grace_seconds: float = 60.0) -> None:
         """End and settle every session, then stop the encoder's worker processes."""
@@ -72,6 +179,6 @@ def build_engine(
         client_factory=clients,
         settings=settings,
         check_photo=checked_photo,
-        check_prompt=prompt_checker(store),
+        gate=Gate(store, quota),
     )
     return Engine(SessionManager(services), services)

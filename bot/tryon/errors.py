@@ -8,6 +8,10 @@ and is reported as such, never shown verbatim.
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bot.store.records import AuditEntry
 
 
 class TryOnError(Exception):
@@ -15,6 +19,8 @@ class TryOnError(Exception):
 
     default_reason = "error"
     default_message = "That did not work."
+    # Set by the engine when it recorded the refusal for moderators: the front end posts it to the mod-log.
+    audit_entry: AuditEntry | None = None
 
     def __init__(self, message: str | None = None, *, reason: str | None = None) -> None:
         self.message = message if message is not None else self.default_message
@@ -44,6 +50,13 @@ class PromptRejected(TryOnError):
         super().__init__(message, reason=reason)
         # The blocklist entry that matched, for the moderators' log; not part of the member's message.
         self.blocked_entry = blocked_entry
+
+
+class OutfitNotApplied(TryOnError):
+    """The platform failed or timed out applying an outfit: not the member's doing, not for moderators."""
+
+    default_reason = "prompt_not_applied"
+    default_message = "That outfit could not be applied right now. Please try again in a moment."
 
 
 class QuotaExceeded(TryOnError):

@@ -9,21 +9,13 @@ from collections.abc import Callable
 from typing import Any
 
 from bot.deadline import wait_within
-from bot.store.records import SessionRecord
-from bot.tryon.errors import (
-    AlreadyInSession,
-    Blocked,
-    ChannelNotAllowed,
-    NoSuchSession,
-    NotAllowed,
-    PromptRejected,
-    QueueFull,
-)
-from bot.tryon.models import EndReason, SessionRequest, SessionState
+from bot.store.records import AuditEntry, SessionRecord
+from bot.tryon.errors import AlreadyInSession, NoSuchSession, NotAllowed, QueueFull
+from bot.tryon.models import FINISHING_STATES, EndReason, SessionRequest, SessionState
 from bot.tryon.presenter import ErrorReported, Presenter, RecordingLinks, RecordingReady, StatusChanged
 from bot.tryon.queue import FairQueue, WaitEstimator
 from bot.tryon.recordings import collect_recording_links, links_from
-from bot.tryon.session import EngineServices, TryOnSession, close_client, record_refusal
+from bot.tryon.session import EngineServices, TryOnSession, close_client
 
 log = logging.getLogger(__name__)
 
@@ -96,30 +88,18 @@ class SessionManager:
         QueueFull, QuotaExceeded) with nothing spent; the session's own progress goes to `presenter`.
         """
         self._refuse_while_closing()
-        existing = self.session_for(request.user_id)
-        if existing is not None:
-            raise AlreadyInSession(session_id=existing.id)
-        store = self.services.store
-        if request.channel_id is not None and not await store.guilds.is_channel_allowed(
-            request.guild_id, request.channel_id
-        ):
-            raise ChannelNotAllowed()
+        self.check_one_session(request.user_id)
+        store, gate = self.services.store, self.services.gate
+        await gate.place(request.guild_id, request.channel_id)
         photo = await self.services.check_photo(request.photo)
-        try:
-            outfit = await self.services.check_prompt(request.guild_id, request.outfit)
-        except PromptRejected as refusal:
-            await record_refusal(self.services, request, request.outfit, refusal, None)
-            raise
-        if await store.blocks.get(request.guild_id, request.user_id) is not None:
-            raise Blocked()
+        outfit = await gate.outfit(request.guild_id, request.user_id, request.outfit)
+        await gate.not_blocked(request.guild_id, request.user_id)
         rules = await store.guilds.get(request.guild_id)
         async with self._admission:
             # Re-checked under the lock: a shutdown may have begun during the checks (it would never start
             # or settle this session), and two quick clicks must not both get in.
             self._refuse_while_closing()
-            existing = self.session_for(request.user_id)
-            if existing is not None:
-                raise AlreadyInSession(session_id=existing.id)
+            self.check_one_session(request.user_id)
             must_wait = self.running_count >= self.settings.slots or len(self.queue) > 0
             cap = rules.queue_cap if rules.queue_cap is not None else self.settings.queue_cap_per_guild
             if must_wait and self.queue.waiting_in(request.guild_id) >= cap:
@@ -168,9 +148,37 @@ class SessionManager:
         await self._dispatch()
         return session
 
+    async def precheck(
+        self, guild_id: int, user_id: int, channel_id: int | None, role_ids: tuple[int, ...], outfit: str
+    ) -> None:
+        """The checks `admit` makes that need no photo, for a front end to run before fetching one.
+
+        Raises what `admit` would (AlreadyInSession, ChannelNotAllowed, PromptRejected, Blocked,
+        QuotaExceeded); nothing is reserved, and `admit` checks again.
+        """
+        self._refuse_while_closing()
+        self.check_one_session(user_id)
+        gate = self.services.gate
+        await gate.place(guild_id, channel_id)
+        await gate.outfit(guild_id, user_id, outfit)
+        await gate.not_blocked(guild_id, user_id)
+        await gate.quota(guild_id, user_id, role_ids)
+
     def _refuse_while_closing(self) -> None:
         if self._closing:
             raise NotAllowed("The bot is restarting. Please try again in a minute.", reason="shutting_down")
+
+    def check_one_session(self, user_id: int) -> None:
+        """AlreadyInSession if the member has a session; one that was stopped and is finishing says so."""
+        existing = self.session_for(user_id)
+        if existing is None:
+            return
+        if existing.end_reason is not None or existing.state in FINISHING_STATES:
+            raise AlreadyInSession(
+                "Your last try-on is still finishing. Please start again in a few seconds.",
+                session_id=existing.id,
+            )
+        raise AlreadyInSession(session_id=existing.id)
 
     # ----- steering ------------------------------------------------------------------------------------
 
@@ -201,10 +209,10 @@ class SessionManager:
         self._forget(session)
         await self._report_positions()
 
-    async def moderator_stop(self, session_id: str, *, guild_id: int, moderator_id: int) -> None:
-        """A moderator ends (or removes from the queue) a session of their guild; written to the audit log."""
+    async def moderator_stop(self, session_id: str, *, guild_id: int, moderator_id: int) -> AuditEntry:
+        """A moderator ends (or removes from the queue) a session of their guild; returns its audit entry."""
         session = self.get(session_id, guild_id=guild_id)
-        await self.services.store.audit.record(
+        entry = await self.services.store.audit.record(
             guild_id,
             SESSION_STOPPED,
             actor_id=moderator_id,
@@ -216,6 +224,7 @@ class SessionManager:
             await self._left_queue(session, EndReason.MODERATOR)
         else:
             session.stop(EndReason.MODERATOR)
+        return entry
 
     def _owned(self, session_id: str, user_id: int | None) -> TryOnSession:
         session = self.get(session_id)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import dataclasses
 import enum
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bot.tryon.presenter import StatusChanged
 
 
 class SessionState(enum.StrEnum):
@@ -26,6 +29,9 @@ class SessionState(enum.StrEnum):
 TERMINAL_STATES = frozenset(
     {SessionState.DONE, SessionState.FAILED, SessionState.CANCELLED, SessionState.INTERRUPTED}
 )
+
+# Stopped: the session only settles and fetches its recordings.
+FINISHING_STATES = frozenset({SessionState.ENDING, SessionState.FINALISING})
 
 ALLOWED_TRANSITIONS: Mapping[SessionState, frozenset[SessionState]] = {
     SessionState.QUEUED: frozenset({SessionState.CONNECTING, SessionState.CANCELLED, SessionState.FAILED}),
@@ -84,3 +90,20 @@ class StreamPhoto:
 
     data: bytes
     sha256: str
+
+
+@dataclasses.dataclass(frozen=True)
+class SessionSummary:
+    """A front end's read-only view of a queued or live session."""
+
+    id: str
+    guild_id: int
+    user_id: int
+    state: SessionState
+    outfit: str
+    streamed_seconds: float
+    remaining_seconds: float
+    # Stopped (by anyone): it only settles and fetches its recordings now.
+    finishing: bool
+    # The last status the session reported (None before its first).
+    last_status: StatusChanged | None

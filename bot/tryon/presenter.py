@@ -95,6 +95,11 @@ class ErrorReported:
 class Presenter(Protocol):
     """Receives the events of one session; every method must return quickly and never raise on purpose."""
 
+    # The most bytes a snippet may have to be shown here (e.g. the upload limit); None: the engine's own.
+    @property
+    def upload_budget_bytes(self) -> int | None:
+        """The byte budget of a snippet for this front end."""
+
     async def status_changed(self, event: StatusChanged) -> None:
         """The state, position or progress changed."""
 

@@ -17,12 +17,14 @@ from bot.media.snippets import SnippetEncoder, SnippetTooLargeError
 from bot.media.stills import before_after_png
 from bot.odyssey import Odyssey, OdysseyError, OdysseyStreamError, OdysseyUsageError
 from bot.odyssey.errors import STREAM_ENDING_REASONS
-from bot.tryon.errors import NoSuchSession, PromptRejected, TryOnError
+from bot.tryon.errors import NoSuchSession, OutfitNotApplied, TryOnError
 from bot.tryon.models import (
+    FINISHING_STATES,
     TERMINAL_STATES,
     EndReason,
     SessionRequest,
     SessionState,
+    SessionSummary,
     StreamPhoto,
     check_transition,
 )
@@ -40,6 +42,7 @@ from bot.tryon.settings import EngineSettings
 
 if TYPE_CHECKING:
     from bot.store import Store
+    from bot.tryon.gate import Gate
     from bot.tryon.quota import QuotaPolicy
 
 log = logging.getLogger(__name__)
@@ -65,8 +68,8 @@ class EngineServices:
     settings: EngineSettings
     # Raise PhotoRejected, or return the photo to stream.
     check_photo: Callable[[bytes], Awaitable[StreamPhoto]]
-    # Raise PromptRejected, or return the cleaned outfit text (guild id, text).
-    check_prompt: Callable[[int, str], Awaitable[str]]
+    # Checks outfits (and starts) and records refusals.
+    gate: Gate
 
 
 class _StopRequested(Exception):
@@ -156,6 +159,8 @@ class TryOnSession:
         self._settled = False
         self._background: set[asyncio.Task[Any]] = set()
         self.queue_position: int | None = None
+        # The last status reported to the presenter.
+        self.last_status: StatusChanged | None = None
         self.estimated_wait_seconds: float | None = None
         self.started_at: float | None = None
         # Set once the session holds no platform connection any more and only settles and fetches recordings.
@@ -181,34 +186,41 @@ class TryOnSession:
         """True once the session reached a terminal state."""
         return self.state in TERMINAL_STATES
 
+    def summary(self) -> SessionSummary:
+        """What a front end may know of the session right now."""
+        return SessionSummary(
+            id=self.id,
+            guild_id=self.request.guild_id,
+            user_id=self.request.user_id,
+            state=self.state,
+            outfit=self.latest_outfit,
+            streamed_seconds=self.streamed_seconds,
+            remaining_seconds=self.remaining_seconds,
+            finishing=self.end_reason is not None or self.state in FINISHING_STATES,
+            last_status=self.last_status,
+        )
+
     # ----- steering (called by front ends) ---------------------------------------------------------------
 
-    async def prompt(self, text: str, *, budget_bytes: int | None = None) -> SnippetReady | None:
+    async def prompt(self, text: str, *, by_user_id: int | None = None) -> SnippetReady | None:
         """Apply a new outfit: check it, send it, wait for the acknowledgement, then snippet what follows.
 
         Before the stream runs, the outfit is kept and applied at the start. Returns the snippet, if any.
+        `by_user_id`: who typed it (the owner unless a moderator steers), named in a refusal's audit entry.
         """
-        if self.is_finished or self.state in (SessionState.ENDING, SessionState.FINALISING):
+        if self.is_finished or self.state in FINISHING_STATES:
             raise NoSuchSession()
-        try:
-            outfit = await self.services.check_prompt(self.request.guild_id, text)
-        except PromptRejected as refusal:
-            await self.services.store.prompts.add(
-                self.id, text, status="refused", refusal_reason=refusal.reason
-            )
-            await record_refusal(self.services, self.request, text, refusal, self.id)
-            raise
+        author = self.request.user_id if by_user_id is None else by_user_id
+        outfit = await self.services.gate.outfit(self.request.guild_id, author, text, session_id=self.id)
         prompt_id = (await self.services.store.prompts.add(self.id, outfit)).id
         self.latest_outfit = outfit
         self._last_activity = self._clock()
         if self.state in (SessionState.QUEUED, SessionState.CONNECTING):
             self.pending_prompt_ids.append(prompt_id)
             return None
-        return await self._steer(outfit, [prompt_id], budget_bytes=budget_bytes)
+        return await self._steer(outfit, [prompt_id])
 
-    async def _steer(
-        self, outfit: str, prompt_ids: list[int], *, budget_bytes: int | None
-    ) -> SnippetReady | None:
+    async def _steer(self, outfit: str, prompt_ids: list[int]) -> SnippetReady | None:
         """Send `outfit` to the live stream, mark its prompts applied, and snippet what follows the ack."""
         prompts = self.services.store.prompts
         async with self._steer_lock:
@@ -223,24 +235,21 @@ class TryOnSession:
                     self.latest_outfit = self._live.prompt
                 for prompt_id in prompt_ids:
                     await prompts.set_status(prompt_id, "refused", refusal_reason=type(exc).__name__)
-                raise PromptRejected(
-                    "That outfit could not be applied right now. Please try again in a moment.",
-                    reason="prompt_not_applied",
-                ) from exc
+                raise OutfitNotApplied() from exc
             # The snippet starts at the acknowledgement: frames before it still show the old outfit.
             mark = self._timeline_now()
             for prompt_id in prompt_ids:
                 await prompts.set_status(prompt_id, "applied")
             live.prompt = outfit
             await self._report_status()
-            return await self._snippet(outfit, since=mark, budget_bytes=budget_bytes)
+            return await self._snippet(outfit, since=mark)
 
     async def _apply_outfits_sent_while_connecting(self) -> None:
         """Outfits sent after the start went out: apply the latest now (the start carried an older one)."""
         prompt_ids, self.pending_prompt_ids = self.pending_prompt_ids, []
         try:
-            await self._steer(self.latest_outfit, prompt_ids, budget_bytes=None)
-        except (PromptRejected, NoSuchSession) as exc:
+            await self._steer(self.latest_outfit, prompt_ids)
+        except (OutfitNotApplied, NoSuchSession) as exc:
             log.info("session %s: outfit sent while connecting not applied: %r", self.id, exc)
 
     async def snapshot(self) -> SnapshotReady | None:
@@ -312,7 +321,7 @@ class TryOnSession:
                     if self.pending_prompt_ids:
                         self._spawn(self._apply_outfits_sent_while_connecting())
                     else:
-                        self._spawn(self._snippet(live.prompt, since=0.0, budget_bytes=None))
+                        self._spawn(self._snippet(live.prompt, since=0.0))
                 else:
                     self.rollovers += 1
                     await self._report_status(continuing=True)
@@ -643,6 +652,7 @@ class TryOnSession:
             if self.end_reason and self.state is not SessionState.STREAMING
             else None,
         )
+        self.last_status = event
         await self._present(self.presenter.status_changed(event))
 
     async def _present(self, call: Awaitable[None]) -> None:
@@ -651,6 +661,12 @@ class TryOnSession:
             await wait_within(call, 30.0)
         except Exception:
             log.exception("session %s: presenter failed", self.id)
+
+    def _snippet_budget(self) -> int:
+        """The engine's snippet budget, lowered to what the presenter can show."""
+        shown = self.presenter.upload_budget_bytes
+        budget = self.settings.snippet_budget_bytes
+        return budget if shown is None else min(budget, shown)
 
     def _timeline_now(self) -> float:
         latest = self.buffer.latest()
@@ -669,7 +685,7 @@ class TryOnSession:
             raise NoSuchSession()
         return live
 
-    async def _snippet(self, outfit: str, *, since: float, budget_bytes: int | None) -> SnippetReady | None:
+    async def _snippet(self, outfit: str, *, since: float) -> SnippetReady | None:
         """Encode the stream's next `snippet_seconds` after timeline second `since` and present it."""
         wanted = self.settings.snippet_seconds
         deadline = self._clock() + wanted * 3 + 5.0
@@ -691,7 +707,7 @@ class TryOnSession:
             snippet = await self.services.encoder.encode_gif(
                 frames,
                 fps=self.buffer.sample_fps,
-                budget_bytes=budget_bytes or self.settings.snippet_budget_bytes,
+                budget_bytes=self._snippet_budget(),
                 max_width=self.settings.snippet_width,
             )
         except SnippetTooLargeError:
@@ -740,26 +756,6 @@ class TryOnSession:
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
-
-
-async def record_refusal(
-    services: EngineServices,
-    request: SessionRequest,
-    text: str,
-    refusal: PromptRejected,
-    session_id: str | None,
-) -> None:
-    """Tell the moderators' audit log about a prompt refused for a blocked word (not for mere length)."""
-    if refusal.blocked_entry is None:
-        return
-    await services.store.audit.prompt_refused(
-        request.guild_id,
-        request.user_id,
-        text,
-        reason=refusal.reason,
-        blocked_entry=refusal.blocked_entry,
-        session_id=session_id,
-    )
 
 
 async def close_client(client: Odyssey, limit_seconds: float) -> None:

@@ -8,15 +8,14 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.app import TryOnBot, send_reply
+from bot.app import TryOnBot
 from bot.store import Store
 from bot.store.records import AuditEntry, QuotaLimits
 from bot.store.store import month_start
-from bot.tryon.models import EndReason
 from bot.tryon.prompts import normalise_blocklist_entry
 from cogs.utils.checks import is_moderator
+from cogs.utils.delivery import post_to_mod_log, send_reply
 from cogs.utils.formatting import audit_line, duration, limits_text, quote_safely, timestamp
-from cogs.utils.modlog import post_to_mod_log
 
 DAY = 86400.0
 Minutes = app_commands.Range[float, 0, 44640]  # up to a 31-day month
@@ -326,13 +325,13 @@ class TryOnAdmin(
 
     @sessions.command(name="list", description="Live and queued try-ons in this server")
     async def sessions_list(self, interaction: discord.Interaction[TryOnBot]) -> None:
-        live = self.bot.runtime.engine.manager.sessions(self._guild_id(interaction))
+        live = self.bot.runtime.engine.sessions(self._guild_id(interaction))
         if not live:
             await send_reply(interaction, "No try-ons are running or waiting here.")
             return
         lines = [
-            f"`{s.id}` <@{s.request.user_id}> · {s.state} · {duration(s.streamed_seconds)} · "
-            f"{quote_safely(s.latest_outfit, 80)}"
+            f"`{s.id}` <@{s.user_id}> · {s.state} · {duration(s.streamed_seconds)} · "
+            f"{quote_safely(s.outfit, 80)}"
             for s in live
         ]
         await send_reply(interaction, "\n".join(lines)[:1900])
@@ -342,20 +341,11 @@ class TryOnAdmin(
     async def sessions_stop(
         self, interaction: discord.Interaction[TryOnBot], session_id: app_commands.Range[str, 1, 40]
     ) -> None:
-        guild_id = self._guild_id(interaction)
-        manager = self.bot.runtime.engine.manager
-        session = manager.get(session_id, guild_id=guild_id)
-        manager.stop(session_id, reason=EndReason.MODERATOR)
-        entry = await self.store.audit.record(
-            guild_id,
-            "session_stopped",
-            actor_id=interaction.user.id,
-            target_user_id=session.request.user_id,
-            target=session_id,
+        entry = await self.bot.runtime.engine.end(
+            session_id, guild_id=self._guild_id(interaction), user_id=interaction.user.id, moderator=True
         )
-        await self._done(
-            interaction, f"Stopping <@{session.request.user_id}>'s try-on `{session_id}`.", entry
-        )
+        whose = "your own" if entry is None else f"<@{entry.target_user_id}>'s"
+        await self._done(interaction, f"Stopping {whose} try-on `{session_id}`.", entry)
 
     # reports and logs
 

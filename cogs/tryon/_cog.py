@@ -10,36 +10,24 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.app import NO_MENTIONS, TryOnBot, send_reply
+from bot.app import TryOnBot
 from bot.store.records import SessionRecord
-from bot.tryon.errors import (
-    AlreadyInSession,
-    ChannelNotAllowed,
-    NoSuchSession,
-    NotAllowed,
-    PhotoRejected,
-    PromptRejected,
-    TryOnError,
-)
-from bot.tryon.manager import SessionManager
-from bot.tryon.models import EndReason, SessionRequest, SessionState
+from bot.tryon.engine import Engine
+from bot.tryon.errors import NoSuchSession, PhotoRejected, TryOnError
+from bot.tryon.models import SessionRequest, SessionSummary
 from bot.tryon.photos import MAX_PHOTO_BYTES
-from bot.tryon.prompts import PromptRules, check_prompt
-from bot.tryon.session import TryOnSession
 from cogs.tryon.outlet import SessionOutlet
 from cogs.tryon.presenter import DiscordPresenter, presenter_for_bot
 from cogs.tryon.render import history_line, quota_text, recording_links_text, status_line
 from cogs.tryon.views import ForgetConfirmation, HistoryPages, OutfitModal, SessionButton
 from cogs.utils.checks import is_moderator
+from cogs.utils.delivery import NO_MENTIONS, post_to_mod_log, send_reply
 from cogs.utils.download import download_attachment
 from cogs.utils.formatting import duration
-from cogs.utils.modlog import post_to_mod_log
 
 log = logging.getLogger(__name__)
 
 PHOTO_DOWNLOAD_SECONDS = 20.0
-# A session in these states was stopped and only settles and fetches its recording.
-FINISHING = (SessionState.ENDING, SessionState.FINALISING)
 PHOTO_TYPES = (
     "image/jpeg",
     "image/png",
@@ -66,15 +54,12 @@ class TryOn(
 
     def __init__(self, bot: TryOnBot) -> None:
         self.bot = bot
-        # (session id, outfit) being applied right now: a double submit of the modal is refused, not sent
-        # to the platform again with a second identical clip.
-        self._outfits_in_flight: set[tuple[str, str]] = set()
         super().__init__()
 
     @property
-    def manager(self) -> SessionManager:
-        """The engine's session manager."""
-        return self.bot.runtime.engine.manager
+    def engine(self) -> Engine:
+        """The engine: it decides, this cog renders."""
+        return self.bot.runtime.engine
 
     async def cog_load(self) -> None:
         """Register the persistent buttons; settle sessions a crash left behind and offer their recordings.
@@ -86,10 +71,10 @@ class TryOn(
         self.bot.add_dynamic_items(SessionButton)
         if not self.bot.has_runtime:
             return
-        recovered = await self.manager.interrupt_crashed()
+        recovered = await self.engine.interrupt_crashed()
         if recovered:
             log.info("settled %d sessions interrupted by a restart", len(recovered))
-            offer = self.manager.offer_recovered(recovered, self._recovery_presenter)
+            offer = self.engine.offer_recovered(recovered, self._recovery_presenter)
             self.bot.run_in_background(offer, name="tryon-offer-recovered")
 
     async def cog_unload(self) -> None:
@@ -140,11 +125,8 @@ class TryOn(
             portrait = None if orientation is None else orientation == "portrait"
             session = await self._begin(interaction, photo, outfit, private, portrait)
         except TryOnError as error:
-            if isinstance(error, PromptRejected):
-                await self._prompt_refused(interaction, outfit, error)
-            if isinstance(error, AlreadyInSession):
-                error = self._already_running(self.manager.session_for(interaction.user.id))
             await interaction.edit_original_response(content=error.message, allowed_mentions=NO_MENTIONS)
+            await post_to_mod_log(self.bot, error.audit_entry)
             return
         where = "Only you can see it." if private else "Its status is posted below."
         await interaction.edit_original_response(
@@ -159,19 +141,7 @@ class TryOn(
             raise PhotoRejected(
                 f"That photo is larger than {MAX_PHOTO_BYTES // 2**20} MiB. Please attach a smaller one."
             )
-        existing = self.manager.session_for(interaction.user.id)
-        if existing is not None:
-            raise self._already_running(existing)
-
-    @staticmethod
-    def _already_running(existing: TryOnSession | None) -> AlreadyInSession:
-        """The member's one session is in the way; one that was stopped and is only finishing says so."""
-        if existing is not None and (existing.end_reason is not None or existing.state in FINISHING):
-            return AlreadyInSession(
-                "Your last try-on is still finishing. Please start again in a few seconds.",
-                session_id=existing.id,
-            )
-        return AlreadyInSession(session_id=existing.id if existing is not None else None)
+        self.engine.check_not_running(interaction.user.id)
 
     async def _begin(
         self,
@@ -180,16 +150,14 @@ class TryOn(
         outfit: str,
         private: bool,
         portrait: bool | None,
-    ) -> TryOnSession:
-        """Cheap database checks, then the download, then the engine's admission (where quota is reserved)."""
-        guild_id, user_id = self._guild_id(interaction), interaction.user.id
-        store = self.bot.runtime.store
-        if interaction.channel_id is not None and not await store.guilds.is_channel_allowed(
-            guild_id, interaction.channel_id
-        ):
-            raise ChannelNotAllowed()
-        await self._check_outfit(interaction, outfit)
-        await self.bot.runtime.engine.services.quota.check(guild_id, user_id, _member_roles(interaction))
+    ) -> SessionSummary:
+        """The engine's checks that need no photo, then the download, then the admission (quota reserved)."""
+        guild_id, user_id, roles = (
+            self._guild_id(interaction),
+            interaction.user.id,
+            _member_roles(interaction),
+        )
+        await self.engine.check_start(guild_id, user_id, interaction.channel_id, roles, outfit)
         await interaction.edit_original_response(content="Checking your photo…", allowed_mentions=NO_MENTIONS)
         data = await download_attachment(
             photo,
@@ -203,7 +171,7 @@ class TryOn(
             channel_id=interaction.channel_id,
             photo=data,
             outfit=outfit,
-            role_ids=_member_roles(interaction),
+            role_ids=roles,
             front_end={"private": private},
             portrait=portrait,
         )
@@ -211,7 +179,7 @@ class TryOn(
             self.bot, interaction.channel_id, interaction=interaction, private=private, owner_id=user_id
         )
         presenter = presenter_for_bot(self.bot, outlet, user_id, self._remember_status(private))
-        return await self.manager.admit(request, presenter)
+        return await self.engine.start(request, presenter)
 
     def _remember_status(self, private: bool) -> Callable[[str, int], Awaitable[None]]:
         async def remember(session_id: str, message_id: int) -> None:
@@ -220,33 +188,11 @@ class TryOn(
 
         return remember
 
-    async def _check_outfit(self, interaction: discord.Interaction[TryOnBot], outfit: str) -> None:
-        guild_id = self._guild_id(interaction)
-        blocklist = await self.bot.runtime.store.guilds.blocked_words(guild_id)
-        check_prompt(outfit, PromptRules(blocklist=blocklist))
-
-    async def _prompt_refused(
-        self,
-        interaction: discord.Interaction[TryOnBot],
-        outfit: str,
-        error: PromptRejected,
-        session_id: str | None = None,
-    ) -> None:
-        entry = await self.bot.runtime.store.audit.prompt_refused(
-            self._guild_id(interaction),
-            interaction.user.id,
-            outfit,
-            reason=error.reason,
-            blocked_entry=getattr(error, "blocked_entry", None),
-            session_id=session_id,
-        )
-        await post_to_mod_log(self.bot, entry)
-
     # steering
 
-    def _own_session(self, interaction: discord.Interaction[TryOnBot]) -> TryOnSession:
-        session = self.manager.session_for(interaction.user.id)
-        if session is None or session.request.guild_id != self._guild_id(interaction):
+    def _own_session(self, interaction: discord.Interaction[TryOnBot]) -> SessionSummary:
+        session = self.engine.current(interaction.user.id, self._guild_id(interaction))
+        if session is None:
             raise NoSuchSession("You have no try-on running here. Start one with /tryon start.")
         return session
 
@@ -262,79 +208,55 @@ class TryOn(
         self, interaction: discord.Interaction[TryOnBot], session_id: str, text: str
     ) -> None:
         """Check and apply an outfit (command or modal); the clip follows as its own message."""
-        session = self.manager.get(session_id, guild_id=self._guild_id(interaction))
-        in_flight = (session_id, " ".join(text.split()).casefold())
-        if in_flight in self._outfits_in_flight:
-            raise TryOnError("That outfit is already being applied.", reason="outfit_in_flight")
-        self._outfits_in_flight.add(in_flight)
-        try:
-            await interaction.response.defer(ephemeral=True, thinking=True)
-            budget = min(interaction.filesize_limit, self.bot.config.engine.snippet_budget_bytes)
-            try:
-                await self._check_outfit(interaction, text)
-                await session.prompt(text, budget_bytes=budget)
-            except PromptRejected as error:
-                await self._prompt_refused(interaction, text, error, session_id)
-                raise
-        finally:
-            self._outfits_in_flight.discard(in_flight)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        await self.engine.steer(
+            session_id, guild_id=self._guild_id(interaction), user_id=interaction.user.id, text=text
+        )
         await send_reply(interaction, "New outfit applied.")
 
     @app_commands.command(name="snapshot", description="Post a still of your try-on right now")
     async def snapshot(self, interaction: discord.Interaction[TryOnBot]) -> None:
-        await self._snapshot(interaction, self._own_session(interaction))
+        await self._snapshot(interaction, self._own_session(interaction).id)
 
-    async def _snapshot(self, interaction: discord.Interaction[TryOnBot], session: TryOnSession) -> None:
+    async def _snapshot(self, interaction: discord.Interaction[TryOnBot], session_id: str) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        taken = await session.snapshot()
+        taken = await self.engine.snapshot(session_id, guild_id=self._guild_id(interaction))
         await send_reply(
             interaction, "Snapshot posted." if taken else "Nothing to capture yet; wait for the video."
         )
 
     @app_commands.command(name="stop", description="End your try-on (or leave the queue)")
     async def stop(self, interaction: discord.Interaction[TryOnBot]) -> None:
-        session = self._own_session(interaction)
-        self.manager.stop(session.id, user_id=interaction.user.id)
-        await send_reply(interaction, "Ending your try-on; the recording follows.")
+        await self._end(interaction, self._own_session(interaction).id, "Ending your try-on")
+
+    async def _end(self, interaction: discord.Interaction[TryOnBot], session_id: str, said: str) -> None:
+        entry = await self.engine.end(
+            session_id,
+            guild_id=self._guild_id(interaction),
+            user_id=interaction.user.id,
+            moderator=is_moderator(interaction),
+        )
+        await send_reply(interaction, f"{said}; the recording follows.")
+        await post_to_mod_log(self.bot, entry)
 
     # buttons
 
     async def may_control(self, interaction: discord.Interaction[TryOnBot], session_id: str) -> bool:
-        """The session's owner or a moderator of its server; everyone else gets a private refusal.
-
-        A live session's owner is known in memory, so a press is answered without waiting for the database
-        (which may be busy); only a finished session's owner is read from SQLite.
-        """
-        guild_id = self._guild_id(interaction)
-        try:
-            owner_id = self.manager.get(session_id, guild_id=guild_id).request.user_id
-        except NoSuchSession:
-            record = await self.bot.runtime.store.sessions.find(guild_id, session_id)
-            if record is None:
-                raise
-            owner_id = record.user_id
-        if owner_id == interaction.user.id or is_moderator(interaction):
-            return True
-        raise NotAllowed("Only the member who started this try-on (or a moderator) can use these buttons.")
+        """The session's owner or a moderator of its server; everyone else gets a private refusal."""
+        await self.engine.may_control(
+            session_id,
+            guild_id=self._guild_id(interaction),
+            user_id=interaction.user.id,
+            moderator=is_moderator(interaction),
+        )
+        return True
 
     async def press(self, interaction: discord.Interaction[TryOnBot], action: str, session_id: str) -> None:
         """A session button was pressed by someone allowed to."""
-        session = self.manager.get(session_id, guild_id=self._guild_id(interaction))
         if action == "stop":
-            is_owner = session.request.user_id == interaction.user.id
-            self.manager.stop(session_id, reason=EndReason.MEMBER if is_owner else EndReason.MODERATOR)
-            await send_reply(interaction, "Ending the try-on; the recording follows.")
-            if not is_owner:
-                entry = await self.bot.runtime.store.audit.record(
-                    self._guild_id(interaction),
-                    "session_stopped",
-                    actor_id=interaction.user.id,
-                    target_user_id=session.request.user_id,
-                    target=session_id,
-                )
-                await post_to_mod_log(self.bot, entry)
+            await self._end(interaction, session_id, "Ending the try-on")
         elif action == "snap":
-            await self._snapshot(interaction, session)
+            await self._snapshot(interaction, session_id)
         else:
             await interaction.response.send_modal(OutfitModal(session_id, interaction.user.id))
 
@@ -343,8 +265,7 @@ class TryOn(
     @app_commands.command(name="status", description="Where your try-on stands")
     async def status(self, interaction: discord.Interaction[TryOnBot]) -> None:
         session = self._own_session(interaction)
-        presenter = session.presenter
-        last = presenter.last_status if isinstance(presenter, DiscordPresenter) else None
+        last = session.last_status
         line = status_line(last) if last is not None else f"State: {session.state}."
         await send_reply(
             interaction, f"{line}\nTime left: {duration(session.remaining_seconds)} · session `{session.id}`"
@@ -354,7 +275,7 @@ class TryOn(
     async def quota(self, interaction: discord.Interaction[TryOnBot]) -> None:
         # Acknowledged before the queries: under load they may wait behind other writes for seconds.
         await interaction.response.defer(ephemeral=True, thinking=True)
-        remaining = await self.bot.runtime.engine.services.quota.remaining(
+        remaining = await self.engine.remaining_quota(
             self._guild_id(interaction), interaction.user.id, _member_roles(interaction)
         )
         await send_reply(interaction, quota_text(remaining))
@@ -388,10 +309,9 @@ class TryOn(
     ) -> None:
         guild_id = self._guild_id(interaction)
         await interaction.response.defer(ephemeral=True, thinking=True)
-        record = await self.bot.runtime.store.sessions.find(guild_id, id)
-        if record is None or (record.user_id != interaction.user.id and not is_moderator(interaction)):
-            raise NoSuchSession("No try-on of yours has that id in this server.")
-        links = await self.manager.recording_links(id, guild_id=guild_id)
+        links = await self.engine.recording_links(
+            id, guild_id=guild_id, user_id=interaction.user.id, moderator=is_moderator(interaction)
+        )
         await send_reply(
             interaction, f"Session `{id}` (links expire in about an hour):\n{recording_links_text(links)}"
         )

@@ -11,10 +11,11 @@ import discord
 from bot.app import TryOnBot
 from bot.tryon.models import TERMINAL_STATES, SessionState
 from bot.tryon.presenter import ErrorReported, RecordingReady, SnapshotReady, SnippetReady, StatusChanged
-from cogs.tryon.outlet import SessionOutlet, describe
+from cogs.tryon.outlet import SessionOutlet
 from cogs.tryon.render import recording_embed, status_embed
 from cogs.tryon.updater import CoalescingUpdater
 from cogs.tryon.views import session_controls
+from cogs.utils.delivery import describe_failure
 from cogs.utils.formatting import quote_safely
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,11 @@ class DiscordPresenter:
         self._remember_status = remember_status
         self.updater: CoalescingUpdater[StatusChanged] = CoalescingUpdater(self._show_status, status_interval)
         self.last_status: StatusChanged | None = None
+
+    @property
+    def upload_budget_bytes(self) -> int:
+        """What Discord accepts here: the interaction's upload limit, lowered after a 413."""
+        return self.outlet.filesize_limit
 
     async def _show_status(self, event: StatusChanged) -> None:
         if event.state in TERMINAL_STATES or event.state in (SessionState.ENDING, SessionState.FINALISING):
@@ -84,7 +90,7 @@ class DiscordPresenter:
 
     def _upload_refused(self, error: discord.HTTPException | TimeoutError, size: int) -> str:
         """Log a refused upload and say why, in words; after a 413 no upload that large is tried again."""
-        log.warning("upload for a session of %s refused (%s)", self.owner_id, describe(error))
+        log.warning("upload for a session of %s refused (%s)", self.owner_id, describe_failure(error))
         if isinstance(error, discord.HTTPException) and (error.status == 413 or error.code == 40005):
             self.outlet.filesize_limit = min(self.outlet.filesize_limit, size - 1)
             return "it is over this server's upload limit"
@@ -110,7 +116,7 @@ class DiscordPresenter:
         text = event.message
         if event.error_id:
             text += f" (error id `{event.error_id}`)"
-        if not self.outlet.token_alive:
+        if not self.outlet.route.token_alive:
             text = f"<@{self.owner_id}> {text}"  # a channel post: say whom it is about (nobody is pinged)
         await self._post(text)
 
@@ -120,7 +126,7 @@ class DiscordPresenter:
         try:
             await self.outlet.post(content, embed=embed, files=files)
         except (discord.HTTPException, TimeoutError) as error:
-            log.warning("could not post for a session of %s (%s)", self.owner_id, describe(error))
+            log.warning("could not post for a session of %s (%s)", self.owner_id, describe_failure(error))
 
 
 def presenter_for_bot(

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
-from bot.app import TryOnBot, describe_error, send_reply
+from bot.app import TryOnBot
+from cogs.utils.delivery import report_error, send_reply
 
 if TYPE_CHECKING:
     from cogs.tryon._cog import TryOn
@@ -71,7 +72,7 @@ async def _guarded(interaction: discord.Interaction[TryOnBot], work: Awaitable[b
     try:
         return bool(await work)
     except Exception as error:
-        await send_reply(interaction, describe_error(error, interaction))
+        await report_error(interaction, error)
         return False
 
 
@@ -112,7 +113,7 @@ class OutfitModal(discord.ui.Modal):
 
     async def on_error(self, interaction: discord.Interaction[TryOnBot], error: Exception) -> None:  # type: ignore[override]
         """Members' errors as written, anything else with an id (as for commands)."""
-        await send_reply(interaction, describe_error(error, interaction))
+        await report_error(interaction, error)
 
 
 class InvokerOnlyView(discord.ui.View):
@@ -144,7 +145,7 @@ class InvokerOnlyView(discord.ui.View):
         self, interaction: discord.Interaction[TryOnBot], error: Exception, item: discord.ui.Item[Any]
     ) -> None:
         """Members' errors as written, anything else with an id (as for commands)."""
-        await send_reply(interaction, describe_error(error, interaction))
+        await report_error(interaction, error)
 
 
 class ForgetConfirmation(InvokerOnlyView):

@@ -14,9 +14,10 @@ import pytest
 from discord import app_commands
 
 from bot.__main__ import main as cli_main
-from bot.app import TryOnBot, open_runtime, send_reply, sync_once
+from bot.app import TryOnBot, open_runtime, sync_once
 from bot.config import OdysseySettings
 from bot.tryon.errors import QuotaExceeded
+from cogs.utils.delivery import send_reply
 from tests.cogs.conftest import make_config, stored_session
 from tests.fakediscord import BotDriver, FakeDiscord
 from tests.fakediscord import payloads as p

@@ -488,3 +488,28 @@ async def test_history_buttons_are_removed_when_they_time_out(
     assert view is not None
     await view.on_timeout()  # what discord.py calls once the view's timeout passes
     assert page.components == []  # no dead buttons that would answer "This interaction failed"
+
+
+async def test_an_outfit_the_platform_fails_to_apply_is_not_a_refused_prompt(
+    driver: BotDriver,
+    world: p.GuildWorld,
+    as_member: Ctx,
+    bot: TryOnBot,
+    fake_discord: FakeDiscord,
+    emulator: Emulator,
+) -> None:
+    mod_log = int(world.channels[1]["id"])
+    await bot.runtime.store.guilds.set_mod_log_channel(world.guild_id, mod_log, moderator_id=None)
+    alice = as_member("alice")
+    start = driver.command(alice, "tryon start", photo=photo_option(fake_discord), outfit="white linen suit")
+    status = await wait_status(fake_discord, start.token, "Streaming live")
+
+    emulator.faults.update_error_reason = "internal_error"
+    failed = await driver.command(alice, "tryon outfit", prompt="black velvet blazer").reply(within=40)
+    assert failed.ephemeral and "could not be applied right now" in failed.content
+    # The platform failed, not the member: no refusal in the audit log, nothing in the mod-log.
+    assert await bot.runtime.store.audit.list(world.guild_id, action="prompt_refused") == []
+    await driver.command(alice, "tryon stop").reply()
+    await wait_status(fake_discord, start.token, "Done after", within=40)
+    assert fake_discord.channel_messages(mod_log) == []
+    assert session_id_of(status) not in {e.target for e in await bot.runtime.store.audit.list(world.guild_id)}

@@ -21,6 +21,7 @@ from bot.tryon.errors import (
     Blocked,
     NoSuchSession,
     NotAllowed,
+    OutfitNotApplied,
     PhotoRejected,
     PromptRejected,
     QueueFull,
@@ -750,8 +751,10 @@ async def test_an_outfit_the_platform_did_not_apply_is_not_shown_or_carried_over
     presenter = quiet_presenter(tmp_path / "out")
     session = await engine.manager.admit(request(28), presenter)
     await until(lambda: session.state is SessionState.STREAMING)
-    with pytest.raises(PromptRejected, match="could not be applied"):
+    with pytest.raises(OutfitNotApplied, match="could not be applied"):
         await session.prompt("blue wool suit")
+    # The platform's failure, not the member's doing: nothing for the moderators.
+    assert await engine.services.store.audit.list(GUILD_A, action="prompt_refused") == []
     assert session.latest_outfit == "red summer dress"
     assert presenter.statuses[-1].outfit == "red summer dress"
     await until(lambda: session.rollovers >= 1, seconds=15)
