@@ -112,7 +112,14 @@ class Emulator:
             cfg.fps, cfg.loop_seconds, cfg.transition_seconds, cfg.vp8_bitrate, cfg.render_workers
         )
         self.recordings = RecordingStore(self.library, cfg.fps, cfg.preview_seconds, cfg.recordings_dir)
-        self.simulations = SimulationService(self)
+        self.simulations = SimulationService(
+            cfg,
+            self.library,
+            self.recordings,
+            caller=self.caller,
+            is_privileged=self.is_privileged,
+            recording_json=self.recording_json,
+        )
         self.broadcasts = BroadcastHub(self.secret, cfg.signed_url_ttl_seconds, cfg.max_spectators_per_stream)
 
     # ---- lifecycle -------------------------------------------------------------------------------------
