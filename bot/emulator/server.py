@@ -20,7 +20,7 @@ from bot.emulator.cors import cors_middleware
 from bot.emulator.loops import SceneLibrary
 from bot.emulator.recordings import Recording, RecordingStore
 from bot.emulator.simulations import SimulationService
-from bot.emulator.streamer import StreamerConnection
+from bot.emulator.streamer import StreamerConnection, StreamerContext
 from bot.emulator.tokens import TokenError, decode_jwt, encode_jwt, sign_path, verify_signed_path
 from bot.loopback_ice import restrict_ice_to_loopback
 
@@ -112,7 +112,14 @@ class Emulator:
             cfg.fps, cfg.loop_seconds, cfg.transition_seconds, cfg.vp8_bitrate, cfg.render_workers
         )
         self.recordings = RecordingStore(self.library, cfg.fps, cfg.preview_seconds, cfg.recordings_dir)
-        self.simulations = SimulationService(self)
+        self.simulations = SimulationService(
+            cfg,
+            self.library,
+            self.recordings,
+            caller=self.caller,
+            is_privileged=self.is_privileged,
+            recording_json=self.recording_json,
+        )
         self.broadcasts = BroadcastHub(self.secret, cfg.signed_url_ttl_seconds, cfg.max_spectators_per_stream)
 
     # ---- lifecycle -------------------------------------------------------------------------------------
@@ -330,7 +337,7 @@ class Emulator:
             self._connection_tasks.add(task)
         try:
             await ws.prepare(request)
-            connection = StreamerConnection(self, session, ws)
+            connection = StreamerConnection(self._streamer_context(session), session, ws)
             self.connections.add(connection)
             await connection.run()
         finally:
@@ -338,6 +345,18 @@ class Emulator:
             if task is not None:
                 self._connection_tasks.discard(task)
         return ws
+
+    def _streamer_context(self, session: Session) -> StreamerContext:
+        return StreamerContext(
+            config=self.config,
+            library=self.library,
+            recordings=self.recordings,
+            broadcasts=self.broadcasts,
+            base_url=self.url,
+            faults=lambda: self.faults,
+            is_privileged=self.is_privileged,
+            release=lambda: self.release_session(session),
+        )
 
     def recording_json(self, recording: Recording) -> dict[str, Any]:
         """The `GET /recordings/{id}` body with signed, expiring file URLs."""

@@ -7,17 +7,17 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
-from bot.emulator.recordings import Segment
+from bot.emulator.config import EmulatorConfig
+from bot.emulator.loops import SceneLibrary
+from bot.emulator.recordings import Recording, RecordingStore, Segment
 from bot.emulator.streamer import StreamRefused, decode_data_url
-
-if TYPE_CHECKING:
-    from bot.emulator.server import Emulator
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +134,22 @@ def _parse_step(entry: dict[str, Any], at: float, max_image_bytes: int) -> Scrip
 class SimulationService:
     """In-memory simulation jobs whose status advances on a timer."""
 
-    def __init__(self, emulator: Emulator) -> None:
-        self._emulator = emulator
+    def __init__(
+        self,
+        config: EmulatorConfig,
+        library: SceneLibrary,
+        recordings: RecordingStore,
+        *,
+        caller: Callable[[web.Request], str],
+        is_privileged: Callable[[str], bool],
+        recording_json: Callable[[Recording], dict[str, Any]],
+    ) -> None:
+        self._config = config
+        self._library = library
+        self._recordings = recordings
+        self._caller = caller
+        self._is_privileged = is_privileged
+        self._recording_json = recording_json
         self.jobs: dict[str, Job] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -157,7 +171,7 @@ class SimulationService:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _submit(self, request: web.Request) -> web.Response:
-        owner = self._emulator.caller(request)
+        owner = self._caller(request)
         body: Any = None
         with contextlib.suppress(ValueError):
             body = await request.json()
@@ -167,9 +181,9 @@ class SimulationService:
         if len(given) != 1:
             detail = "Exactly one of script, scripts, or script_url must be provided"
             return web.json_response({"detail": detail}, status=422)
-        if body.get("bypass_vlm_expansion") and not self._emulator.is_privileged(owner):
+        if body.get("bypass_vlm_expansion") and not self._is_privileged(owner):
             return web.json_response({"detail": "Bypassing prompt expansion is not allowed"}, status=403)
-        config = self._emulator.config
+        config = self._config
         try:
             # Off the loop: scripts may carry several images of up to 25 MiB to decode.
             scripts = await asyncio.to_thread(
@@ -212,7 +226,7 @@ class SimulationService:
         return None
 
     def _owned(self, request: web.Request) -> Job:
-        owner = self._emulator.caller(request)
+        owner = self._caller(request)
         job = self.jobs.get(request.match_info["job_id"])
         if job is None:
             raise web.HTTPNotFound(
@@ -235,7 +249,7 @@ class SimulationService:
         return web.json_response(job.detail())
 
     async def _list(self, request: web.Request) -> web.Response:
-        owner = self._emulator.caller(request)
+        owner = self._caller(request)
         query = request.query
         try:
             limit = int(query.get("limit", DEFAULT_LIST_LIMIT))
@@ -256,7 +270,7 @@ class SimulationService:
         return web.json_response({"jobs": page, "total": len(jobs), "limit": limit, "offset": offset})
 
     async def _advance(self, job: Job) -> None:
-        step = self._emulator.config.simulation_step_seconds
+        step = self._config.simulation_step_seconds
         await asyncio.sleep(step)
         if job.status != "pending":
             return
@@ -279,14 +293,13 @@ class SimulationService:
         job.completed_at = time.time()
 
     async def _render(self, job: Job, index: int, steps: list[ScriptStep]) -> dict[str, Any]:
-        emulator = self._emulator
-        size = emulator.config.frame_size(job.portrait)
+        size = self._config.frame_size(job.portrait)
         image = steps[0].image
         segments: list[Segment] = []
         events: list[dict[str, Any]] = []
         for step in steps[:-1]:
             try:
-                scene = await emulator.library.scene(size, step.prompt, image)
+                scene = await self._library.scene(size, step.prompt, image)
             except OSError as error:
                 raise ScriptError(f"could not decode the start image: {error}") from error
             segments.append(Segment(step.at_seconds, scene))
@@ -299,8 +312,8 @@ class SimulationService:
             )
         duration = steps[-1].at_seconds
         events.append({"type": "stream_ended", "t": duration, "reason": "script_end"})
-        recording = emulator.recordings.add(
+        recording = self._recordings.add(
             str(uuid.uuid4()), job.owner, segments, duration, time.time(), events
         )
         await recording.ready.wait()
-        return {**emulator.recording_json(recording), "script_index": index}
+        return {**self._recording_json(recording), "script_index": index}

@@ -11,21 +11,21 @@ import logging
 import math
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import WSMsgType, web
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.sdp import candidate_from_sdp
 
 from bot.deadline import cancel_within, wait_within
-from bot.emulator.loops import Scene
-from bot.emulator.recordings import Segment
+from bot.emulator.broadcast import BroadcastHub
+from bot.emulator.config import EmulatorConfig, Faults
+from bot.emulator.loops import Scene, SceneLibrary
+from bot.emulator.recordings import RecordingStore, Segment
 from bot.emulator.track import LoopTrack, send_vp8_only
 from bot.loopback_ice import is_loopback_candidate_address
-
-if TYPE_CHECKING:
-    from bot.emulator.server import Emulator, Session
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,30 @@ WATCHDOG_INTERVAL_SECONDS = 0.1
 SEND_TIMEOUT_SECONDS = 10.0
 PENDING_REQUEST_LIMIT = 64  # queued client messages per connection; beyond it they are refused
 LARGE_MESSAGE_CHARS = 1 << 20  # parsed in a worker thread (an image start is up to ~34 MB of JSON)
+
+
+class StreamerSession(Protocol):
+    """The reservation a connection streams for (the service's `Session`)."""
+
+    @property
+    def session_id(self) -> str: ...
+
+    @property
+    def api_key(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class StreamerContext:
+    """What one streamer connection uses of the service around it."""
+
+    config: EmulatorConfig
+    library: SceneLibrary
+    recordings: RecordingStore
+    broadcasts: BroadcastHub
+    base_url: str
+    faults: Callable[[], Faults]  # read at each use: tests replace the service's Faults while it runs
+    is_privileged: Callable[[str], bool]
+    release: Callable[[], None]  # frees this connection's streamer slot
 
 
 class StreamRefused(Exception):
@@ -112,9 +136,9 @@ def decode_data_url(value: object, max_bytes: int) -> bytes | None:
 class StreamerConnection:
     """One client's signaling websocket and the peer connection behind it."""
 
-    def __init__(self, emulator: Emulator, session: Session, ws: web.WebSocketResponse) -> None:
-        self.emulator = emulator
-        self.config = emulator.config
+    def __init__(self, context: StreamerContext, session: StreamerSession, ws: web.WebSocketResponse) -> None:
+        self.context = context
+        self.config = context.config
         self.session = session
         self.ws = ws
         self.pc: RTCPeerConnection | None = None
@@ -134,7 +158,7 @@ class StreamerConnection:
 
     async def run(self) -> None:
         """Offer, then handle websocket messages until either side closes."""
-        faults = self.emulator.faults
+        faults = self.context.faults()
         try:
             if faults.signaling_error_reason is not None:
                 await self._send_ws({"type": "error", "reason": faults.signaling_error_reason})
@@ -172,7 +196,7 @@ class StreamerConnection:
         if not self.ws.closed:
             with contextlib.suppress(Exception):
                 await wait_within(self.ws.close(code=code, message=reason.encode()), SEND_TIMEOUT_SECONDS)
-        self.emulator.release_session(self.session)
+        self.context.release()
 
     async def _close_peer(self) -> None:
         pc, self.pc = self.pc, None
@@ -201,7 +225,7 @@ class StreamerConnection:
 
     async def _offer(self) -> None:
         size = self.config.frame_size(portrait=True)
-        idle = await self.emulator.library.idle(size)
+        idle = await self.context.library.idle(size)
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.track = LoopTrack(self.config.fps, idle.loop)
         sender = self.pc.addTrack(self.track)
@@ -324,14 +348,14 @@ class StreamerConnection:
         image = await asyncio.to_thread(
             decode_data_url, message.get("input_image_base64"), self.config.max_image_bytes
         )
-        if message.get("bypass_vlm_expansion") and not self.emulator.is_privileged(self.session.api_key):
+        if message.get("bypass_vlm_expansion") and not self.context.is_privileged(self.session.api_key):
             raise StreamRefused("bypass_not_allowed", "Bypassing prompt expansion needs a privileged account")
-        faults = self.emulator.faults
+        faults = self.context.faults()
         if faults.stream_error_reason is not None:
             raise StreamRefused(faults.stream_error_reason, faults.stream_error_message)
         size = self.config.frame_size(portrait)
         try:
-            scene = await self.emulator.library.scene(size, prompt.strip(), image)
+            scene = await self.context.library.scene(size, prompt.strip(), image)
         except Exception as error:
             if image is None:
                 raise
@@ -353,7 +377,7 @@ class StreamerConnection:
         )
         stream.segments.append(Segment(0.0, scene))
         stream.log_event("stream_started", prompt=scene.prompt, portrait=portrait, image=image is not None)
-        self.emulator.recordings.stream_started(
+        self.context.recordings.stream_started(
             stream.stream_id,
             self.session.api_key,
             stream.segments[0],
@@ -364,7 +388,7 @@ class StreamerConnection:
         self.stream = stream
         self._send({"type": "stream_started", "stream_id": stream.stream_id, "applied_prompt": scene.prompt})
         if message.get("broadcast") is True:
-            self._send(self.emulator.broadcasts.open(stream.stream_id, self.track, self.emulator.url))
+            self._send(self.context.broadcasts.open(stream.stream_id, self.track, self.context.base_url))
 
     async def _update(self, message: dict[str, Any]) -> None:
         prompt = message.get("prompt")
@@ -373,10 +397,10 @@ class StreamerConnection:
         stream = self.stream
         if stream is None or self.track is None:
             raise StreamRefused("no_active_stream", "No stream is running on this connection")
-        refused = self.emulator.faults.update_error_reason
-        if refused is not None:
-            raise StreamRefused(refused, self.emulator.faults.stream_error_message)
-        library = self.emulator.library
+        faults = self.context.faults()
+        if faults.update_error_reason is not None:
+            raise StreamRefused(faults.update_error_reason, faults.stream_error_message)
+        library = self.context.library
         scene = await library.scene(stream.size, prompt.strip(), stream.image_bytes)
         # Begin the crossfade where the old loop will be once the clip is encoded, so motion carries on.
         playing = self.track.loop_position
@@ -394,7 +418,7 @@ class StreamerConnection:
         stream.segments.append(Segment(stream.elapsed(), scene, stream.scene, position))
         stream.scene = scene
         stream.log_event("update", prompt=scene.prompt)
-        self.emulator.recordings.stream_updated(stream.stream_id, stream.segments[-1], stream.events[-1])
+        self.context.recordings.stream_updated(stream.stream_id, stream.segments[-1], stream.events[-1])
         self._send({"type": "update_acknowledged", "prompt": scene.prompt})
 
     def _finish_stream(self, why: str) -> None:
@@ -403,13 +427,13 @@ class StreamerConnection:
             return
         duration = stream.elapsed()
         stream.log_event("stream_ended", reason=why)
-        self.emulator.broadcasts.end(stream.stream_id)
+        self.context.broadcasts.end(stream.stream_id)
         self.idle_since = time.monotonic()
         if self.track is not None and not self._closing:
-            idle = self.emulator.library.idle_now(self.config.frame_size(True))
+            idle = self.context.library.idle_now(self.config.frame_size(True))
             if idle is not None:
                 self.track.show(idle.loop)
-        self.emulator.recordings.add(
+        self.context.recordings.add(
             stream.stream_id,
             self.session.api_key,
             stream.segments,
@@ -436,7 +460,7 @@ class StreamerConnection:
                 await asyncio.sleep(0.2)  # let the error leave on the data channel before the drop
                 self._spawn(self.close(1000, "Stream ended: credit lease expired"))
                 return
-            drop_after = self.emulator.faults.drop_peer_after_seconds
+            drop_after = self.context.faults().drop_peer_after_seconds
             if (
                 stream is not None
                 and drop_after is not None
