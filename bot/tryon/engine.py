@@ -21,7 +21,8 @@ from bot.tryon.models import EndReason, SessionRequest, SessionSummary, StreamPh
 from bot.tryon.photos import check_photo
 from bot.tryon.presenter import Presenter, RecordingLinks
 from bot.tryon.quota import QuotaPolicy, Remaining
-from bot.tryon.session import ClientFactory, EngineServices
+from bot.tryon.runner import ClientFactory
+from bot.tryon.session import EngineServices
 from bot.tryon.settings import EngineSettings
 
 

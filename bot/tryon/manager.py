@@ -15,7 +15,8 @@ from bot.tryon.models import FINISHING_STATES, EndReason, SessionRequest, Sessio
 from bot.tryon.presenter import ErrorReported, Presenter, RecordingLinks, RecordingReady, StatusChanged
 from bot.tryon.queue import FairQueue, WaitEstimator
 from bot.tryon.recordings import collect_recording_links, links_from
-from bot.tryon.session import EngineServices, TryOnSession, close_client
+from bot.tryon.runner import close_client
+from bot.tryon.session import EngineServices, TryOnSession
 
 log = logging.getLogger(__name__)
 

@@ -9,14 +9,13 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from bot.deadline import wait_within
 from bot.media.framebuffer import FrameBuffer
 from bot.media.snippets import SnippetEncoder, SnippetTooLargeError
 from bot.media.stills import before_after_png
-from bot.odyssey import Odyssey, OdysseyError, OdysseyStreamError, OdysseyUsageError
-from bot.odyssey.errors import STREAM_ENDING_REASONS
+from bot.odyssey import OdysseyError, OdysseyStreamError, OdysseyUsageError
 from bot.tryon.errors import NoSuchSession, OutfitNotApplied, TryOnError
 from bot.tryon.models import (
     FINISHING_STATES,
@@ -38,6 +37,7 @@ from bot.tryon.presenter import (
     StatusChanged,
 )
 from bot.tryon.recordings import collect_recording_links, start_failure_message, usage_error_message
+from bot.tryon.runner import ClientFactory, LiveStream, StreamRunner, StreamStopped, close_client
 from bot.tryon.settings import EngineSettings
 
 if TYPE_CHECKING:
@@ -46,15 +46,6 @@ if TYPE_CHECKING:
     from bot.tryon.quota import QuotaPolicy
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
-
-ClientFactory = Callable[[], Odyssey]
-
-
-# Stream errors after which the platform has ended the stream (the cap, a lost lease, a usage limit): the
-# session rolls over to a fresh one. Others (e.g. a refused update) leave it playing.
-STREAM_ENDING_ERRORS = STREAM_ENDING_REASONS
 
 
 @dataclasses.dataclass
@@ -70,41 +61,6 @@ class EngineServices:
     check_photo: Callable[[bytes], Awaitable[StreamPhoto]]
     # Checks outfits (and starts) and records refusals.
     gate: Gate
-
-
-class _StopRequested(Exception):
-    """Internal: the session was asked to stop while waiting on something."""
-
-
-@dataclasses.dataclass
-class _LiveStream:
-    """The stream currently running inside the session (one per roll-over)."""
-
-    client: Odyssey
-    index: int
-    stream_id: str
-    store_id: int
-    started: float
-    prompt: str
-    loss: _Loss
-    pump: asyncio.Task[None] | None = None
-    # Its streamed seconds, once they stopped counting (None while it runs).
-    seconds: float | None = None
-    # True once the platform confirmed its end (a roll-over on the same connection).
-    ended: bool = False
-
-
-class _Loss:
-    """Set by the client's callbacks when the platform ends the stream or drops the connection."""
-
-    def __init__(self) -> None:
-        self.event = asyncio.Event()
-        self.reason: str | None = None
-
-    def report(self, reason: str) -> None:
-        if self.reason is None:
-            self.reason = reason
-        self.event.set()
 
 
 class TryOnSession:
@@ -136,10 +92,6 @@ class TryOnSession:
         self.allowance_seconds = min(allowance_seconds, self.settings.max_session_seconds)
         self.idle_seconds = idle_seconds if idle_seconds is not None else self.settings.idle_seconds
         self.latest_outfit = request.outfit
-        self.stream_ids: list[str] = []
-        self.rollovers = 0
-        # Decoded frames taken from the client (for monitoring and the benchmarks).
-        self.frames_received = 0
         # Prompts stored as pending before the first stream started; it applies the latest of them.
         self.pending_prompt_ids: list[int] = []
         self.buffer = FrameBuffer(
@@ -148,10 +100,23 @@ class TryOnSession:
             max_width=self.settings.snippet_width,
         )
         self._clock = clock
-        self._closed_seconds = 0.0
-        self._live: _LiveStream | None = None
-        self._stream_ready = asyncio.Event()
         self._stop = asyncio.Event()
+        self.streams = StreamRunner(
+            self,
+            services.client_factory,
+            self.settings,
+            photo=request.photo,
+            portrait=self.settings.portrait if request.portrait is None else request.portrait,
+            buffer=self.buffer,
+            stopped=self._stop,
+            label=session_id,
+            clock=clock,
+        )
+        # The store's record of each stream, by the platform's stream id.
+        self._stream_records: dict[str, int] = {}
+        # The pending prompts a stream about to start carries.
+        self._carried_prompt_ids: list[int] = []
+        self._watchdog: asyncio.Task[None] | None = None
         # Set by a shutdown even after the session ended for another reason: cuts the recording wait short.
         self._shutdown = asyncio.Event()
         self._last_activity = clock()
@@ -172,9 +137,22 @@ class TryOnSession:
     @property
     def streamed_seconds(self) -> float:
         """Seconds actually streamed so far, over every stream of the session."""
-        live = self._live
-        running = self._clock() - live.started if live is not None else 0.0
-        return self._closed_seconds + running
+        return self.streams.streamed_seconds
+
+    @property
+    def stream_ids(self) -> list[str]:
+        """The platform's ids of the session's streams so far, oldest first."""
+        return self.streams.stream_ids
+
+    @property
+    def rollovers(self) -> int:
+        """How many times the session moved to a fresh stream."""
+        return self.streams.rollovers
+
+    @property
+    def frames_received(self) -> int:
+        """Decoded frames taken from the platform (for monitoring and the benchmarks)."""
+        return self.streams.frames_received
 
     @property
     def remaining_seconds(self) -> float:
@@ -225,14 +203,12 @@ class TryOnSession:
         prompts = self.services.store.prompts
         async with self._steer_lock:
             try:
-                live = await self._wait_for_stream()
-                # A stream started during a roll-over gap already carries the newest outfit.
-                if live.prompt != outfit:
-                    await wait_within(live.client.interact(outfit), self.settings.ack_timeout_seconds)
+                await self.streams.apply(outfit)
             except (OdysseyError, TimeoutError) as exc:
-                if self.latest_outfit == outfit and self._live is not None:
+                live = self.streams.live
+                if self.latest_outfit == outfit and live is not None:
                     # Not on screen: neither shown as current nor carried into the next stream.
-                    self.latest_outfit = self._live.prompt
+                    self.latest_outfit = live.prompt
                 for prompt_id in prompt_ids:
                     await prompts.set_status(prompt_id, "refused", refusal_reason=type(exc).__name__)
                 raise OutfitNotApplied() from exc
@@ -240,7 +216,6 @@ class TryOnSession:
             mark = self._timeline_now()
             for prompt_id in prompt_ids:
                 await prompts.set_status(prompt_id, "applied")
-            live.prompt = outfit
             await self._report_status()
             return await self._snippet(outfit, since=mark)
 
@@ -283,7 +258,7 @@ class TryOnSession:
             await self._transition(SessionState.CONNECTING)
             await self._stream_until_stopped()
             await self._finish()
-        except _StopRequested:
+        except StreamStopped:
             await self._cancel_before_streaming()
         except TryOnError as exc:
             await self._fail(exc.message, error=exc)
@@ -311,220 +286,99 @@ class TryOnSession:
             self.finished.set()
 
     async def _stream_until_stopped(self) -> None:
-        index = 0
-        live: _LiveStream | None = await self._until_stopped(self._open_stream(index))
-        while live is not None:
-            following: _LiveStream | None = None
-            try:
-                if index == 0:
-                    await self._transition(SessionState.STREAMING)
-                    if self.pending_prompt_ids:
-                        self._spawn(self._apply_outfits_sent_while_connecting())
-                    else:
-                        self._spawn(self._snippet(live.prompt, since=0.0))
-                else:
-                    self.rollovers += 1
-                    await self._report_status(continuing=True)
-                rolling_over = await self._watch(live)
-                if rolling_over and live.loss.reason is None:
-                    following = await self._next_on_same_connection(live, index + 1)
-                elif rolling_over:
-                    # Not planned: the video froze. Say so now, a fresh connection can take a while.
-                    notice = "The live video dropped; reconnecting you now…"
-                    self._spawn(self._present(self.presenter.error(ErrorReported(self.id, notice))))
-            except BaseException:
-                await self._close_stream(live)
-                raise
-            index += 1
-            if following is None:
-                await self._close_stream(live)
-                if not rolling_over:
-                    return
-                following = await self._roll_over(index)
-            live = following
-
-    async def _next_on_same_connection(self, live: _LiveStream, index: int) -> _LiveStream | None:
-        """Roll over before the cap without reconnecting: end the stream, start the next on the connection.
-
-        The platform allows several streams, one after another, per connection; this keeps the gap to an
-        end and a start. None (the caller then reconnects) when either fails.
-        """
-        seconds = self._stop_counting(live)
-        await self.services.store.streams.end(live.store_id, seconds=seconds, reason="rollover")
+        """Stream (the runner rolls over as needed) while the watchdog stops it on idle, quota or limit."""
         try:
-            await wait_within(live.client.end_stream(), self.settings.end_timeout_seconds)
-            live.ended = True
-            prompt = self.latest_outfit
-            stream_id = await wait_within(
-                live.client.start_stream(prompt, portrait=self._portrait, image=self.request.photo),
-                self.settings.start_timeout_seconds,
-            )
-        except (OdysseyError, TimeoutError) as exc:
-            log.info("session %s: no next stream on the same connection (%r), reconnecting", self.id, exc)
-            return None
-        started = self._clock()
-        record = await self.services.store.streams.start(self.id, odyssey_stream_id=stream_id, prompt=prompt)
-        return self._stream_running(
-            _LiveStream(live.client, index, stream_id, record.id, started, prompt, live.loss, live.pump)
-        )
+            await self.streams.run()
+        finally:
+            if self._watchdog is not None:
+                self._watchdog.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._watchdog
 
-    async def _roll_over(self, index: int) -> _LiveStream | None:
-        """Open the next stream after the cap or a drop; None (and the session ends) if that is impossible."""
-        try:
-            return await self._until_stopped(self._open_stream(index))
-        except _StopRequested:
-            return None
-        except (OdysseyError, TimeoutError) as exc:
-            log.warning("session %s: roll-over to stream %d failed: %r", self.id, index, exc)
-            self.stop(EndReason.CONNECTION_LOST)
-            message = (
-                "The live stream could not continue, so your try-on ended early. Your recording follows."
-            )
-            if isinstance(exc, OdysseyUsageError):
-                message += f" {usage_error_message(exc)}"  # e.g. the month's video time is used up
-            await self._present(self.presenter.error(ErrorReported(self.id, message)))
-            return None
-
-    async def _open_stream(self, index: int) -> _LiveStream:
-        """Connect a fresh client and start a stream with the photo and the latest outfit."""
-        client = self.services.client_factory()
-        loss = _Loss()
-
-        def on_stream_error(reason: str, message: str) -> None:
-            if reason in STREAM_ENDING_ERRORS:
-                loss.report(reason)
-            else:
-                log.info("session %s: stream error %s: %s", self.id, reason, message)
-
-        def on_disconnected() -> None:
-            loss.report("disconnected")
-
-        async def on_queue(waited_seconds: float) -> None:
-            await self._report_status(platform_wait_seconds=waited_seconds)
-
-        try:
-            await wait_within(
-                client.connect(
-                    on_stream_error=on_stream_error, on_disconnected=on_disconnected, on_queue=on_queue
-                ),
-                self.settings.connect_timeout_seconds,
-            )
-            # Read together: outfits sent from here on are applied once the stream runs.
-            prompt = self.latest_outfit
-            carried = list(self.pending_prompt_ids)
-            stream_id = await wait_within(
-                client.start_stream(prompt, portrait=self._portrait, image=self.request.photo),
-                self.settings.start_timeout_seconds,
-            )
-            started = self._clock()
-            record = await self.services.store.streams.start(
-                self.id, odyssey_stream_id=stream_id, prompt=prompt
-            )
-            for prompt_id in carried:
-                await self.services.store.prompts.set_status(prompt_id, "applied")
-        except BaseException:
-            await close_client(client, self.settings.end_timeout_seconds)
-            raise
-        # No await from here on: a cancellation cannot leave a connected client behind.
-        self.pending_prompt_ids = [i for i in self.pending_prompt_ids if i not in carried]
-        pump = asyncio.create_task(self._pump_frames(client), name=f"frames-{self.id}-{index}")
-        if index == 0:
-            self._last_activity = started
-        return self._stream_running(
-            _LiveStream(client, index, stream_id, record.id, started, prompt, loss, pump)
-        )
-
-    def _stream_running(self, live: _LiveStream) -> _LiveStream:
-        """Make `live` the session's current stream (synchronous: nothing can interrupt it halfway)."""
-        self.stream_ids.append(live.stream_id)
-        self._live = live
-        self._stream_ready.set()
-        return live
-
-    @property
-    def _portrait(self) -> bool:
-        return self.settings.portrait if self.request.portrait is None else self.request.portrait
-
-    async def _pump_frames(self, client: Odyssey) -> None:
-        async for stream_frame in client.frames:
-            self.frames_received += 1
-            await self.buffer.add(stream_frame)
-
-    async def _watch(self, live: _LiveStream) -> bool:
-        """Wait until the stream must end; True when it should roll over to a fresh stream."""
+    async def _keep_watch(self) -> None:
+        """While streaming: heartbeat the streamed seconds; stop on idle, spent quota or the session limit."""
         next_heartbeat = self._clock() + self.settings.heartbeat_seconds
-        while True:
+        while not self._stop.is_set():
             now = self._clock()
-            if self._stop.is_set():
-                return False
             if now - self._last_activity >= self.idle_seconds:
                 self.stop(EndReason.IDLE)
-                return False
+                return
             if self.remaining_seconds <= 0:
                 self.stop(EndReason.QUOTA if self._quota_bound else EndReason.LIMIT)
-                return False
-            if live.loss.event.is_set():
-                log.info(
-                    "session %s: stream %d lost (%s), rolling over", self.id, live.index, live.loss.reason
-                )
-                return True
-            if now - live.started >= self.settings.rollover_after_seconds:
-                return True
+                return
             if now >= next_heartbeat:
+                live = self.streams.live
+                running = now - live.started if live is not None else None
                 await self.services.store.sessions.heartbeat(
-                    self.id, self.streamed_seconds, stream_seconds=now - live.started
+                    self.id, self.streamed_seconds, stream_seconds=running
                 )
                 next_heartbeat = now + self.settings.heartbeat_seconds
             deadline = min(
-                next_heartbeat,
-                self._last_activity + self.idle_seconds,
-                now + self.remaining_seconds,
-                live.started + self.settings.rollover_after_seconds,
+                next_heartbeat, self._last_activity + self.idle_seconds, now + self.remaining_seconds
             )
-            waiters = [
-                asyncio.ensure_future(self._stop.wait()),
-                asyncio.ensure_future(live.loss.event.wait()),
-            ]
-            try:
-                await asyncio.wait(
-                    waiters, timeout=max(0.0, deadline - now) + 0.01, return_when="FIRST_COMPLETED"
-                )
-            finally:
-                for waiter in waiters:
-                    waiter.cancel()
+            with contextlib.suppress(TimeoutError):
+                await wait_within(self._stop.wait(), max(0.0, deadline - now) + 0.01)
 
     @property
     def _quota_bound(self) -> bool:
         return self.allowance_seconds < self.settings.max_session_seconds
 
-    def _stop_counting(self, live: _LiveStream) -> float:
-        """Stop counting `live`'s seconds (once) and return them; it is no longer the current stream."""
-        if live.seconds is None:
-            live.seconds = self._clock() - live.started
-            self._closed_seconds += live.seconds
-        if self._live is live:
-            self._live = None
-            self._stream_ready.clear()
-        return live.seconds
+    # ----- what the stream runner tells the session (StreamHost) -----------------------------------------
 
-    async def _close_stream(self, live: _LiveStream) -> None:
-        """End the stream (unless the platform already did), disconnect, and record the stream's seconds."""
-        seconds = self._stop_counting(live)
-        # Read before disconnecting: our own disconnect fires `on_disconnected` too.
-        lost_reason = live.loss.reason
-        reason = lost_reason or (str(self.end_reason) if self.end_reason else "rollover")
-        try:
-            # Stamped now, when its seconds stop counting: a roll-over gap includes ending and disconnecting.
-            await self.services.store.streams.end(live.store_id, seconds=seconds, reason=reason)
-        finally:
-            if lost_reason is None and not live.ended:
-                with contextlib.suppress(OdysseyError, TimeoutError):
-                    await wait_within(live.client.end_stream(), self.settings.end_timeout_seconds)
-            await close_client(live.client, self.settings.end_timeout_seconds)
-            if live.pump is not None:
-                live.pump.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await live.pump
+    def outfit_for_start(self) -> str:
+        """The latest outfit; the pending prompts it covers are applied once the stream runs."""
+        self._carried_prompt_ids = list(self.pending_prompt_ids)
+        return self.latest_outfit
+
+    async def stream_started(self, stream: LiveStream) -> None:
+        """Record the stream and mark the prompts it carries applied."""
+        store = self.services.store
+        record = await store.streams.start(self.id, odyssey_stream_id=stream.stream_id, prompt=stream.prompt)
+        self._stream_records[stream.stream_id] = record.id
+        carried = self._carried_prompt_ids
+        for prompt_id in carried:
+            await store.prompts.set_status(prompt_id, "applied")
+        # No await from here on: the stream becomes current right after this returns.
+        self.pending_prompt_ids = [i for i in self.pending_prompt_ids if i not in carried]
+        self._carried_prompt_ids = []
+        if stream.index == 0:
+            self._last_activity = stream.started
+
+    async def stream_running(self, stream: LiveStream) -> None:
+        """The first stream: the session is streaming; a later one: tell the member it carries on."""
+        if stream.index > 0:
+            await self._report_status(continuing=True)
+            return
+        await self._transition(SessionState.STREAMING)
+        self._watchdog = asyncio.create_task(self._keep_watch(), name=f"watch-{self.id}")
+        if self.pending_prompt_ids:
+            self._spawn(self._apply_outfits_sent_while_connecting())
+        else:
+            self._spawn(self._snippet(stream.prompt, since=0.0))
+
+    async def stream_ended(self, stream: LiveStream, seconds: float, reason: str | None) -> None:
+        """Store the stream's seconds and why it ended."""
+        if reason is None:
+            reason = str(self.end_reason) if self.end_reason else "rollover"
+        record_id = self._stream_records[stream.stream_id]
+        await self.services.store.streams.end(record_id, seconds=seconds, reason=reason)
+
+    async def waiting_for_platform(self, waited_seconds: float) -> None:
+        """Show how long the platform has queued the connection."""
+        await self._report_status(platform_wait_seconds=waited_seconds)
+
+    def stream_dropped(self) -> None:
+        """Say so now: a fresh connection can take a while."""
+        notice = "The live video dropped; reconnecting you now…"
+        self._spawn(self._present(self.presenter.error(ErrorReported(self.id, notice))))
+
+    async def could_not_continue(self, error: OdysseyError | TimeoutError) -> None:
+        """End the session early; the recordings so far follow."""
+        self.stop(EndReason.CONNECTION_LOST)
+        message = "The live stream could not continue, so your try-on ended early. Your recording follows."
+        if isinstance(error, OdysseyUsageError):
+            message += f" {usage_error_message(error)}"  # e.g. the month's video time is used up
+        await self._present(self.presenter.error(ErrorReported(self.id, message)))
 
     # ----- endings ---------------------------------------------------------------------------------------
 
@@ -672,19 +526,6 @@ class TryOnSession:
         latest = self.buffer.latest()
         return latest.timeline_seconds if latest is not None else 0.0
 
-    async def _wait_for_stream(self) -> _LiveStream:
-        """The live stream, waiting through a roll-over gap; NoSuchSession if the session ends meanwhile."""
-        try:
-            await wait_within(
-                self._until_stopped(self._stream_ready.wait()), self.settings.connect_timeout_seconds
-            )
-        except _StopRequested:
-            raise NoSuchSession() from None
-        live = self._live
-        if live is None:
-            raise NoSuchSession()
-        return live
-
     async def _snippet(self, outfit: str, *, since: float) -> SnippetReady | None:
         """Encode the stream's next `snippet_seconds` after timeline second `since` and present it."""
         wanted = self.settings.snippet_seconds
@@ -728,25 +569,6 @@ class TryOnSession:
         await self._present(self.presenter.snippet_ready(event))
         return event
 
-    async def _until_stopped(self, work: Awaitable[T]) -> T:
-        """Await `work`, abandoning it (and raising _StopRequested) if the session is stopped first."""
-        task = asyncio.ensure_future(work)
-        stopper = asyncio.ensure_future(self._stop.wait())
-        try:
-            await asyncio.wait({task, stopper}, return_when="FIRST_COMPLETED")
-        finally:
-            stopper.cancel()
-            # Also when this wait itself is cancelled: left running, `work` could connect a stream nobody
-            # would ever close.
-            abandoned = not task.done()
-            if abandoned:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-        if abandoned:
-            raise _StopRequested()
-        return task.result()
-
     def _spawn(self, work: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(work)
         self._background.add(task)
@@ -756,11 +578,3 @@ class TryOnSession:
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
-
-
-async def close_client(client: Odyssey, limit_seconds: float) -> None:
-    """Disconnect and release a client, whatever state it is in."""
-    with contextlib.suppress(Exception):
-        await wait_within(client.disconnect(), limit_seconds)
-    with contextlib.suppress(Exception):
-        await wait_within(client.aclose(), limit_seconds)
