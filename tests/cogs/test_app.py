@@ -17,9 +17,9 @@ from bot.__main__ import main as cli_main
 from bot.app import TryOnBot, open_runtime, send_reply, sync_once
 from bot.config import OdysseySettings
 from bot.tryon.errors import QuotaExceeded
-from tests.cogs.conftest import make_config, stored_session
 from tests.fakediscord import BotDriver, FakeDiscord
 from tests.fakediscord import payloads as p
+from tests.helpers import make_config, stored_session
 
 
 async def test_sync_cli_publishes_without_opening_the_runtime(

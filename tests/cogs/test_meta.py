@@ -13,7 +13,7 @@ import pytest
 from discord.ext import commands
 
 from bot.app import TryOnBot
-from tests.cogs.conftest import make_config
+from tests.helpers import make_config
 
 
 @pytest.fixture

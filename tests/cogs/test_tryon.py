@@ -11,7 +11,9 @@ from bot.app import TryOnBot
 from bot.config import BotConfig
 from bot.emulator import Emulator
 from bot.store import Store
-from tests.cogs.conftest import (
+from tests.fakediscord import BotDriver, FakeDiscord, FakeMessage
+from tests.fakediscord import payloads as p
+from tests.helpers import (
     emulator_config,
     photo_option,
     session_id_of,
@@ -19,8 +21,6 @@ from tests.cogs.conftest import (
     stored_session,
     wait_status,
 )
-from tests.fakediscord import BotDriver, FakeDiscord, FakeMessage
-from tests.fakediscord import payloads as p
 
 Ctx = Callable[..., p.InteractionContext]
 

@@ -18,11 +18,8 @@ from bot.app import TryOnBot
 from bot.config import BotConfig
 from bot.emulator import Emulator
 from bot.store import Store
-from tests.cogs.conftest import as_member, bot, driver, emulator_config, world
 from tests.fakediscord import payloads as p
-from tests.fakediscord.fixtures import fake_discord
-
-__all__ = ["as_member", "bot", "driver", "fake_discord", "world"]
+from tests.helpers import emulator_config
 
 Ctx = Callable[..., p.InteractionContext]
 

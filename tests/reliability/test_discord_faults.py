@@ -25,9 +25,9 @@ import pytest
 from bot.app import TryOnBot
 from bot.config import BotConfig
 from bot.emulator import Emulator
-from tests.cogs.conftest import emulator_config, photo_option, session_id_of, wait_status
 from tests.fakediscord import BotDriver, Delivered, FakeDiscord, FakeMessage, Fault, RecordedRequest
 from tests.fakediscord import payloads as p
+from tests.helpers import emulator_config, photo_option, session_id_of, wait_status
 from tests.reliability.conftest import assert_nothing_running, assert_settled_once
 
 pytestmark = pytest.mark.timeout(60)

@@ -23,10 +23,10 @@ from bot.app import TryOnBot
 from bot.store import Store
 from bot.tryon.photos import OUTPUT_LONG_SIDE
 from bot.tryon.prompts import clean_prompt
-from tests.cogs.conftest import photo_option, session_id_of, status_message, wait_status
 from tests.fakediscord import BotDriver, FakeDiscord, FakeMessage
 from tests.fakediscord import payloads as p
 from tests.fakediscord.server import RecordedRequest
+from tests.helpers import photo_option, session_id_of, status_message, wait_status
 from tests.reliability.conftest import assert_settled_once, loop_lag_probe
 from tests.reliability.hostile_corpus import (
     BLOCKLIST,

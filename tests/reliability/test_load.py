@@ -27,10 +27,10 @@ from bot.app import TryOnBot
 from bot.config import BotConfig
 from bot.emulator import Emulator
 from bot.tryon.session import SessionState, TryOnSession
-from tests.cogs.conftest import emulator_config, photo_option, session_id_of, status_message, wait_status
 from tests.fakediscord import BotDriver, Delivered, FakeDiscord, FakeMessage
 from tests.fakediscord import payloads as p
 from tests.fakediscord.server import LOADING
+from tests.helpers import emulator_config, photo_option, session_id_of, status_message, wait_status
 from tests.reliability.conftest import assert_nothing_running, assert_settled_once, loop_lag_probe
 
 pytestmark = pytest.mark.timeout(120)

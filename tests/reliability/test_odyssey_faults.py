@@ -27,11 +27,11 @@ from bot.app import TryOnBot
 from bot.config import BotConfig
 from bot.emulator import DEV_API_KEY, Emulator, Faults
 from bot.odyssey import Odyssey
-from tests.cogs.conftest import emulator_config, photo_option, session_id_of, wait_status
 from tests.conftest import EmulatorFactory
 from tests.fakediscord import BotDriver, FakeDiscord, FakeMessage, RecordedRequest
 from tests.fakediscord import payloads as p
 from tests.fakediscord.harness import Delivered
+from tests.helpers import emulator_config, photo_option, session_id_of, wait_status
 from tests.reliability.conftest import assert_nothing_running, assert_settled_once
 
 pytestmark = pytest.mark.timeout(60)

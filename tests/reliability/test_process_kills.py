@@ -32,7 +32,10 @@ from bot.app import TryOnBot
 from bot.config import BotConfig, OdysseySettings
 from bot.emulator import DEV_API_KEY, Emulator
 from bot.store import Store
-from tests.cogs.conftest import (
+from tests.emulator.process import ROOT, EmulatorProcess, emulator_process
+from tests.fakediscord import BotDriver, FakeDiscord, FakeMessage
+from tests.fakediscord import payloads as p
+from tests.helpers import (
     PHOTO,
     fast_engine,
     make_config,
@@ -41,9 +44,6 @@ from tests.cogs.conftest import (
     status_message,
     wait_status,
 )
-from tests.emulator.process import ROOT, EmulatorProcess, emulator_process
-from tests.fakediscord import BotDriver, FakeDiscord, FakeMessage
-from tests.fakediscord import payloads as p
 from tests.reliability.conftest import assert_nothing_running, assert_settled_once
 
 pytestmark = pytest.mark.timeout(120)

@@ -37,7 +37,9 @@ from bot.store import Store
 from bot.tryon.photos import MAX_PHOTO_BYTES
 from cogs.admin._cog import TryOnAdmin
 from cogs.utils.download import NOT_FROM_DISCORD
-from tests.cogs.conftest import (
+from tests.fakediscord import BotDriver, FakeDiscord, FakeMessage
+from tests.fakediscord import payloads as p
+from tests.helpers import (
     PHOTO,
     emulator_config,
     fast_engine,
@@ -47,8 +49,6 @@ from tests.cogs.conftest import (
     stored_session,
     wait_status,
 )
-from tests.fakediscord import BotDriver, FakeDiscord, FakeMessage
-from tests.fakediscord import payloads as p
 from tests.reliability.conftest import assert_settled_once
 
 pytestmark = pytest.mark.timeout(120)

@@ -1,26 +1,19 @@
-"""Fixtures for the front-end tests: the real TryOnBot logged in against the fake Discord."""
+"""Small helpers shared by the tests: bot configurations, `/tryon` on the fake Discord, waits."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from bot.app import TryOnBot
 from bot.config import BotConfig, DiscordSettings, OdysseySettings, StoreSettings
 from bot.emulator import DEV_API_KEY, Emulator
 from bot.store import Store
 from bot.store.records import SessionRecord
 from bot.tryon.settings import EngineSettings
-from tests.fakediscord import BotDriver, FakeDiscord, FakeMessage
+from tests.fakediscord import FakeDiscord, FakeMessage
 from tests.fakediscord import payloads as p
-from tests.fakediscord.fixtures import fake_discord
 
-__all__ = ["fake_discord"]
-
-PHOTO = (Path(__file__).parents[2] / "examples" / "astronaut.jpg").read_bytes()
+PHOTO = (Path(__file__).parents[1] / "examples" / "astronaut.jpg").read_bytes()
 
 
 def fast_engine() -> EngineSettings:
@@ -107,46 +100,3 @@ async def stored_session(
     if state is not None:
         await store.sessions.set_state(record.id, state)
     return record
-
-
-@pytest.fixture
-def bot_config(tmp_path: Path) -> BotConfig:
-    """The configuration `driver` starts the bot with (override the fixture to change it)."""
-    return make_config(tmp_path)
-
-
-@pytest.fixture
-async def driver(fake_discord: FakeDiscord, bot_config: BotConfig) -> AsyncIterator[BotDriver]:
-    """A logged-in TryOnBot (runtime opened, extensions loaded) and the link to feed it interactions."""
-    bot = TryOnBot(bot_config)
-    driver = BotDriver(fake_discord, bot)
-    try:
-        await driver.login()
-        yield driver
-    finally:
-        await bot.close()
-
-
-@pytest.fixture
-def bot(driver: BotDriver) -> TryOnBot:
-    """The running bot."""
-    assert isinstance(driver.client, TryOnBot)
-    return driver.client
-
-
-@pytest.fixture
-def world(driver: BotDriver) -> p.GuildWorld:
-    """A guild the bot has joined (GUILD_CREATE delivered)."""
-    guild = p.guild_world()
-    driver.add_guild(guild)
-    return guild
-
-
-@pytest.fixture
-def as_member(driver: BotDriver, world: p.GuildWorld) -> Callable[..., p.InteractionContext]:
-    """`as_member("alice", moderator=True)` -> an interaction context for a new member of `world`."""
-
-    def make(name: str, *, moderator: bool = False, **kwargs: Any) -> p.InteractionContext:
-        return driver.context(world, world.add_member(name, moderator=moderator), **kwargs)
-
-    return make
