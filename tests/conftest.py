@@ -63,7 +63,7 @@ from bot.config import BotConfig  # noqa: E402
 from tests.fakediscord import BotDriver, FakeDiscord  # noqa: E402
 from tests.fakediscord import payloads as p  # noqa: E402
 from tests.fakediscord.fixtures import fake_discord  # noqa: E402
-from tests.helpers import make_config  # noqa: E402
+from tests.helpers import make_bot_config  # noqa: E402
 
 __all__ = ["fake_discord"]
 
@@ -71,7 +71,7 @@ __all__ = ["fake_discord"]
 @pytest.fixture
 def bot_config(tmp_path: Path) -> BotConfig:
     """The configuration `driver` starts the bot with (override the fixture to change it)."""
-    return make_config(tmp_path)
+    return make_bot_config(tmp_path)
 
 
 @pytest.fixture

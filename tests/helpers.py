@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.config import BotConfig, DiscordSettings, OdysseySettings, StoreSettings
-from bot.emulator import DEV_API_KEY, Emulator
+from bot.emulator import DEV_API_KEY
 from bot.store import Store
 from bot.store.records import SessionRecord
 from bot.tryon.settings import EngineSettings
@@ -16,21 +16,23 @@ from tests.fakediscord import payloads as p
 PHOTO = (Path(__file__).parents[1] / "examples" / "astronaut.jpg").read_bytes()
 
 
-def fast_engine() -> EngineSettings:
-    """Engine settings small and quick enough for tests: short snippets, fast heartbeats and polls."""
-    return EngineSettings(
-        slots=2,
-        idle_seconds=60.0,
-        snippet_seconds=1.0,
-        snippet_fps=4,
-        snippet_width=96,
-        buffer_seconds=3.0,
-        heartbeat_seconds=0.3,
-        connect_timeout_seconds=20.0,
-        recording_poll_first_seconds=0.1,
-        recording_poll_limit_seconds=10.0,
-        min_start_seconds=1.0,
-    )
+def fast_engine(**overrides: Any) -> EngineSettings:
+    """Engine settings small and quick enough for tests (short snippets, fast heartbeats and polls)."""
+    values: dict[str, Any] = {
+        "slots": 2,
+        "idle_seconds": 60.0,
+        "snippet_seconds": 1.0,
+        "snippet_fps": 4,
+        "snippet_width": 96,
+        "buffer_seconds": 3.0,
+        "heartbeat_seconds": 0.3,
+        "connect_timeout_seconds": 20.0,
+        "recording_poll_first_seconds": 0.1,
+        "recording_poll_limit_seconds": 10.0,
+        "min_start_seconds": 1.0,
+    }
+    values.update(overrides)
+    return EngineSettings(**values)
 
 
 def photo_option(fake: FakeDiscord, data: bytes = PHOTO, content_type: str = "image/jpeg") -> p.Resolved:
@@ -59,24 +61,20 @@ async def wait_status(fake: FakeDiscord, token: str, *words: str, within: float 
     return found
 
 
-def make_config(tmp_path: Path, **overrides: Any) -> BotConfig:
-    """A configuration for tests: database under tmp_path, Odyssey pointed at nothing unless overridden."""
+def make_bot_config(tmp_path: Path, emulator_url: str | None = None, **overrides: Any) -> BotConfig:
+    """A test BotConfig: database under tmp_path, on the emulator at `emulator_url` with `fast_engine()`."""
+    # Without an emulator Odyssey points at nothing and the engine keeps its defaults; `overrides` replace
+    # whole sections (discord=, odyssey=, store=, engine=...).
     values: dict[str, Any] = {
         "discord": DiscordSettings(token="fake", status_edit_seconds=0.2),
         "odyssey": OdysseySettings(api_key="unused-in-this-test", api_url="http://127.0.0.1:9"),
         "store": StoreSettings(database=tmp_path / "tryon.db"),
     }
+    if emulator_url is not None:
+        values["odyssey"] = OdysseySettings(api_key=DEV_API_KEY, api_url=emulator_url)
+        values["engine"] = fast_engine()
     values.update(overrides)
     return BotConfig(**values)
-
-
-def emulator_config(tmp_path: Path, emulator: Emulator) -> BotConfig:
-    """The bot on the test emulator with `fast_engine()` settings."""
-    return make_config(
-        tmp_path,
-        odyssey=OdysseySettings(api_key=DEV_API_KEY, api_url=emulator.url),
-        engine=fast_engine(),
-    )
 
 
 async def stored_session(

@@ -14,7 +14,7 @@ from bot.store import Store
 from tests.fakediscord import BotDriver, FakeDiscord, FakeMessage
 from tests.fakediscord import payloads as p
 from tests.helpers import (
-    emulator_config,
+    make_bot_config,
     photo_option,
     session_id_of,
     status_message,
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.timeout(120)
 
 @pytest.fixture
 def bot_config(tmp_path: Path, emulator: Emulator) -> BotConfig:
-    return emulator_config(tmp_path, emulator)
+    return make_bot_config(tmp_path, emulator.url)
 
 
 async def test_commands_are_guild_only(bot: TryOnBot, fake_discord: FakeDiscord) -> None:

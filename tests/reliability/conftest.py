@@ -19,7 +19,7 @@ from bot.config import BotConfig
 from bot.emulator import Emulator
 from bot.store import Store
 from tests.fakediscord import payloads as p
-from tests.helpers import emulator_config
+from tests.helpers import make_bot_config
 
 Ctx = Callable[..., p.InteractionContext]
 
@@ -27,7 +27,7 @@ Ctx = Callable[..., p.InteractionContext]
 @pytest.fixture
 def bot_config(tmp_path: Path, emulator: Emulator) -> BotConfig:
     """The bot on the test emulator with quick engine settings (override in a module to change them)."""
-    return emulator_config(tmp_path, emulator)
+    return make_bot_config(tmp_path, emulator.url)
 
 
 async def assert_settled_once(store: Store, session_id: str) -> float:

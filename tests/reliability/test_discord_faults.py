@@ -11,7 +11,6 @@ exception reach discord.py's error handlers or the presenter's last-resort log.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import re
 import sys
@@ -27,7 +26,7 @@ from bot.config import BotConfig
 from bot.emulator import Emulator
 from tests.fakediscord import BotDriver, Delivered, FakeDiscord, FakeMessage, Fault, RecordedRequest
 from tests.fakediscord import payloads as p
-from tests.helpers import emulator_config, photo_option, session_id_of, wait_status
+from tests.helpers import fast_engine, make_bot_config, photo_option, session_id_of, wait_status
 from tests.reliability.conftest import assert_nothing_running, assert_settled_once
 
 pytestmark = pytest.mark.timeout(60)
@@ -36,8 +35,7 @@ pytestmark = pytest.mark.timeout(60)
 @pytest.fixture
 def bot_config(tmp_path: Path, emulator: Emulator) -> BotConfig:
     """The reliability bot with half-second clips: every case waits for one."""
-    config = emulator_config(tmp_path, emulator)
-    return dataclasses.replace(config, engine=dataclasses.replace(config.engine, snippet_seconds=0.5))
+    return make_bot_config(tmp_path, emulator.url, engine=fast_engine(snippet_seconds=0.5))
 
 
 Ctx = Callable[..., p.InteractionContext]

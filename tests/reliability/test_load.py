@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import dataclasses
 import random
 import re
 import sqlite3
@@ -30,7 +29,14 @@ from bot.tryon.session import SessionState, TryOnSession
 from tests.fakediscord import BotDriver, Delivered, FakeDiscord, FakeMessage
 from tests.fakediscord import payloads as p
 from tests.fakediscord.server import LOADING
-from tests.helpers import emulator_config, photo_option, session_id_of, status_message, wait_status
+from tests.helpers import (
+    fast_engine,
+    make_bot_config,
+    photo_option,
+    session_id_of,
+    status_message,
+    wait_status,
+)
 from tests.reliability.conftest import assert_nothing_running, assert_settled_once, loop_lag_probe
 
 pytestmark = pytest.mark.timeout(120)
@@ -54,8 +60,7 @@ def slots() -> int:
 @pytest.fixture
 def bot_config(tmp_path: Path, emulator: Emulator, slots: int) -> BotConfig:
     """Four slots by default, so four streaming sessions hold every one and each new start queues."""
-    config = emulator_config(tmp_path, emulator)
-    return dataclasses.replace(config, engine=dataclasses.replace(config.engine, slots=slots))
+    return make_bot_config(tmp_path, emulator.url, engine=fast_engine(slots=slots))
 
 
 # ----- the fair order, written out independently of bot.tryon.queue ----------------------------------------

@@ -10,7 +10,6 @@ offered, and no session, task or peer connection is left behind.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import gc
 import json
@@ -31,7 +30,7 @@ from tests.conftest import EmulatorFactory
 from tests.fakediscord import BotDriver, FakeDiscord, FakeMessage, RecordedRequest
 from tests.fakediscord import payloads as p
 from tests.fakediscord.harness import Delivered
-from tests.helpers import emulator_config, photo_option, session_id_of, wait_status
+from tests.helpers import fast_engine, make_bot_config, photo_option, session_id_of, wait_status
 from tests.reliability.conftest import assert_nothing_running, assert_settled_once
 
 pytestmark = pytest.mark.timeout(60)
@@ -53,9 +52,8 @@ async def emulator(emulator_factory: EmulatorFactory, request: pytest.FixtureReq
 @pytest.fixture
 def bot_config(tmp_path: Path, emulator: Emulator) -> BotConfig:
     """One slot, so "the slot is free" means the next member can stream; short recording waits."""
-    config = emulator_config(tmp_path, emulator)
-    engine = dataclasses.replace(config.engine, slots=1, recording_poll_limit_seconds=RECORDING_POLL_LIMIT)
-    return dataclasses.replace(config, engine=engine)
+    engine = fast_engine(slots=1, recording_poll_limit_seconds=RECORDING_POLL_LIMIT)
+    return make_bot_config(tmp_path, emulator.url, engine=engine)
 
 
 @pytest.fixture(autouse=True)

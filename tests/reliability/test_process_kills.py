@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import io
 import os
 import re
@@ -29,7 +28,7 @@ import httpx
 import pytest
 
 from bot.app import TryOnBot
-from bot.config import BotConfig, OdysseySettings
+from bot.config import BotConfig
 from bot.emulator import DEV_API_KEY, Emulator
 from bot.store import Store
 from tests.emulator.process import ROOT, EmulatorProcess, emulator_process
@@ -38,7 +37,7 @@ from tests.fakediscord import payloads as p
 from tests.helpers import (
     PHOTO,
     fast_engine,
-    make_config,
+    make_bot_config,
     photo_option,
     session_id_of,
     status_message,
@@ -95,9 +94,8 @@ async def emulator_proc(tmp_path: Path) -> AsyncIterator[EmulatorProcess]:
 @pytest.fixture
 def bot_config(tmp_path: Path, emulator_proc: EmulatorProcess) -> BotConfig:
     """The in-process bot on the emulator process; recordings are polled long enough to outlive a restart."""
-    engine = dataclasses.replace(fast_engine(), recording_poll_limit_seconds=40.0)
-    odyssey = OdysseySettings(api_key=DEV_API_KEY, api_url=emulator_proc.url)
-    return make_config(tmp_path, odyssey=odyssey, engine=engine)
+    engine = fast_engine(recording_poll_limit_seconds=40.0)
+    return make_bot_config(tmp_path, emulator_proc.url, engine=engine)
 
 
 async def test_emulator_killed_mid_stream_and_restarted(

@@ -13,6 +13,7 @@ import asyncio
 import base64
 import contextlib
 import copy
+import dataclasses
 import json
 import logging
 import re
@@ -41,9 +42,8 @@ from tests.fakediscord import BotDriver, FakeDiscord, FakeMessage
 from tests.fakediscord import payloads as p
 from tests.helpers import (
     PHOTO,
-    emulator_config,
     fast_engine,
-    make_config,
+    make_bot_config,
     photo_option,
     session_id_of,
     stored_session,
@@ -67,13 +67,15 @@ NO_SUCH_SESSION = "That try-on session doesn't exist or has already finished."
 def bot_config(request: pytest.FixtureRequest, tmp_path: Path) -> BotConfig:
     """The bot on the emulator for tests that ask for one; otherwise no Odyssey at all (faster)."""
     if "emulator" in request.fixturenames:
-        return emulator_config(tmp_path, request.getfixturevalue("emulator"))
+        return make_bot_config(tmp_path, request.getfixturevalue("emulator").url)
+    config = make_bot_config(tmp_path)
     if "elsewhere" in request.fixturenames:
         # The redirecting stand-in counts as part of Discord's CDN; the trap never does.
-        origins = (*DiscordSettings().attachment_origins, request.getfixturevalue("elsewhere").cdn_url)
-        settings = DiscordSettings(token="fake", status_edit_seconds=0.2, attachment_origins=origins)
-        return make_config(tmp_path, discord=settings)
-    return make_config(tmp_path)
+        origins = (*config.discord.attachment_origins, request.getfixturevalue("elsewhere").cdn_url)
+        return dataclasses.replace(
+            config, discord=dataclasses.replace(config.discord, attachment_origins=origins)
+        )
+    return config
 
 
 async def until(predicate: Callable[[], object], within: float = 30.0) -> None:
@@ -564,7 +566,7 @@ async def test_keys_and_tokens_never_reach_logs_errors_or_messages(
         return token, lifetime
 
     monkeypatch.setattr(ApiClient, "session_token", remember_session_token)
-    config = make_config(
+    config = make_bot_config(
         tmp_path,
         discord=DiscordSettings(token=discord_token, status_edit_seconds=0.2),
         odyssey=OdysseySettings(api_key=api_key, api_url=emulator.url),

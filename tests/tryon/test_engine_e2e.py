@@ -28,7 +28,7 @@ from bot.tryon.errors import (
 )
 from bot.tryon.presenter import StatusChanged
 from bot.tryon.session import EndReason, SessionRequest, SessionState, StreamPhoto, TryOnSession
-from bot.tryon.settings import EngineSettings
+from tests.helpers import fast_engine
 
 PHOTO = (Path(__file__).parents[2] / "examples" / "astronaut.jpg").read_bytes()
 GUILD_A, GUILD_B = 111, 222
@@ -38,24 +38,6 @@ pytestmark = pytest.mark.timeout(120)
 EngineMaker = Callable[..., Awaitable[Engine]]
 
 
-def fast_settings(**overrides: object) -> EngineSettings:
-    values: dict[str, object] = {
-        "slots": 2,
-        "idle_seconds": 30.0,
-        "snippet_seconds": 1.0,
-        "snippet_fps": 4,
-        "snippet_width": 96,
-        "buffer_seconds": 3.0,
-        "heartbeat_seconds": 0.3,
-        "connect_timeout_seconds": 20.0,
-        "recording_poll_first_seconds": 0.1,
-        "recording_poll_limit_seconds": 10.0,
-        "min_start_seconds": 1.0,
-    }
-    values.update(overrides)
-    return EngineSettings(**values)  # type: ignore[arg-type]
-
-
 @pytest.fixture
 async def make_engine(tmp_path: Path) -> AsyncIterator[EngineMaker]:
     """Engines on SQLite files under tmp_path, each talking to the given emulator; all closed at teardown."""
@@ -63,7 +45,8 @@ async def make_engine(tmp_path: Path) -> AsyncIterator[EngineMaker]:
 
     async def make(emulator: Emulator, db_name: str = "tryon.sqlite3", **settings: object) -> Engine:
         store = await Store.open(tmp_path / db_name)
-        engine = build_engine(store, client_factory(DEV_API_KEY, emulator.url), fast_settings(**settings))
+        engine_settings = fast_engine(**{"idle_seconds": 30.0, **settings})  # sessions idle out after 30 s
+        engine = build_engine(store, client_factory(DEV_API_KEY, emulator.url), engine_settings)
         opened.append((engine, store))
         return engine
 
