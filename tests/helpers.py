@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from bot.config import BotConfig, DiscordSettings, OdysseySettings, StoreSettings
 from bot.emulator import DEV_API_KEY
@@ -98,3 +102,22 @@ async def stored_session(
     if state is not None:
         await store.sessions.set_state(record.id, state)
     return record
+
+
+async def until(
+    predicate: Callable[[], object],
+    within: float = 30.0,
+    *,
+    every: float = 0.02,
+    left: Callable[[], str] | None = None,
+) -> None:
+    """Poll `predicate` (state that announces nothing, as the engine's) until it holds, for `within` s."""
+    # Times out with TimeoutError, or given `left`, fails the test saying what `left()` describes.
+    try:
+        async with asyncio.timeout(within):
+            while not predicate():  # noqa: ASYNC110 (no event to wait on: a short poll is the honest way)
+                await asyncio.sleep(every)
+    except TimeoutError:
+        if left is None:
+            raise
+        pytest.fail(f"still there after {within} s: {left()}")

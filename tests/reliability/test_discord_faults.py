@@ -26,7 +26,7 @@ from bot.config import BotConfig
 from bot.emulator import Emulator
 from tests.fakediscord import BotDriver, Delivered, FakeDiscord, FakeMessage, Fault, RecordedRequest
 from tests.fakediscord import payloads as p
-from tests.helpers import fast_engine, make_bot_config, photo_option, session_id_of, wait_status
+from tests.helpers import fast_engine, make_bot_config, photo_option, session_id_of, until, wait_status
 from tests.reliability.conftest import assert_nothing_running, assert_settled_once
 
 pytestmark = pytest.mark.timeout(60)
@@ -102,10 +102,8 @@ async def assert_recovered(
 ) -> None:
     """The session ended and settled once, nothing runs, and the recording is still offered."""
     manager = bot.runtime.engine.manager
-    async with asyncio.timeout(40):
-        # The engine offers no event for "slot freed" to the front end; a short poll is the honest wait.
-        while manager.running_count or manager.sessions():  # noqa: ASYNC110
-            await asyncio.sleep(0.02)
+    # The engine offers no event for "slot freed" to the front end.
+    await until(lambda: not manager.running_count and not manager.sessions(), 40)
     record = await bot.runtime.store.sessions.get(session_id)
     assert record is not None and record.state == "done", record
     assert await assert_settled_once(bot.runtime.store, session_id) > 0

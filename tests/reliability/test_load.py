@@ -14,7 +14,7 @@ import random
 import re
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from tests.helpers import (
     photo_option,
     session_id_of,
     status_message,
+    until,
     wait_status,
 )
 from tests.reliability.conftest import assert_nothing_running, assert_settled_once, loop_lag_probe
@@ -397,18 +398,6 @@ async def stored_rows(path: Path) -> list[tuple[str, int, str]]:
             return list(conn.execute("SELECT id, guild_id, state FROM sessions ORDER BY rowid"))
 
     return await asyncio.to_thread(read)
-
-
-async def until(check: Callable[[], object], within: float, *, left: Callable[[], str] | None = None) -> None:
-    """Poll engine state that no Discord request announces; on timeout, fail saying what `left` describes."""
-    try:
-        async with asyncio.timeout(within):
-            while not check():  # noqa: ASYNC110
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        if left is None:
-            raise
-        pytest.fail(f"still there after {within} s: {left()}")
 
 
 def describe_sessions(sessions: Iterable[TryOnSession]) -> str:

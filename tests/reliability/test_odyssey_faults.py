@@ -30,7 +30,7 @@ from tests.conftest import EmulatorFactory
 from tests.fakediscord import BotDriver, FakeDiscord, FakeMessage, RecordedRequest
 from tests.fakediscord import payloads as p
 from tests.fakediscord.harness import Delivered
-from tests.helpers import fast_engine, make_bot_config, photo_option, session_id_of, wait_status
+from tests.helpers import fast_engine, make_bot_config, photo_option, session_id_of, until, wait_status
 from tests.reliability.conftest import assert_nothing_running, assert_settled_once
 
 pytestmark = pytest.mark.timeout(60)
@@ -108,13 +108,6 @@ async def final_message(fake: FakeDiscord, token: str) -> FakeMessage:
         30,
     )
     return found
-
-
-async def until(predicate: Callable[[], bool], within: float) -> None:
-    """Poll `predicate` (state of the engine or the emulator, which signal nothing) until it holds."""
-    async with asyncio.timeout(within):
-        while not predicate():  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
 
 
 async def settled(bot: TryOnBot) -> None:
@@ -264,7 +257,8 @@ async def test_connect_fault_is_explained_and_refunded(
 
 async def stream_ended_on_the_platform(emulator: Emulator, count: int = 1) -> float:
     """Wait until the emulator has ended `count` streams (their recordings exist); when it saw that."""
-    await until(lambda: len(emulator.recordings.list(DEV_API_KEY)) >= count, 20)
+    # A fine poll: the moment it returns is when the fault took effect, and the member is timed from it.
+    await until(lambda: len(emulator.recordings.list(DEV_API_KEY)) >= count, 20, every=0.01)
     return time.perf_counter()
 
 

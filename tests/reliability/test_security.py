@@ -47,6 +47,7 @@ from tests.helpers import (
     photo_option,
     session_id_of,
     stored_session,
+    until,
     wait_status,
 )
 from tests.reliability.conftest import assert_settled_once
@@ -76,13 +77,6 @@ def bot_config(request: pytest.FixtureRequest, tmp_path: Path) -> BotConfig:
             config, discord=dataclasses.replace(config.discord, attachment_origins=origins)
         )
     return config
-
-
-async def until(predicate: Callable[[], object], within: float = 30.0) -> None:
-    """Wait for engine state that no Discord request announces (a short poll is the honest way)."""
-    async with asyncio.timeout(within):
-        while not predicate():  # noqa: ASYNC110
-            await asyncio.sleep(0.02)
 
 
 def stop_all(bot: TryOnBot) -> None:

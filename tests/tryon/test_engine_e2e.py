@@ -28,7 +28,7 @@ from bot.tryon.errors import (
 )
 from bot.tryon.presenter import StatusChanged
 from bot.tryon.session import EndReason, SessionRequest, SessionState, StreamPhoto, TryOnSession
-from tests.helpers import fast_engine
+from tests.helpers import fast_engine, until
 
 PHOTO = (Path(__file__).parents[2] / "examples" / "astronaut.jpg").read_bytes()
 GUILD_A, GUILD_B = 111, 222
@@ -67,13 +67,6 @@ def request(user_id: int, guild_id: int = GUILD_A, outfit: str = "red summer dre
     return SessionRequest(guild_id=guild_id, user_id=user_id, channel_id=None, photo=PHOTO, outfit=outfit)
 
 
-async def until(predicate: Callable[[], bool], seconds: float = 30.0) -> None:
-    async with asyncio.timeout(seconds):
-        # Polling: the states watched here belong to the engine and have no event of their own.
-        while not predicate():  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
-
-
 async def finished(session: TryOnSession, seconds: float = 40.0) -> None:
     async with asyncio.timeout(seconds):
         await session.finished.wait()
@@ -95,7 +88,7 @@ async def test_stream_steer_roll_over_end_and_settle(
     still = await session.snapshot()
     assert still is not None and still.data.startswith(b"\x89PNG")
 
-    await until(lambda: session.rollovers >= 1, seconds=15)
+    await until(lambda: session.rollovers >= 1, 15)
     after = await session.prompt("green   rain\u200b coat")  # cleaned before it is sent
     assert after is not None and after.outfit == "green rain coat"
     engine.manager.stop(session.id, user_id=1)
@@ -439,7 +432,7 @@ async def test_an_outfit_sent_while_the_stream_starts_is_applied_once_it_runs(
     await asyncio.wait_for(held.starting.wait(), 20)
     assert await session.prompt("blue wool suit") is None  # kept until the stream runs
     held.release.set()
-    await until(lambda: any(f.caption == "blue wool suit" for f in presenter.snippets), seconds=20)
+    await until(lambda: any(f.caption == "blue wool suit" for f in presenter.snippets), 20)
 
     assert held.sent == ["red summer dress", "blue wool suit"]
     prompts = await engine.services.store.prompts.for_session(session.id)
@@ -692,7 +685,7 @@ async def test_a_refused_start_on_the_same_connection_falls_back_to_a_fresh_one(
     engine.services.client_factory = clients
     presenter = quiet_presenter(tmp_path / "out")
     session = await engine.manager.admit(request(27), presenter)
-    await until(lambda: session.rollovers >= 1, seconds=15)
+    await until(lambda: session.rollovers >= 1, 15)
     engine.manager.stop(session.id)
     await finished(session)
 
@@ -736,7 +729,7 @@ async def test_an_outfit_the_platform_did_not_apply_is_not_shown_or_carried_over
         await session.prompt("blue wool suit")
     assert session.latest_outfit == "red summer dress"
     assert presenter.statuses[-1].outfit == "red summer dress"
-    await until(lambda: session.rollovers >= 1, seconds=15)
+    await until(lambda: session.rollovers >= 1, 15)
     engine.manager.stop(session.id)
     await finished(session)
     assert started_with == ["red summer dress", "red summer dress"]
