@@ -14,7 +14,7 @@ from bot.emulator import DEV_API_KEY
 from bot.store import Store
 from bot.store.records import SessionRecord
 from bot.tryon.settings import EngineSettings
-from tests.fakediscord import FakeDiscord, FakeMessage
+from tests.fakediscord import BotDriver, Delivered, FakeDiscord, FakeMessage
 from tests.fakediscord import payloads as p
 
 PHOTO = (Path(__file__).parents[1] / "examples" / "astronaut.jpg").read_bytes()
@@ -63,6 +63,15 @@ async def wait_status(fake: FakeDiscord, token: str, *words: str, within: float 
         within,
     )
     return found
+
+
+async def start_streaming(
+    driver: BotDriver, member: p.InteractionContext, outfit: str, *, within: float = 40.0, **options: Any
+) -> tuple[Delivered, FakeMessage]:
+    """`/tryon start` with the example photo, once it streams: the interaction and its status message."""
+    start = driver.command(member, "tryon start", photo=photo_option(driver.fake), outfit=outfit, **options)
+    status = await wait_status(driver.fake, start.token, "Streaming live", within=within)
+    return start, status
 
 
 def make_bot_config(tmp_path: Path, emulator_url: str | None = None, **overrides: Any) -> BotConfig:

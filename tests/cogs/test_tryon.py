@@ -17,6 +17,7 @@ from tests.helpers import (
     make_bot_config,
     photo_option,
     session_id_of,
+    start_streaming,
     status_message,
     stored_session,
     wait_status,
@@ -288,8 +289,7 @@ async def test_steering_commands_snapshot_and_moderator_stop(
     driver: BotDriver, world: p.GuildWorld, as_member: Ctx, bot: TryOnBot, fake_discord: FakeDiscord
 ) -> None:
     alice, mod = as_member("alice"), as_member("mod", moderator=True)
-    start = driver.command(alice, "tryon start", photo=photo_option(fake_discord), outfit="white linen suit")
-    status = await wait_status(fake_discord, start.token, "Streaming live")
+    start, status = await start_streaming(driver, alice, "white linen suit")
     session_id = session_id_of(status)
 
     applied = await driver.command(alice, "tryon outfit", prompt="black velvet blazer").reply(within=40)
@@ -361,10 +361,7 @@ async def test_shutdown_ends_and_settles_live_sessions(
     driver: BotDriver, world: p.GuildWorld, as_member: Ctx, bot: TryOnBot, fake_discord: FakeDiscord
 ) -> None:
     alice = as_member("alice")
-    start = driver.command(
-        alice, "tryon start", photo=photo_option(fake_discord), outfit="orange puffer jacket"
-    )
-    status = await wait_status(fake_discord, start.token, "Streaming live")
+    start, status = await start_streaming(driver, alice, "orange puffer jacket")
     session_id = session_id_of(status)
     store = bot.runtime.store
     await bot.close()  # what SIGINT/SIGTERM lead to in `python -m bot run`
@@ -384,8 +381,7 @@ async def test_rate_limited_status_edits_are_retried_and_end_right(
     driver: BotDriver, world: p.GuildWorld, as_member: Ctx, bot: TryOnBot, fake_discord: FakeDiscord
 ) -> None:
     alice = as_member("alice")
-    start = driver.command(alice, "tryon start", photo=photo_option(fake_discord), outfit="grey hoodie")
-    status = await wait_status(fake_discord, start.token, "Streaming live")
+    start, status = await start_streaming(driver, alice, "grey hoodie")
     fake_discord.rate_limit("PATCH", rf"/messages/{status.id}$", times=2, retry_after=0.05)
     await driver.command(alice, "tryon stop").reply()
     done = await wait_status(fake_discord, start.token, "Done after", within=40)
@@ -398,8 +394,7 @@ async def test_snippets_respect_the_interaction_upload_limit(
 ) -> None:
     alice = as_member("alice")
     alice.attachment_size_limit = 1024  # far below any GIF of the stream
-    start = driver.command(alice, "tryon start", photo=photo_option(fake_discord), outfit="plaid shirt")
-    await wait_status(fake_discord, start.token, "Streaming live")
+    start, _ = await start_streaming(driver, alice, "plaid shirt")
     applied = await driver.command(alice, "tryon outfit", prompt="striped sweater").reply(within=40)
     assert applied.content == "New outfit applied."
     await driver.command(alice, "tryon stop").reply()
@@ -416,10 +411,7 @@ async def test_private_session_goes_to_dms_after_the_token_expires(
 ) -> None:
     alice = as_member("alice")
     alice_id = int(alice.member["user"]["id"])  # type: ignore[index]
-    start = driver.command(
-        alice, "tryon start", photo=photo_option(fake_discord), outfit="navy peacoat", private=True
-    )
-    await wait_status(fake_discord, start.token, "Streaming live")
+    start, _ = await start_streaming(driver, alice, "navy peacoat", private=True)
     fake_discord.expire_token(start.token)
     await driver.command(alice, "tryon stop").reply()
     links = await fake_discord.wait_for(
@@ -439,10 +431,7 @@ async def test_closed_dms_drop_private_messages_quietly(
 ) -> None:
     alice = as_member("alice")
     fake_discord.closed_dms.add(int(alice.member["user"]["id"]))  # type: ignore[index]
-    start = driver.command(
-        alice, "tryon start", photo=photo_option(fake_discord), outfit="teal cardigan", private=True
-    )
-    await wait_status(fake_discord, start.token, "Streaming live")
+    start, _ = await start_streaming(driver, alice, "teal cardigan", private=True)
     fake_discord.expire_token(start.token)
     await driver.command(alice, "tryon stop").reply()
     await fake_discord.wait_for(

@@ -26,7 +26,7 @@ from bot.config import BotConfig
 from bot.emulator import Emulator
 from tests.fakediscord import BotDriver, Delivered, FakeDiscord, FakeMessage, Fault, RecordedRequest
 from tests.fakediscord import payloads as p
-from tests.helpers import fast_engine, make_bot_config, photo_option, session_id_of, until, wait_status
+from tests.helpers import fast_engine, make_bot_config, session_id_of, start_streaming, until
 from tests.reliability.conftest import assert_nothing_running, assert_settled_once
 
 pytestmark = pytest.mark.timeout(60)
@@ -90,10 +90,9 @@ class Running:
     session_id: str
 
 
-async def start_streaming(driver: BotDriver, fake: FakeDiscord, member: p.InteractionContext) -> Running:
+async def start_running(driver: BotDriver, member: p.InteractionContext) -> Running:
     """`/tryon start` and wait until the status message says it streams."""
-    start = driver.command(member, "tryon start", photo=photo_option(fake), outfit="a red wool coat")
-    status = await wait_status(fake, start.token, "Streaming live")
+    start, status = await start_streaming(driver, member, "a red wool coat")
     return Running(start, status, session_id_of(status))
 
 
@@ -154,7 +153,7 @@ async def test_transient_errors_on_status_edits_and_uploads(
         return fake_discord.fail(method, pattern, status=status, times=times, retry_after=0.3, **options)
 
     clip = fail_next("POST", r"^/webhooks/", when=uploads(".gif"))
-    running = await start_streaming(driver, fake_discord, alice)
+    running = await start_running(driver, alice)
     await fake_discord.wait_for(lambda: clip.hits, 20)
     assert await seconds_until(fake_discord, uploads(".gif"), after=clip.hits[0].received_at) < TOLD_WITHIN
 
@@ -200,7 +199,7 @@ async def test_a_status_message_that_cannot_be_edited_is_posted_again(
 ) -> None:
     """Deleted (404 Unknown Message) or failing for good: the status moves to a new message, once."""
     alice = as_member("alice")
-    running = await start_streaming(driver, fake_discord, alice)
+    running = await start_running(driver, alice)
     old = rf"/messages/{running.status.id}$"
     if server_error is None:
         fake_discord.delete_message(running.status.id)
@@ -247,7 +246,7 @@ async def test_refused_uploads_are_replaced_by_words(
     refuse = fake_discord.fail(
         "POST", r"^/webhooks/", status=status, code=code, times=None, when=lambda r: bool(r.files)
     )
-    running = await start_streaming(driver, fake_discord, alice)
+    running = await start_running(driver, alice)
     clip = await fake_discord.wait_for(lambda: refuse.hits, 20)
     note = shows("could not be posted")
     assert await seconds_until(fake_discord, note, after=clip[0].received_at) < TOLD_WITHIN
@@ -284,7 +283,7 @@ async def test_an_interaction_token_dead_early_moves_the_session_to_the_channel(
     unhandled: None,
 ) -> None:
     alice = as_member("alice")
-    running = await start_streaming(driver, fake_discord, alice)
+    running = await start_running(driver, alice)
     token = running.start.token
     fake_discord.fail("*", rf"^/webhooks/\d+/{token}", status=status, code=code, times=None)
     stop = driver.command(alice, "tryon stop")
@@ -318,7 +317,7 @@ async def test_missing_permissions_after_the_token_fallback(
     alice = as_member("alice")
     if not dms_open:
         fake_discord.closed_dms.add(member_id(alice))
-    running = await start_streaming(driver, fake_discord, alice)
+    running = await start_running(driver, alice)
     fake_discord.expire_token(running.start.token)
     channel = rf"^/channels/{world.channel['id']}/messages"
     fake_discord.fail("*", channel, status=403, code=50013, times=None)
@@ -356,7 +355,7 @@ async def test_discord_down_for_everything(
     # Nothing is timed here: give up sooner. By name: each bot loads its own copy of the extension's modules.
     monkeypatch.setattr(sys.modules["cogs.tryon.outlet"], "CALL_SECONDS", 1.0)
     alice = as_member("alice")
-    running = await start_streaming(driver, fake_discord, alice)
+    running = await start_running(driver, alice)
     outage = fake_discord.fail("*", ".", status=503, times=None)
     session = bot.runtime.engine.manager.get(running.session_id)
     bot.runtime.engine.manager.stop(running.session_id, user_id=member_id(alice))

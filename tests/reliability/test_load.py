@@ -34,6 +34,7 @@ from tests.helpers import (
     make_bot_config,
     photo_option,
     session_id_of,
+    start_streaming,
     status_message,
     until,
     wait_status,
@@ -187,8 +188,8 @@ async def deliver_burst(driver: BotDriver, burst: Sequence[Sent], fake: FakeDisc
         await asyncio.sleep(0)
 
 
-async def start_streaming(driver: BotDriver, members: Sequence[Member]) -> dict[int, str]:
-    """Start one session per member and wait until all stream; returns user id -> session id."""
+async def start_streaming_all(driver: BotDriver, members: Sequence[Member]) -> dict[int, str]:
+    """Start one session per member at once and wait until all stream; returns user id -> session id."""
     fake = driver.fake
     starts = [
         driver.command(m.ctx, "tryon start", photo=photo_option(fake), outfit=OUTFITS[i])
@@ -225,7 +226,7 @@ async def test_burst_of_200_commands_while_every_slot_streams(
     everyone = [*streamers, *busy_starters, *(m for ms in quiet_members for m in ms)]
     assert len(everyone) == 50
 
-    streaming = await start_streaming(driver, streamers)
+    streaming = await start_streaming_all(driver, streamers)
 
     burst = burst_mix(streamers, busy_starters, quiet_members)
     assert len(burst) == 200
@@ -545,7 +546,7 @@ async def test_concurrent_stops_end_once(
     alice, other = members_of(driver, world, "m", 2)
     blocker: dict[int, str] = {}
     if queued:  # someone else holds the only slot
-        blocker = await start_streaming(driver, [other])
+        blocker = await start_streaming_all(driver, [other])
     start = driver.command(alice.ctx, "tryon start", photo=photo_option(fake), outfit="red coat")
     status = await wait_status(fake, start.token, "Waiting in line" if queued else "Streaming live")
     session_id = session_id_of(status)
@@ -582,8 +583,7 @@ async def test_start_right_after_stop_says_the_last_one_is_finishing(
     world = p.guild_world()
     driver.add_guild(world)
     alice = members_of(driver, world, "alice", 1)[0]
-    start = driver.command(alice.ctx, "tryon start", photo=photo_option(fake), outfit="red coat")
-    status = await wait_status(fake, start.token, "Streaming live")
+    start, status = await start_streaming(driver, alice.ctx, "red coat")
     session_id = session_id_of(status)
     emulator.faults.recording_delay_seconds = 1.5  # the platform still processes the recording
 
@@ -617,8 +617,7 @@ async def test_new_outfit_pressed_and_submitted_twice(
     world = p.guild_world()
     driver.add_guild(world)
     alice = members_of(driver, world, "alice", 1)[0]
-    start = driver.command(alice.ctx, "tryon start", photo=photo_option(fake), outfit="red coat")
-    status = await wait_status(fake, start.token, "Streaming live")
+    start, status = await start_streaming(driver, alice.ctx, "red coat")
     session_id = session_id_of(status)
 
     presses = [driver.press(alice.ctx, status, f"tryon:outfit:{session_id}") for _ in range(2)]
@@ -671,8 +670,7 @@ async def test_acknowledgements_do_not_wait_for_a_busy_database(
     alice, bob = members_of(driver, world, "m", 2)
     mod = driver.context(world, world.add_member("mod", moderator=True))
     target = world.add_member("target")
-    start = driver.command(alice.ctx, "tryon start", photo=photo_option(fake), outfit="red coat")
-    status = await wait_status(fake, start.token, "Streaming live")
+    start, status = await start_streaming(driver, alice.ctx, "red coat")
     session_id = session_id_of(status)
 
     async with database_held(bot.runtime.store.path, DISCORD_ACK_SECONDS + 1.0):

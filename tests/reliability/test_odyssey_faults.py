@@ -29,8 +29,15 @@ from bot.odyssey import Odyssey
 from tests.conftest import EmulatorFactory
 from tests.fakediscord import BotDriver, FakeDiscord, FakeMessage, RecordedRequest
 from tests.fakediscord import payloads as p
-from tests.fakediscord.harness import Delivered
-from tests.helpers import fast_engine, make_bot_config, photo_option, session_id_of, until, wait_status
+from tests.helpers import (
+    fast_engine,
+    make_bot_config,
+    photo_option,
+    session_id_of,
+    start_streaming,
+    until,
+    wait_status,
+)
 from tests.reliability.conftest import assert_nothing_running, assert_settled_once
 
 pytestmark = pytest.mark.timeout(60)
@@ -83,15 +90,6 @@ async def told(fake: FakeDiscord, token: str, *phrases: str, within: float = 15.
     """Wait until the member was shown one of `phrases`; the request that showed it."""
     found: RecordedRequest = await fake.wait_for(lambda: first_request_saying(fake, token, *phrases), within)
     return found
-
-
-async def start_streaming(
-    driver: BotDriver, fake: FakeDiscord, member: p.InteractionContext, outfit: str
-) -> tuple[Delivered, FakeMessage]:
-    """Start a try-on and wait until it streams; the start interaction and its status message."""
-    start = driver.command(member, "tryon start", photo=photo_option(fake), outfit=outfit)
-    status = await wait_status(fake, start.token, "Streaming live", within=30)
-    return start, status
 
 
 async def final_message(fake: FakeDiscord, token: str) -> FakeMessage:
@@ -150,7 +148,7 @@ async def assert_nothing_left(
 async def next_member_streams(driver: BotDriver, fake: FakeDiscord, as_member: Ctx, bot: TryOnBot) -> None:
     """The freed slot works: another member streams, stops, and is settled too."""
     member = as_member("next")
-    start, status = await start_streaming(driver, fake, member, "plain grey t-shirt")
+    start, status = await start_streaming(driver, member, "plain grey t-shirt", within=30)
     await driver.command(member, "tryon stop").reply()
     await wait_status(fake, start.token, "Done after", within=30)
     await assert_settled_once(bot.runtime.store, session_id_of(status))
@@ -301,7 +299,7 @@ async def test_mid_stream_fault_continues_on_a_fresh_stream(
     inject: Callable[[Emulator], Any],
 ) -> None:
     alice = as_member("alice")
-    start, status = await start_streaming(driver, fake_discord, alice, "red wool coat")
+    start, status = await start_streaming(driver, alice, "red wool coat", within=30)
     session_id = session_id_of(status)
     await inject(emulator)
     fault_at = await stream_ended_on_the_platform(emulator)
@@ -365,7 +363,7 @@ async def test_abnormal_close_with_no_way_back_ends_with_the_recording(
     gives_up_after: float,
     sentence: str,
 ) -> None:
-    start, status = await start_streaming(driver, fake_discord, as_member("alice"), "red wool coat")
+    start, status = await start_streaming(driver, as_member("alice"), "red wool coat", within=30)
     session_id = session_id_of(status)
     setattr(emulator.faults, refusal, value)  # the fresh connection is refused
     fault_at = time.perf_counter()
@@ -394,7 +392,7 @@ async def test_a_slow_reconnect_after_a_drop_is_announced_at_once(
     open_before: weakref.WeakSet[object],
 ) -> None:
     alice = as_member("alice")
-    start, status = await start_streaming(driver, fake_discord, alice, "red wool coat")
+    start, status = await start_streaming(driver, alice, "red wool coat", within=30)
     session_id = session_id_of(status)
     emulator.faults.stream_start_delay_seconds = TOLD_WITHIN + 5  # the fresh stream is slow to come
     fault_at = time.perf_counter()
@@ -422,14 +420,14 @@ async def test_slow_recording_frees_the_slot_and_still_arrives(
 ) -> None:
     emulator.faults.recording_delay_seconds = RECORDING_POLL_LIMIT - 1.5  # late, but within the wait
     alice = as_member("alice")
-    start, status = await start_streaming(driver, fake_discord, alice, "red wool coat")
+    start, status = await start_streaming(driver, alice, "red wool coat", within=30)
     session_id = session_id_of(status)
     stop = driver.command(alice, "tryon stop")
     notice = await told(fake_discord, start.token, "fetching your recording")
     assert notice.received_at - stop.delivered_at < TOLD_WITHIN
     # The platform's slot was given back at the stream's end: the next member need not wait for the files.
     bob = as_member("bob")
-    bob_start, bob_status = await start_streaming(driver, fake_discord, bob, "blue denim jacket")
+    bob_start, bob_status = await start_streaming(driver, bob, "blue denim jacket", within=30)
     assert first_request_saying(fake_discord, start.token, "[video](") is None  # alice's still pending
     final = await final_message(fake_discord, start.token)
     assert final.text.count("[video](") == 1, final.text
@@ -451,7 +449,7 @@ async def test_missing_recording_is_said_plainly_and_offered_once_found(
 ) -> None:
     emulator.faults.recordings_missing = True
     alice = as_member("alice")
-    start, status = await start_streaming(driver, fake_discord, alice, "red wool coat")
+    start, status = await start_streaming(driver, alice, "red wool coat", within=30)
     session_id = session_id_of(status)
     stop = driver.command(alice, "tryon stop")
     final = await final_message(fake_discord, start.token)

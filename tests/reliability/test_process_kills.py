@@ -38,8 +38,8 @@ from tests.helpers import (
     PHOTO,
     fast_engine,
     make_bot_config,
-    photo_option,
     session_id_of,
+    start_streaming,
     status_message,
     wait_status,
 )
@@ -105,10 +105,7 @@ async def test_emulator_killed_mid_stream_and_restarted(
     fake_discord: FakeDiscord,
     emulator_proc: EmulatorProcess,
 ) -> None:
-    start = driver.command(
-        as_member("alice"), "tryon start", photo=photo_option(fake_discord), outfit="green linen shirt"
-    )
-    status = await wait_status(fake_discord, start.token, "Streaming live")
+    start, status = await start_streaming(driver, as_member("alice"), "green linen shirt")
     session_id = session_id_of(status)
     await asyncio.sleep(1.5)  # some video and a few heartbeats
 

@@ -46,6 +46,7 @@ from tests.helpers import (
     make_bot_config,
     photo_option,
     session_id_of,
+    start_streaming,
     stored_session,
     until,
     wait_status,
@@ -208,8 +209,7 @@ async def test_session_buttons_refuse_non_owners_and_let_moderators_act(
 ) -> None:
     store = bot.runtime.store
     alice = as_member("alice")
-    start = driver.command(alice, "tryon start", photo=photo_option(fake_discord), outfit="a red wool coat")
-    status = await wait_status(fake_discord, start.token, "Streaming live")
+    start, status = await start_streaming(driver, alice, "a red wool coat")
     session_id = session_id_of(status)
     session = bot.runtime.engine.manager.get(session_id)
     with_buttons = message_copy(status, world)  # as a member's client still shows it after the end
@@ -319,8 +319,7 @@ async def test_one_guilds_sessions_usage_and_audit_stay_in_that_guild(
     ).reply()
     await driver.command(mod_a, "tryonadmin unblock", member=p.opt_member(p.member(alice_user))).reply()
     # A live session in A.
-    start = driver.command(alice_a, "tryon start", photo=photo_option(fake_discord), outfit="a teal cape")
-    status = await wait_status(fake_discord, start.token, "Streaming live")
+    start, status = await start_streaming(driver, alice_a, "a teal cape")
     live_id = session_id_of(status)
 
     # Alice, in B, sees none of A.
@@ -418,10 +417,7 @@ async def test_forget_removes_the_members_rows_and_every_byte_of_their_prompts(
         alice, "tryon start", photo=photo_option(fake_discord), outfit=f"{marker} sequins gown"
     ).reply()
     assert "doesn't allow" in refused.content
-    start = driver.command(
-        alice, "tryon start", photo=photo_option(fake_discord), outfit=f"a {marker} velvet kimono"
-    )
-    status = await wait_status(fake_discord, start.token, "Streaming live")
+    start, status = await start_streaming(driver, alice, f"a {marker} velvet kimono")
     session_id = session_id_of(status)
     changed = await driver.command(alice, "tryon outfit", prompt=f"a {marker} linen suit").reply(within=30)
     assert changed.content == "New outfit applied."
@@ -616,8 +612,7 @@ async def _a_whole_try_on_and_its_failures(
     driver: BotDriver, bot: TryOnBot, world: p.GuildWorld, emulator: Any, fake: FakeDiscord
 ) -> None:
     alice = driver.context(world, world.add_member("alice"))
-    start = driver.command(alice, "tryon start", photo=photo_option(fake), outfit="a red wool coat")
-    status = await wait_status(fake, start.token, "Streaming live")
+    start, status = await start_streaming(driver, alice, "a red wool coat")
     session_id = session_id_of(status)
     assert (await driver.command(alice, "tryon outfit", prompt="a blue cape").reply(within=30)).content
     await driver.command(alice, "tryon snapshot").reply(within=30)
