@@ -39,6 +39,11 @@ def fast_engine(**overrides: Any) -> EngineSettings:
     return EngineSettings(**values)
 
 
+def bearer(token: str) -> dict[str, str]:
+    """The HTTP headers that present `token` as a bearer token (the emulator's REST API)."""
+    return {"Authorization": f"Bearer {token}"}
+
+
 def photo_option(fake: FakeDiscord, data: bytes = PHOTO, content_type: str = "image/jpeg") -> p.Resolved:
     """A `photo:` option whose attachment the fake Discord serves from its CDN."""
     return p.opt_attachment(fake.add_attachment("me.jpg", data, content_type, width=512, height=512))

@@ -21,6 +21,7 @@ from tests.emulator.peer import (
     request_session,
     start_message,
 )
+from tests.helpers import bearer
 
 
 async def wait_closed(peer, within: float = 10.0):
@@ -233,7 +234,7 @@ async def test_slots_free_on_clean_disconnect_and_unclaimed_sessions_expire(emul
     assert not emu.active_sessions()
     async with httpx.AsyncClient(base_url=emu.url) as http:
         token = await get_token(http)
-        headers = {"Authorization": f"Bearer {token}"}
+        headers = bearer(token)
         assert (await http.post("/sessions/request", json={}, headers=headers)).status_code == 200
         assert (await http.post("/sessions/request", json={}, headers=headers)).status_code == 429
         await asyncio.sleep(0.6)  # nobody connected to the first session
