@@ -44,6 +44,12 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+def user_id(ctx: p.InteractionContext) -> int:
+    """The user id of the member behind an interaction context."""
+    assert ctx.member is not None
+    return int(ctx.member["user"]["id"])
+
+
 def photo_option(fake: FakeDiscord, data: bytes = PHOTO, content_type: str = "image/jpeg") -> p.Resolved:
     """A `photo:` option whose attachment the fake Discord serves from its CDN."""
     return p.opt_attachment(fake.add_attachment("me.jpg", data, content_type, width=512, height=512))

@@ -20,6 +20,7 @@ from tests.helpers import (
     start_streaming,
     status_message,
     stored_session,
+    user_id,
     wait_status,
 )
 
@@ -81,7 +82,7 @@ async def test_fast_refusals_answer_at_once_and_spend_nothing(
     ).reply()
     assert wrong_channel.ephemeral and "isn't enabled in this channel" in wrong_channel.content
 
-    assert await bot.runtime.store.sessions.history(world.guild_id, int(alice.member["user"]["id"])) == []  # type: ignore[index]
+    assert await bot.runtime.store.sessions.history(world.guild_id, user_id(alice)) == []
 
 
 async def test_dm_start_is_refused(driver: BotDriver, fake_discord: FakeDiscord) -> None:
@@ -234,7 +235,7 @@ async def test_buttons_of_finished_sessions_read_sqlite(
     driver: BotDriver, world: p.GuildWorld, as_member: Ctx, bot: TryOnBot, fake_discord: FakeDiscord
 ) -> None:
     alice, bob = as_member("alice"), as_member("bob")
-    alice_id = int(alice.member["user"]["id"])  # type: ignore[index]
+    alice_id = user_id(alice)
     record = await stored_session(
         bot.runtime.store, world.guild_id, alice_id, channel_id=int(world.channel["id"])
     )
@@ -258,7 +259,7 @@ async def test_quota_history_and_forget(
     driver: BotDriver, world: p.GuildWorld, as_member: Ctx, bot: TryOnBot, fake_discord: FakeDiscord
 ) -> None:
     alice, bob = as_member("alice"), as_member("bob")
-    alice_id = int(alice.member["user"]["id"])  # type: ignore[index]
+    alice_id = user_id(alice)
     quota = await driver.command(alice, "tryon quota").reply()
     assert "**Today:** 10 min left" in quota.content and "**This month:** 60 min left" in quota.content
 
@@ -318,7 +319,7 @@ async def test_steering_commands_snapshot_and_moderator_stop(
     assert "Stopping" in stopped.content
     await wait_status(fake_discord, start.token, "a moderator ended it", within=40)
     entries = await bot.runtime.store.audit.list(world.guild_id, action="session_stopped")
-    assert entries[0].target == session_id and entries[0].actor_id == int(mod.member["user"]["id"])  # type: ignore[index]
+    assert entries[0].target == session_id and entries[0].actor_id == user_id(mod)
     gone = await driver.command(alice, "tryon status").reply()
     assert "no try-on running" in gone.content
 
@@ -331,7 +332,7 @@ async def test_restart_settles_interrupted_sessions_and_tells_the_channel(
     fake_discord: FakeDiscord,
     bot_config: BotConfig,
 ) -> None:
-    alice_id = int(as_member("alice").member["user"]["id"])  # type: ignore[index]
+    alice_id = user_id(as_member("alice"))
     channel_id = int(world.channel["id"])
     record = await stored_session(
         bot.runtime.store,
@@ -410,7 +411,7 @@ async def test_private_session_goes_to_dms_after_the_token_expires(
     driver: BotDriver, world: p.GuildWorld, as_member: Ctx, bot: TryOnBot, fake_discord: FakeDiscord
 ) -> None:
     alice = as_member("alice")
-    alice_id = int(alice.member["user"]["id"])  # type: ignore[index]
+    alice_id = user_id(alice)
     start, _ = await start_streaming(driver, alice, "navy peacoat", private=True)
     fake_discord.expire_token(start.token)
     await driver.command(alice, "tryon stop").reply()
@@ -430,7 +431,7 @@ async def test_closed_dms_drop_private_messages_quietly(
     driver: BotDriver, world: p.GuildWorld, as_member: Ctx, bot: TryOnBot, fake_discord: FakeDiscord
 ) -> None:
     alice = as_member("alice")
-    fake_discord.closed_dms.add(int(alice.member["user"]["id"]))  # type: ignore[index]
+    fake_discord.closed_dms.add(user_id(alice))
     start, _ = await start_streaming(driver, alice, "teal cardigan", private=True)
     fake_discord.expire_token(start.token)
     await driver.command(alice, "tryon stop").reply()
@@ -449,7 +450,7 @@ async def test_a_failing_page_button_tells_the_member_an_error_id(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     alice = as_member("alice")
-    alice_id = int(alice.member["user"]["id"])  # type: ignore[index]
+    alice_id = user_id(alice)
     for _ in range(bot.config.discord.history_page_size + 1):
         await stored_session(bot.runtime.store, world.guild_id, alice_id)
     page = await driver.command(alice, "tryon history").reply()
@@ -467,7 +468,7 @@ async def test_history_buttons_are_removed_when_they_time_out(
     driver: BotDriver, world: p.GuildWorld, as_member: Ctx, bot: TryOnBot, fake_discord: FakeDiscord
 ) -> None:
     alice = as_member("alice")
-    alice_id = int(alice.member["user"]["id"])  # type: ignore[index]
+    alice_id = user_id(alice)
     for _ in range(bot.config.discord.history_page_size + 1):
         await stored_session(bot.runtime.store, world.guild_id, alice_id)
     page = await driver.command(alice, "tryon history").reply()

@@ -26,7 +26,7 @@ from bot.config import BotConfig
 from bot.emulator import Emulator
 from tests.fakediscord import BotDriver, Delivered, FakeDiscord, FakeMessage, Fault, RecordedRequest
 from tests.fakediscord import payloads as p
-from tests.helpers import fast_engine, make_bot_config, session_id_of, start_streaming, until
+from tests.helpers import fast_engine, make_bot_config, session_id_of, start_streaming, until, user_id
 from tests.reliability.conftest import assert_nothing_running, assert_settled_once
 
 pytestmark = pytest.mark.timeout(60)
@@ -174,10 +174,6 @@ def first_refusal(fake: FakeDiscord, method: str, pattern: str) -> RecordedReque
     return next((r for r in fake.requests_to(method, pattern) if r.status >= 400), None)
 
 
-def member_id(member: p.InteractionContext) -> int:
-    return int(member.member["user"]["id"])  # type: ignore[index]
-
-
 # ----- the status message can no longer be edited ---------------------------------------------------------
 
 STATUS_GONE = [
@@ -316,7 +312,7 @@ async def test_missing_permissions_after_the_token_fallback(
     """403 Missing Permissions in the channel once the token is gone: the member hears in DMs, if open."""
     alice = as_member("alice")
     if not dms_open:
-        fake_discord.closed_dms.add(member_id(alice))
+        fake_discord.closed_dms.add(user_id(alice))
     running = await start_running(driver, alice)
     fake_discord.expire_token(running.start.token)
     channel = rf"^/channels/{world.channel['id']}/messages"
@@ -327,7 +323,7 @@ async def test_missing_permissions_after_the_token_fallback(
         assert await seconds_until(fake_discord, shows(*ENDED_WORDS), after=stop.delivered_at) < TOLD_WITHIN
     await assert_recovered(bot, driver, fake_discord, alice, running.session_id)
     assert any(r.status == 403 for r in fake_discord.requests if re.search(channel, r.path))
-    dm = fake_discord.dm_channels.get(member_id(alice))
+    dm = fake_discord.dm_channels.get(user_id(alice))
     in_dms = fake_discord.channel_messages(dm) if dm is not None else []
     if dms_open:
         assert any("Done after" in m.text for m in in_dms) and any("[video](" in m.text for m in in_dms)
@@ -358,7 +354,7 @@ async def test_discord_down_for_everything(
     running = await start_running(driver, alice)
     outage = fake_discord.fail("*", ".", status=503, times=None)
     session = bot.runtime.engine.manager.get(running.session_id)
-    bot.runtime.engine.manager.stop(running.session_id, user_id=member_id(alice))
+    bot.runtime.engine.manager.stop(running.session_id, user_id=user_id(alice))
     await asyncio.wait_for(session.finished.wait(), 40)
     outage.lift()
     assert outage.hits and all(r.status == 503 for r in outage.hits)

@@ -25,7 +25,7 @@ from bot.tryon.prompts import clean_prompt
 from tests.fakediscord import BotDriver, FakeDiscord, FakeMessage
 from tests.fakediscord import payloads as p
 from tests.fakediscord.server import RecordedRequest
-from tests.helpers import photo_option, session_id_of, status_message, until, wait_status
+from tests.helpers import photo_option, session_id_of, status_message, until, user_id, wait_status
 from tests.reliability.conftest import assert_settled_once, loop_lag_probe
 from tests.reliability.hostile_corpus import (
     BLOCKLIST,
@@ -44,12 +44,6 @@ ANSWER_SECONDS = 20.0  # generous on a loaded 2-core machine; no case comes near
 
 
 # ----- shared checks ------------------------------------------------------------------------------
-
-
-def user_id(ctx: p.InteractionContext) -> int:
-    """The id of the member behind an interaction context."""
-    assert ctx.member is not None
-    return int(ctx.member["user"]["id"])
 
 
 @pytest.fixture(scope="session")

@@ -37,6 +37,7 @@ from tests.helpers import (
     start_streaming,
     status_message,
     until,
+    user_id,
     wait_status,
 )
 from tests.reliability.conftest import assert_nothing_running, assert_settled_once, loop_lag_probe
@@ -116,7 +117,7 @@ class Member:
 
     @property
     def user_id(self) -> int:
-        return int(self.ctx.member["user"]["id"])  # type: ignore[index]
+        return user_id(self.ctx)
 
 
 @dataclass
@@ -567,8 +568,8 @@ async def test_concurrent_stops_end_once(
     assert len(recording_messages(fake, start.token)) == (0 if queued else 1)
     rows = {sid: state for sid, _, state in await stored_rows(bot.runtime.store.path)}
     assert rows[session_id] == ("cancelled" if queued else "done")
-    for user_id, blocking_id in blocker.items():
-        assert user_id == other.user_id
+    for blocking_user, blocking_id in blocker.items():
+        assert blocking_user == other.user_id
         await driver.command(other.ctx, "tryon stop").reply()
         await until(lambda: not bot.runtime.engine.manager.sessions(), 30)
         await assert_settled_once(bot.runtime.store, blocking_id)

@@ -49,6 +49,7 @@ from tests.helpers import (
     start_streaming,
     stored_session,
     until,
+    user_id,
     wait_status,
 )
 from tests.reliability.conftest import assert_settled_once
@@ -92,12 +93,6 @@ def member_with(world: p.GuildWorld, name: str, permissions: int) -> p.Payload:
     payload = world.add_member(name)
     payload["permissions"] = str(permissions)
     return payload
-
-
-def user_id(ctx: p.InteractionContext) -> int:
-    """The acting member's user id."""
-    assert ctx.member is not None
-    return int(ctx.member["user"]["id"])
 
 
 async def db_snapshot(store: Store) -> dict[str, list[tuple[Any, ...]]]:
