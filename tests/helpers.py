@@ -17,7 +17,8 @@ from bot.tryon.settings import EngineSettings
 from tests.fakediscord import BotDriver, Delivered, FakeDiscord, FakeMessage
 from tests.fakediscord import payloads as p
 
-PHOTO = (Path(__file__).parents[1] / "examples" / "astronaut.jpg").read_bytes()
+ROOT = Path(__file__).resolve().parents[1]
+PHOTO = (ROOT / "examples" / "astronaut.jpg").read_bytes()
 
 
 def fast_engine(**overrides: Any) -> EngineSettings:

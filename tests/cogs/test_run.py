@@ -14,9 +14,7 @@ from bot.emulator import DEV_API_KEY, Emulator
 from bot.store import Store
 from tests.fakediscord import FakeDiscord
 from tests.fakediscord import payloads as p
-
-ROOT = Path(__file__).parents[2]
-PHOTO = (ROOT / "examples" / "astronaut.jpg").read_bytes()
+from tests.helpers import PHOTO, ROOT
 
 pytestmark = pytest.mark.timeout(120)
 

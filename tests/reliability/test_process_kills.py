@@ -31,11 +31,12 @@ from bot.app import TryOnBot
 from bot.config import BotConfig
 from bot.emulator import DEV_API_KEY, Emulator
 from bot.store import Store
-from tests.emulator.process import ROOT, EmulatorProcess, emulator_process
+from tests.emulator.process import EmulatorProcess, emulator_process
 from tests.fakediscord import BotDriver, FakeDiscord, FakeMessage
 from tests.fakediscord import payloads as p
 from tests.helpers import (
     PHOTO,
+    ROOT,
     fast_engine,
     make_bot_config,
     session_id_of,

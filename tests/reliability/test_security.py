@@ -42,6 +42,7 @@ from tests.fakediscord import BotDriver, FakeDiscord, FakeMessage
 from tests.fakediscord import payloads as p
 from tests.helpers import (
     PHOTO,
+    ROOT,
     fast_engine,
     make_bot_config,
     photo_option,
@@ -899,11 +900,10 @@ async def test_hostile_prompts_run_through_a_whole_session_without_touching_a_sh
 
 def test_no_code_of_the_bot_can_start_a_process() -> None:
     """The bot and its cogs import no process-spawning module and call nothing with shell=True."""
-    root = Path(__file__).parents[2]
     spawning = {"subprocess", "pty", "pexpect", "sh"}
     calls = {"system", "popen", "execv", "execve", "execvp", "spawnl", "spawnv", "startfile", "posix_spawn"}
     found = []
-    for path in sorted([*(root / "bot").rglob("*.py"), *(root / "cogs").rglob("*.py")]):
+    for path in sorted([*(ROOT / "bot").rglob("*.py"), *(ROOT / "cogs").rglob("*.py")]):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):

@@ -28,9 +28,8 @@ from bot.tryon.errors import (
 )
 from bot.tryon.presenter import StatusChanged
 from bot.tryon.session import EndReason, SessionRequest, SessionState, StreamPhoto, TryOnSession
-from tests.helpers import fast_engine, until
+from tests.helpers import PHOTO, fast_engine, until
 
-PHOTO = (Path(__file__).parents[2] / "examples" / "astronaut.jpg").read_bytes()
 GUILD_A, GUILD_B = 111, 222
 
 pytestmark = pytest.mark.timeout(120)
