@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -142,3 +144,45 @@ async def until(
         if left is None:
             raise
         pytest.fail(f"still there after {within} s: {left()}")
+
+
+def write_run_config(
+    path: Path, fake: FakeDiscord, emulator_url: str, database: Path, engine: EngineSettings | None = None
+) -> None:
+    """A config.toml for `python -m bot run` on the fake Discord and the emulator; `fast_engine()` default."""
+    engine = engine or fast_engine()
+    path.write_text(
+        f"""
+[discord]
+api_base_url = "{fake.api_base}"
+gateway_url = "{fake.gateway_url}"
+status_edit_seconds = 0.2
+
+[odyssey]
+api_url = "{emulator_url}"
+
+[store]
+database = "{database}"
+
+[engine]
+slots = {engine.slots}
+snippet_seconds = {engine.snippet_seconds}
+snippet_fps = {engine.snippet_fps}
+snippet_width = {engine.snippet_width}
+buffer_seconds = {engine.buffer_seconds}
+heartbeat_seconds = {engine.heartbeat_seconds}
+connect_timeout_seconds = {engine.connect_timeout_seconds}
+recording_poll_first_seconds = {engine.recording_poll_first_seconds}
+recording_poll_limit_seconds = {engine.recording_poll_limit_seconds}
+min_start_seconds = {engine.min_start_seconds}
+""",
+        encoding="utf-8",
+    )
+
+
+async def start_bot_process(config: Path, **streams: Any) -> asyncio.subprocess.Process:
+    """`python -m bot run --config …` as a child process, with a fake bot token and the emulator's dev key."""
+    env = dict(os.environ, DISCORD_TOKEN="fake.process.token", ODYSSEY_API_KEY=DEV_API_KEY)
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "run", "--config", str(config), cwd=ROOT, env=env, **streams
+    )
