@@ -51,3 +51,61 @@ async def _stop_quietly(emulator: Emulator) -> BaseException | None:
 async def emulator(emulator_factory: EmulatorFactory) -> Emulator:
     """A running emulator (quarter-size frames, 8 fps, 1 s loops) accepting `DEV_API_KEY`."""
     return await emulator_factory()
+
+
+# ---- front-end fixtures: the real TryOnBot logged in against the fake Discord ----------------------------
+
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+from bot.app import TryOnBot  # noqa: E402
+from bot.config import BotConfig  # noqa: E402
+from tests.fakediscord import BotDriver, FakeDiscord  # noqa: E402
+from tests.fakediscord import payloads as p  # noqa: E402
+from tests.fakediscord.fixtures import fake_discord  # noqa: E402
+from tests.helpers import make_bot_config  # noqa: E402
+
+__all__ = ["fake_discord"]
+
+
+@pytest.fixture
+def bot_config(tmp_path: Path) -> BotConfig:
+    """The configuration `driver` starts the bot with (override the fixture to change it)."""
+    return make_bot_config(tmp_path)
+
+
+@pytest.fixture
+async def driver(fake_discord: FakeDiscord, bot_config: BotConfig) -> AsyncIterator[BotDriver]:
+    """A logged-in TryOnBot (runtime opened, extensions loaded) and the link to feed it interactions."""
+    bot = TryOnBot(bot_config)
+    driver = BotDriver(fake_discord, bot)
+    try:
+        await driver.login()
+        yield driver
+    finally:
+        await bot.close()
+
+
+@pytest.fixture
+def bot(driver: BotDriver) -> TryOnBot:
+    """The running bot."""
+    assert isinstance(driver.client, TryOnBot)
+    return driver.client
+
+
+@pytest.fixture
+def world(driver: BotDriver) -> p.GuildWorld:
+    """A guild the bot has joined (GUILD_CREATE delivered)."""
+    guild = p.guild_world()
+    driver.add_guild(guild)
+    return guild
+
+
+@pytest.fixture
+def as_member(driver: BotDriver, world: p.GuildWorld) -> Callable[..., p.InteractionContext]:
+    """`as_member("alice", moderator=True)` -> an interaction context for a new member of `world`."""
+
+    def make(name: str, *, moderator: bool = False, **kwargs: Any) -> p.InteractionContext:
+        return driver.context(world, world.add_member(name, moderator=moderator), **kwargs)
+
+    return make

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import re
-from pathlib import Path
 
 import pytest
 
 from bot.deadline import wait_within
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT
 
 
 async def test_the_work_is_cancelled_and_timeout_raised_at_the_deadline() -> None:

@@ -7,9 +7,9 @@ from typing import Any
 
 from bot.app import TryOnBot
 from bot.store.records import QuotaLimits
-from tests.cogs.conftest import stored_session
 from tests.fakediscord import BotDriver, FakeDiscord
 from tests.fakediscord import payloads as p
+from tests.helpers import stored_session
 
 Ctx = Callable[..., p.InteractionContext]
 Steps = list[tuple[str, dict[str, Any]]]

@@ -13,14 +13,14 @@ import pytest
 from discord.ext import commands
 
 from bot.app import TryOnBot
-from tests.cogs.conftest import make_config
+from tests.helpers import make_bot_config
 
 
 @pytest.fixture
 async def dp_bot(tmp_path: Path) -> AsyncIterator[tuple[TryOnBot, list[tuple[str, Any]]]]:
     # dpytest builds its members through the gateway member cache, which needs the members intent.
     bot = TryOnBot(
-        make_config(tmp_path),
+        make_bot_config(tmp_path),
         open_runtime=None,
         intents=discord.Intents.default() | discord.Intents(members=True),
     )

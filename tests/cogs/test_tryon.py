@@ -11,16 +11,18 @@ from bot.app import TryOnBot
 from bot.config import BotConfig
 from bot.emulator import Emulator
 from bot.store import Store
-from tests.cogs.conftest import (
-    emulator_config,
-    photo_option,
-    session_id_of,
-    status_message,
-    stored_session,
-    wait_status,
-)
 from tests.fakediscord import BotDriver, FakeDiscord, FakeMessage
 from tests.fakediscord import payloads as p
+from tests.helpers import (
+    make_bot_config,
+    photo_option,
+    session_id_of,
+    start_streaming,
+    status_message,
+    stored_session,
+    user_id,
+    wait_status,
+)
 
 Ctx = Callable[..., p.InteractionContext]
 
@@ -29,7 +31,7 @@ pytestmark = pytest.mark.timeout(120)
 
 @pytest.fixture
 def bot_config(tmp_path: Path, emulator: Emulator) -> BotConfig:
-    return emulator_config(tmp_path, emulator)
+    return make_bot_config(tmp_path, emulator.url)
 
 
 async def test_commands_are_guild_only(bot: TryOnBot, fake_discord: FakeDiscord) -> None:
@@ -80,7 +82,7 @@ async def test_fast_refusals_answer_at_once_and_spend_nothing(
     ).reply()
     assert wrong_channel.ephemeral and "isn't enabled in this channel" in wrong_channel.content
 
-    assert await bot.runtime.store.sessions.history(world.guild_id, int(alice.member["user"]["id"])) == []  # type: ignore[index]
+    assert await bot.runtime.store.sessions.history(world.guild_id, user_id(alice)) == []
 
 
 async def test_dm_start_is_refused(driver: BotDriver, fake_discord: FakeDiscord) -> None:
@@ -233,7 +235,7 @@ async def test_buttons_of_finished_sessions_read_sqlite(
     driver: BotDriver, world: p.GuildWorld, as_member: Ctx, bot: TryOnBot, fake_discord: FakeDiscord
 ) -> None:
     alice, bob = as_member("alice"), as_member("bob")
-    alice_id = int(alice.member["user"]["id"])  # type: ignore[index]
+    alice_id = user_id(alice)
     record = await stored_session(
         bot.runtime.store, world.guild_id, alice_id, channel_id=int(world.channel["id"])
     )
@@ -257,7 +259,7 @@ async def test_quota_history_and_forget(
     driver: BotDriver, world: p.GuildWorld, as_member: Ctx, bot: TryOnBot, fake_discord: FakeDiscord
 ) -> None:
     alice, bob = as_member("alice"), as_member("bob")
-    alice_id = int(alice.member["user"]["id"])  # type: ignore[index]
+    alice_id = user_id(alice)
     quota = await driver.command(alice, "tryon quota").reply()
     assert "**Today:** 10 min left" in quota.content and "**This month:** 60 min left" in quota.content
 
@@ -288,8 +290,7 @@ async def test_steering_commands_snapshot_and_moderator_stop(
     driver: BotDriver, world: p.GuildWorld, as_member: Ctx, bot: TryOnBot, fake_discord: FakeDiscord
 ) -> None:
     alice, mod = as_member("alice"), as_member("mod", moderator=True)
-    start = driver.command(alice, "tryon start", photo=photo_option(fake_discord), outfit="white linen suit")
-    status = await wait_status(fake_discord, start.token, "Streaming live")
+    start, status = await start_streaming(driver, alice, "white linen suit")
     session_id = session_id_of(status)
 
     applied = await driver.command(alice, "tryon outfit", prompt="black velvet blazer").reply(within=40)
@@ -318,7 +319,7 @@ async def test_steering_commands_snapshot_and_moderator_stop(
     assert "Stopping" in stopped.content
     await wait_status(fake_discord, start.token, "a moderator ended it", within=40)
     entries = await bot.runtime.store.audit.list(world.guild_id, action="session_stopped")
-    assert entries[0].target == session_id and entries[0].actor_id == int(mod.member["user"]["id"])  # type: ignore[index]
+    assert entries[0].target == session_id and entries[0].actor_id == user_id(mod)
     gone = await driver.command(alice, "tryon status").reply()
     assert "no try-on running" in gone.content
 
@@ -331,7 +332,7 @@ async def test_restart_settles_interrupted_sessions_and_tells_the_channel(
     fake_discord: FakeDiscord,
     bot_config: BotConfig,
 ) -> None:
-    alice_id = int(as_member("alice").member["user"]["id"])  # type: ignore[index]
+    alice_id = user_id(as_member("alice"))
     channel_id = int(world.channel["id"])
     record = await stored_session(
         bot.runtime.store,
@@ -361,10 +362,7 @@ async def test_shutdown_ends_and_settles_live_sessions(
     driver: BotDriver, world: p.GuildWorld, as_member: Ctx, bot: TryOnBot, fake_discord: FakeDiscord
 ) -> None:
     alice = as_member("alice")
-    start = driver.command(
-        alice, "tryon start", photo=photo_option(fake_discord), outfit="orange puffer jacket"
-    )
-    status = await wait_status(fake_discord, start.token, "Streaming live")
+    start, status = await start_streaming(driver, alice, "orange puffer jacket")
     session_id = session_id_of(status)
     store = bot.runtime.store
     await bot.close()  # what SIGINT/SIGTERM lead to in `python -m bot run`
@@ -384,8 +382,7 @@ async def test_rate_limited_status_edits_are_retried_and_end_right(
     driver: BotDriver, world: p.GuildWorld, as_member: Ctx, bot: TryOnBot, fake_discord: FakeDiscord
 ) -> None:
     alice = as_member("alice")
-    start = driver.command(alice, "tryon start", photo=photo_option(fake_discord), outfit="grey hoodie")
-    status = await wait_status(fake_discord, start.token, "Streaming live")
+    start, status = await start_streaming(driver, alice, "grey hoodie")
     fake_discord.rate_limit("PATCH", rf"/messages/{status.id}$", times=2, retry_after=0.05)
     await driver.command(alice, "tryon stop").reply()
     done = await wait_status(fake_discord, start.token, "Done after", within=40)
@@ -398,8 +395,7 @@ async def test_snippets_respect_the_interaction_upload_limit(
 ) -> None:
     alice = as_member("alice")
     alice.attachment_size_limit = 1024  # far below any GIF of the stream
-    start = driver.command(alice, "tryon start", photo=photo_option(fake_discord), outfit="plaid shirt")
-    await wait_status(fake_discord, start.token, "Streaming live")
+    start, _ = await start_streaming(driver, alice, "plaid shirt")
     applied = await driver.command(alice, "tryon outfit", prompt="striped sweater").reply(within=40)
     assert applied.content == "New outfit applied."
     await driver.command(alice, "tryon stop").reply()
@@ -415,11 +411,8 @@ async def test_private_session_goes_to_dms_after_the_token_expires(
     driver: BotDriver, world: p.GuildWorld, as_member: Ctx, bot: TryOnBot, fake_discord: FakeDiscord
 ) -> None:
     alice = as_member("alice")
-    alice_id = int(alice.member["user"]["id"])  # type: ignore[index]
-    start = driver.command(
-        alice, "tryon start", photo=photo_option(fake_discord), outfit="navy peacoat", private=True
-    )
-    await wait_status(fake_discord, start.token, "Streaming live")
+    alice_id = user_id(alice)
+    start, _ = await start_streaming(driver, alice, "navy peacoat", private=True)
     fake_discord.expire_token(start.token)
     await driver.command(alice, "tryon stop").reply()
     links = await fake_discord.wait_for(
@@ -438,11 +431,8 @@ async def test_closed_dms_drop_private_messages_quietly(
     driver: BotDriver, world: p.GuildWorld, as_member: Ctx, bot: TryOnBot, fake_discord: FakeDiscord
 ) -> None:
     alice = as_member("alice")
-    fake_discord.closed_dms.add(int(alice.member["user"]["id"]))  # type: ignore[index]
-    start = driver.command(
-        alice, "tryon start", photo=photo_option(fake_discord), outfit="teal cardigan", private=True
-    )
-    await wait_status(fake_discord, start.token, "Streaming live")
+    fake_discord.closed_dms.add(user_id(alice))
+    start, _ = await start_streaming(driver, alice, "teal cardigan", private=True)
     fake_discord.expire_token(start.token)
     await driver.command(alice, "tryon stop").reply()
     await fake_discord.wait_for(
@@ -460,7 +450,7 @@ async def test_a_failing_page_button_tells_the_member_an_error_id(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     alice = as_member("alice")
-    alice_id = int(alice.member["user"]["id"])  # type: ignore[index]
+    alice_id = user_id(alice)
     for _ in range(bot.config.discord.history_page_size + 1):
         await stored_session(bot.runtime.store, world.guild_id, alice_id)
     page = await driver.command(alice, "tryon history").reply()
@@ -478,7 +468,7 @@ async def test_history_buttons_are_removed_when_they_time_out(
     driver: BotDriver, world: p.GuildWorld, as_member: Ctx, bot: TryOnBot, fake_discord: FakeDiscord
 ) -> None:
     alice = as_member("alice")
-    alice_id = int(alice.member["user"]["id"])  # type: ignore[index]
+    alice_id = user_id(alice)
     for _ in range(bot.config.discord.history_page_size + 1):
         await stored_session(bot.runtime.store, world.guild_id, alice_id)
     page = await driver.command(alice, "tryon history").reply()

@@ -20,6 +20,7 @@ from PIL import Image
 from websockets.asyncio.client import ClientConnection
 
 from bot.emulator import DEV_API_KEY
+from tests.helpers import bearer
 
 TIMEOUT = 20.0
 
@@ -33,7 +34,7 @@ async def get_token(http: httpx.AsyncClient, api_key: str = DEV_API_KEY) -> str:
 
 async def request_session(http: httpx.AsyncClient, token: str) -> tuple[str, str, str]:
     """A session id, its signaling URL and a session token."""
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = bearer(token)
     response = await http.post("/sessions/request", json={}, headers=headers)
     response.raise_for_status()
     session = response.json()

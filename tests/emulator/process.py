@@ -9,7 +9,8 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-ROOT = Path(__file__).parents[2]
+from tests.helpers import ROOT
+
 START_SECONDS = 60.0  # a cold start imports aiortc and PyAV; slow on a busy two-core machine
 
 

@@ -12,6 +12,7 @@ from aiortc.mediastreams import MediaStreamTrack
 from bot.emulator import Emulator
 from tests.emulator.peer import TIMEOUT, connected_peer, start_message
 from tests.emulator.test_stream import garment_mean
+from tests.helpers import until
 
 
 async def whep_offer(pc: RTCPeerConnection) -> str:
@@ -106,12 +107,8 @@ async def test_a_spectator_that_vanishes_without_delete_is_dropped(emulator: Emu
                 content=await whep_offer(spectator),
             )
             await spectator.setRemoteDescription(RTCSessionDescription(sdp=answer.text, type="answer"))
-            async with asyncio.timeout(10):
-                while spectator.connectionState != "connected":  # noqa: ASYNC110 (polling aiortc state)
-                    await asyncio.sleep(0.05)
+            await until(lambda: spectator.connectionState == "connected", 10)  # aiortc state
             assert emulator.broadcasts.spectator_count(stream_id) == 1
         finally:
             await spectator.close()  # no DELETE, like a closed browser tab
-        async with asyncio.timeout(10):
-            while emulator.broadcasts.spectator_count(stream_id):  # noqa: ASYNC110 (polling emulator state)
-                await asyncio.sleep(0.05)
+        await until(lambda: not emulator.broadcasts.spectator_count(stream_id), 10)  # emulator state

@@ -17,6 +17,7 @@ from bot.emulator.cli import config_from_args
 from bot.emulator.config import EmulatorConfig
 from bot.emulator.loops import EncodedClip
 from bot.emulator.track import LoopTrack
+from tests.helpers import bearer
 
 
 async def test_cli_prints_url_first_and_stops_on_sigterm() -> None:
@@ -48,7 +49,7 @@ async def test_cli_prints_url_first_and_stops_on_sigterm() -> None:
                 await http.post("/auth/token", json={"api_key": "ody_emulator_dev_key"})
             ).status_code == 401
             token = (await http.post("/auth/token", json={"api_key": "KEY"})).json()["access_token"]
-            headers = {"Authorization": f"Bearer {token}"}
+            headers = bearer(token)
             assert (await http.post("/sessions/request", json={}, headers=headers)).status_code == 200
             refused = await http.post("/sessions/request", json={}, headers=headers)
             assert refused.status_code == 429

@@ -21,6 +21,7 @@ from tests.emulator.peer import (
     request_session,
     start_message,
 )
+from tests.helpers import bearer, until
 
 
 async def wait_closed(peer, within: float = 10.0):
@@ -226,14 +227,11 @@ async def test_slots_free_on_clean_disconnect_and_unclaimed_sessions_expire(emul
     emu = await emulator_factory(concurrency_limit=1, unclaimed_session_seconds=0.5)
     async with connected_peer(emu.url):
         assert len(emu.active_sessions()) == 1
-    for _ in range(500):  # the disconnect is processed by the emulator's handler shortly after
-        if not emu.active_sessions():
-            break
-        await asyncio.sleep(0.02)
-    assert not emu.active_sessions()
+    # The disconnect is processed by the emulator's handler shortly after.
+    await until(lambda: not emu.active_sessions(), 10)
     async with httpx.AsyncClient(base_url=emu.url) as http:
         token = await get_token(http)
-        headers = {"Authorization": f"Bearer {token}"}
+        headers = bearer(token)
         assert (await http.post("/sessions/request", json={}, headers=headers)).status_code == 200
         assert (await http.post("/sessions/request", json={}, headers=headers)).status_code == 429
         await asyncio.sleep(0.6)  # nobody connected to the first session
@@ -261,10 +259,6 @@ async def test_a_client_hanging_up_before_the_offer_is_routine(
         # Closed by dropping the TCP connection, before the emulator has built and sent its offer.
         ws = await websockets.connect(f"{url}/client/{session_id}?token={session_token}")
         ws.transport.abort()
-    for _ in range(500):
-        if not emulator.active_sessions():
-            break
-        await asyncio.sleep(0.02)
-    assert not emulator.active_sessions()
+    await until(lambda: not emulator.active_sessions(), 10)
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors == [], [r.getMessage() for r in errors]

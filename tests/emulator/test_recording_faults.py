@@ -9,7 +9,8 @@ import httpx
 
 from bot.emulator import Emulator
 from tests.emulator.peer import connected_peer, get_token
-from tests.emulator.test_recordings import bearer, run_stream
+from tests.emulator.test_recordings import run_stream
+from tests.helpers import bearer
 
 
 async def recording_status(http: httpx.AsyncClient, token: str, stream_id: str) -> int:

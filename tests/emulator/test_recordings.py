@@ -13,15 +13,12 @@ from PIL import Image
 
 from bot.emulator import ApiKey, Emulator, garment_box
 from tests.emulator.peer import connected_peer, get_token, start_message
+from tests.helpers import bearer
 
 
 def garment_level(frame: av.VideoFrame) -> float:
     left, top, right, bottom = garment_box(frame.width, frame.height)
     return float(frame.to_ndarray(format="rgb24")[top:bottom, left:right].mean())
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def run_stream(peer, prompt: str, seconds: float, update: str | None = None) -> str:

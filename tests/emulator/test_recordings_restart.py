@@ -17,7 +17,8 @@ import pytest
 from bot.emulator import Emulator, EmulatorConfig
 from tests.emulator.peer import connect_peer, connected_peer, get_token, request_session, start_message
 from tests.emulator.process import emulator_process
-from tests.emulator.test_recordings import bearer, garment_level, run_stream
+from tests.emulator.test_recordings import garment_level, run_stream
+from tests.helpers import bearer
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -15,10 +15,7 @@ import websockets
 from bot.emulator import DEV_API_KEY, ApiKey, Emulator, EmulatorConfig
 from bot.emulator.server import USAGE_ERRORS
 from tests.emulator.peer import get_token
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
+from tests.helpers import bearer
 
 
 async def test_auth_token_codes(emulator_factory) -> None:

@@ -10,11 +10,7 @@ import httpx
 
 from bot.emulator import ApiKey
 from tests.emulator.peer import get_token, photo_data_url
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
+from tests.helpers import bearer
 
 SCRIPT = [
     {"timestamp_ms": 0, "start": {"prompt": "red shirt"}},

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,8 +10,7 @@ from PIL import Image
 
 from bot.media.framebuffer import KeptFrame
 from bot.media.stills import before_after_png
-
-PHOTO = (Path(__file__).parents[2] / "examples" / "astronaut.jpg").read_bytes()
+from tests.helpers import PHOTO
 
 
 def test_before_after_puts_the_photo_beside_the_last_frame() -> None:

@@ -24,6 +24,7 @@ from bot.odyssey import (
     RateLimitError,
     StreamDurationExceededError,
 )
+from tests.helpers import until
 from tests.odyssey.conftest import ClientHarness
 
 
@@ -292,11 +293,7 @@ async def test_reply_timeout_leaves_the_connection_usable(harness: ClientHarness
     with pytest.raises(OdysseyStreamError, match="Timed out"):
         await client.start_stream("a coat")
     emu.faults.stream_start_delay_seconds = None
-    for _ in range(100):  # the late stream_started still arrives
-        if client.current_stream_id is not None:
-            break
-        await asyncio.sleep(0.05)
-    assert client.current_stream_id is not None
+    await until(lambda: client.current_stream_id is not None, 5)  # the late stream_started still arrives
     await client.end_stream()
     await client.disconnect()
 

@@ -18,11 +18,8 @@ from bot.app import TryOnBot
 from bot.config import BotConfig
 from bot.emulator import Emulator
 from bot.store import Store
-from tests.cogs.conftest import as_member, bot, driver, emulator_config, world
 from tests.fakediscord import payloads as p
-from tests.fakediscord.fixtures import fake_discord
-
-__all__ = ["as_member", "bot", "driver", "fake_discord", "world"]
+from tests.helpers import make_bot_config
 
 Ctx = Callable[..., p.InteractionContext]
 
@@ -30,7 +27,7 @@ Ctx = Callable[..., p.InteractionContext]
 @pytest.fixture
 def bot_config(tmp_path: Path, emulator: Emulator) -> BotConfig:
     """The bot on the test emulator with quick engine settings (override in a module to change them)."""
-    return emulator_config(tmp_path, emulator)
+    return make_bot_config(tmp_path, emulator.url)
 
 
 async def assert_settled_once(store: Store, session_id: str) -> float:

@@ -11,7 +11,6 @@ exception reach discord.py's error handlers or the presenter's last-resort log.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import re
 import sys
@@ -25,9 +24,9 @@ import pytest
 from bot.app import TryOnBot
 from bot.config import BotConfig
 from bot.emulator import Emulator
-from tests.cogs.conftest import emulator_config, photo_option, session_id_of, wait_status
 from tests.fakediscord import BotDriver, Delivered, FakeDiscord, FakeMessage, Fault, RecordedRequest
 from tests.fakediscord import payloads as p
+from tests.helpers import fast_engine, make_bot_config, session_id_of, start_streaming, until, user_id
 from tests.reliability.conftest import assert_nothing_running, assert_settled_once
 
 pytestmark = pytest.mark.timeout(60)
@@ -36,8 +35,7 @@ pytestmark = pytest.mark.timeout(60)
 @pytest.fixture
 def bot_config(tmp_path: Path, emulator: Emulator) -> BotConfig:
     """The reliability bot with half-second clips: every case waits for one."""
-    config = emulator_config(tmp_path, emulator)
-    return dataclasses.replace(config, engine=dataclasses.replace(config.engine, snippet_seconds=0.5))
+    return make_bot_config(tmp_path, emulator.url, engine=fast_engine(snippet_seconds=0.5))
 
 
 Ctx = Callable[..., p.InteractionContext]
@@ -92,10 +90,9 @@ class Running:
     session_id: str
 
 
-async def start_streaming(driver: BotDriver, fake: FakeDiscord, member: p.InteractionContext) -> Running:
+async def start_running(driver: BotDriver, member: p.InteractionContext) -> Running:
     """`/tryon start` and wait until the status message says it streams."""
-    start = driver.command(member, "tryon start", photo=photo_option(fake), outfit="a red wool coat")
-    status = await wait_status(fake, start.token, "Streaming live")
+    start, status = await start_streaming(driver, member, "a red wool coat")
     return Running(start, status, session_id_of(status))
 
 
@@ -104,10 +101,8 @@ async def assert_recovered(
 ) -> None:
     """The session ended and settled once, nothing runs, and the recording is still offered."""
     manager = bot.runtime.engine.manager
-    async with asyncio.timeout(40):
-        # The engine offers no event for "slot freed" to the front end; a short poll is the honest wait.
-        while manager.running_count or manager.sessions():  # noqa: ASYNC110
-            await asyncio.sleep(0.02)
+    # The engine offers no event for "slot freed" to the front end.
+    await until(lambda: not manager.running_count and not manager.sessions(), 40)
     record = await bot.runtime.store.sessions.get(session_id)
     assert record is not None and record.state == "done", record
     assert await assert_settled_once(bot.runtime.store, session_id) > 0
@@ -158,7 +153,7 @@ async def test_transient_errors_on_status_edits_and_uploads(
         return fake_discord.fail(method, pattern, status=status, times=times, retry_after=0.3, **options)
 
     clip = fail_next("POST", r"^/webhooks/", when=uploads(".gif"))
-    running = await start_streaming(driver, fake_discord, alice)
+    running = await start_running(driver, alice)
     await fake_discord.wait_for(lambda: clip.hits, 20)
     assert await seconds_until(fake_discord, uploads(".gif"), after=clip.hits[0].received_at) < TOLD_WITHIN
 
@@ -177,10 +172,6 @@ async def test_transient_errors_on_status_edits_and_uploads(
 def first_refusal(fake: FakeDiscord, method: str, pattern: str) -> RecordedRequest | None:
     """The first request of this kind that Discord refused, if any yet."""
     return next((r for r in fake.requests_to(method, pattern) if r.status >= 400), None)
-
-
-def member_id(member: p.InteractionContext) -> int:
-    return int(member.member["user"]["id"])  # type: ignore[index]
 
 
 # ----- the status message can no longer be edited ---------------------------------------------------------
@@ -204,7 +195,7 @@ async def test_a_status_message_that_cannot_be_edited_is_posted_again(
 ) -> None:
     """Deleted (404 Unknown Message) or failing for good: the status moves to a new message, once."""
     alice = as_member("alice")
-    running = await start_streaming(driver, fake_discord, alice)
+    running = await start_running(driver, alice)
     old = rf"/messages/{running.status.id}$"
     if server_error is None:
         fake_discord.delete_message(running.status.id)
@@ -251,7 +242,7 @@ async def test_refused_uploads_are_replaced_by_words(
     refuse = fake_discord.fail(
         "POST", r"^/webhooks/", status=status, code=code, times=None, when=lambda r: bool(r.files)
     )
-    running = await start_streaming(driver, fake_discord, alice)
+    running = await start_running(driver, alice)
     clip = await fake_discord.wait_for(lambda: refuse.hits, 20)
     note = shows("could not be posted")
     assert await seconds_until(fake_discord, note, after=clip[0].received_at) < TOLD_WITHIN
@@ -288,7 +279,7 @@ async def test_an_interaction_token_dead_early_moves_the_session_to_the_channel(
     unhandled: None,
 ) -> None:
     alice = as_member("alice")
-    running = await start_streaming(driver, fake_discord, alice)
+    running = await start_running(driver, alice)
     token = running.start.token
     fake_discord.fail("*", rf"^/webhooks/\d+/{token}", status=status, code=code, times=None)
     stop = driver.command(alice, "tryon stop")
@@ -321,8 +312,8 @@ async def test_missing_permissions_after_the_token_fallback(
     """403 Missing Permissions in the channel once the token is gone: the member hears in DMs, if open."""
     alice = as_member("alice")
     if not dms_open:
-        fake_discord.closed_dms.add(member_id(alice))
-    running = await start_streaming(driver, fake_discord, alice)
+        fake_discord.closed_dms.add(user_id(alice))
+    running = await start_running(driver, alice)
     fake_discord.expire_token(running.start.token)
     channel = rf"^/channels/{world.channel['id']}/messages"
     fake_discord.fail("*", channel, status=403, code=50013, times=None)
@@ -332,7 +323,7 @@ async def test_missing_permissions_after_the_token_fallback(
         assert await seconds_until(fake_discord, shows(*ENDED_WORDS), after=stop.delivered_at) < TOLD_WITHIN
     await assert_recovered(bot, driver, fake_discord, alice, running.session_id)
     assert any(r.status == 403 for r in fake_discord.requests if re.search(channel, r.path))
-    dm = fake_discord.dm_channels.get(member_id(alice))
+    dm = fake_discord.dm_channels.get(user_id(alice))
     in_dms = fake_discord.channel_messages(dm) if dm is not None else []
     if dms_open:
         assert any("Done after" in m.text for m in in_dms) and any("[video](" in m.text for m in in_dms)
@@ -360,10 +351,10 @@ async def test_discord_down_for_everything(
     # Nothing is timed here: give up sooner. By name: each bot loads its own copy of the extension's modules.
     monkeypatch.setattr(sys.modules["cogs.tryon.outlet"], "CALL_SECONDS", 1.0)
     alice = as_member("alice")
-    running = await start_streaming(driver, fake_discord, alice)
+    running = await start_running(driver, alice)
     outage = fake_discord.fail("*", ".", status=503, times=None)
     session = bot.runtime.engine.manager.get(running.session_id)
-    bot.runtime.engine.manager.stop(running.session_id, user_id=member_id(alice))
+    bot.runtime.engine.manager.stop(running.session_id, user_id=user_id(alice))
     await asyncio.wait_for(session.finished.wait(), 40)
     outage.lift()
     assert outage.hits and all(r.status == 503 for r in outage.hits)

@@ -9,7 +9,6 @@ and nothing the bot sent may ping anyone (no mention allowed, member text escape
 
 from __future__ import annotations
 
-import asyncio
 import io
 import re
 from collections.abc import AsyncIterator, Callable
@@ -23,10 +22,10 @@ from bot.app import TryOnBot
 from bot.store import Store
 from bot.tryon.photos import OUTPUT_LONG_SIDE
 from bot.tryon.prompts import clean_prompt
-from tests.cogs.conftest import photo_option, session_id_of, status_message, wait_status
 from tests.fakediscord import BotDriver, FakeDiscord, FakeMessage
 from tests.fakediscord import payloads as p
 from tests.fakediscord.server import RecordedRequest
+from tests.helpers import photo_option, session_id_of, status_message, until, user_id, wait_status
 from tests.reliability.conftest import assert_settled_once, loop_lag_probe
 from tests.reliability.hostile_corpus import (
     BLOCKLIST,
@@ -45,12 +44,6 @@ ANSWER_SECONDS = 20.0  # generous on a loaded 2-core machine; no case comes near
 
 
 # ----- shared checks ------------------------------------------------------------------------------
-
-
-def user_id(ctx: p.InteractionContext) -> int:
-    """The id of the member behind an interaction context."""
-    assert ctx.member is not None
-    return int(ctx.member["user"]["id"])
 
 
 @pytest.fixture(scope="session")
@@ -133,10 +126,8 @@ async def stop_and_settle(driver: BotDriver, bot: TryOnBot, member: p.Interactio
     assert session is not None
     stopped = await driver.command(member, "tryon stop").reply(within=ANSWER_SECONDS)
     assert stopped.ephemeral and "Ending" in stopped.content
-    async with asyncio.timeout(ANSWER_SECONDS):
-        # The engine has no "session released" event to wait on; a short poll is the honest way here.
-        while bot.runtime.engine.manager.sessions():  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
+    # The engine has no "session released" event to wait on.
+    await until(lambda: not bot.runtime.engine.manager.sessions(), ANSWER_SECONDS)
     await assert_settled_once(bot.runtime.store, session.id)
     return session.id
 

@@ -10,12 +10,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import dataclasses
 import random
 import re
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,10 +27,20 @@ from bot.config import BotConfig
 from bot.emulator import Emulator
 from bot.tryon.models import SessionState
 from bot.tryon.session import TryOnSession
-from tests.cogs.conftest import emulator_config, photo_option, session_id_of, status_message, wait_status
 from tests.fakediscord import BotDriver, Delivered, FakeDiscord, FakeMessage
 from tests.fakediscord import payloads as p
 from tests.fakediscord.server import LOADING
+from tests.helpers import (
+    fast_engine,
+    make_bot_config,
+    photo_option,
+    session_id_of,
+    start_streaming,
+    status_message,
+    until,
+    user_id,
+    wait_status,
+)
 from tests.reliability.conftest import assert_nothing_running, assert_settled_once, loop_lag_probe
 
 pytestmark = pytest.mark.timeout(120)
@@ -55,8 +64,7 @@ def slots() -> int:
 @pytest.fixture
 def bot_config(tmp_path: Path, emulator: Emulator, slots: int) -> BotConfig:
     """Four slots by default, so four streaming sessions hold every one and each new start queues."""
-    config = emulator_config(tmp_path, emulator)
-    return dataclasses.replace(config, engine=dataclasses.replace(config.engine, slots=slots))
+    return make_bot_config(tmp_path, emulator.url, engine=fast_engine(slots=slots))
 
 
 # ----- the fair order, written out independently of bot.tryon.queue ----------------------------------------
@@ -110,7 +118,7 @@ class Member:
 
     @property
     def user_id(self) -> int:
-        return int(self.ctx.member["user"]["id"])  # type: ignore[index]
+        return user_id(self.ctx)
 
 
 @dataclass
@@ -182,8 +190,8 @@ async def deliver_burst(driver: BotDriver, burst: Sequence[Sent], fake: FakeDisc
         await asyncio.sleep(0)
 
 
-async def start_streaming(driver: BotDriver, members: Sequence[Member]) -> dict[int, str]:
-    """Start one session per member and wait until all stream; returns user id -> session id."""
+async def start_streaming_all(driver: BotDriver, members: Sequence[Member]) -> dict[int, str]:
+    """Start one session per member at once and wait until all stream; returns user id -> session id."""
     fake = driver.fake
     starts = [
         driver.command(m.ctx, "tryon start", photo=photo_option(fake), outfit=OUTFITS[i])
@@ -220,7 +228,7 @@ async def test_burst_of_200_commands_while_every_slot_streams(
     everyone = [*streamers, *busy_starters, *(m for ms in quiet_members for m in ms)]
     assert len(everyone) == 50
 
-    streaming = await start_streaming(driver, streamers)
+    streaming = await start_streaming_all(driver, streamers)
 
     burst = burst_mix(streamers, busy_starters, quiet_members)
     assert len(burst) == 200
@@ -395,18 +403,6 @@ async def stored_rows(path: Path) -> list[tuple[str, int, str]]:
     return await asyncio.to_thread(read)
 
 
-async def until(check: Callable[[], object], within: float, *, left: Callable[[], str] | None = None) -> None:
-    """Poll engine state that no Discord request announces; on timeout, fail saying what `left` describes."""
-    try:
-        async with asyncio.timeout(within):
-            while not check():  # noqa: ASYNC110
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        if left is None:
-            raise
-        pytest.fail(f"still there after {within} s: {left()}")
-
-
 def describe_sessions(sessions: Iterable[TryOnSession]) -> str:
     """Each session's state, end reason and what its run is awaiting (the innermost frames of its task)."""
     tasks = {task.get_name(): task for task in asyncio.all_tasks()}
@@ -552,7 +548,7 @@ async def test_concurrent_stops_end_once(
     alice, other = members_of(driver, world, "m", 2)
     blocker: dict[int, str] = {}
     if queued:  # someone else holds the only slot
-        blocker = await start_streaming(driver, [other])
+        blocker = await start_streaming_all(driver, [other])
     start = driver.command(alice.ctx, "tryon start", photo=photo_option(fake), outfit="red coat")
     status = await wait_status(fake, start.token, "Waiting in line" if queued else "Streaming live")
     session_id = session_id_of(status)
@@ -573,8 +569,8 @@ async def test_concurrent_stops_end_once(
     assert len(recording_messages(fake, start.token)) == (0 if queued else 1)
     rows = {sid: state for sid, _, state in await stored_rows(bot.runtime.store.path)}
     assert rows[session_id] == ("cancelled" if queued else "done")
-    for user_id, blocking_id in blocker.items():
-        assert user_id == other.user_id
+    for blocking_user, blocking_id in blocker.items():
+        assert blocking_user == other.user_id
         await driver.command(other.ctx, "tryon stop").reply()
         await until(lambda: not bot.runtime.engine.manager.sessions(), 30)
         await assert_settled_once(bot.runtime.store, blocking_id)
@@ -589,8 +585,7 @@ async def test_start_right_after_stop_says_the_last_one_is_finishing(
     world = p.guild_world()
     driver.add_guild(world)
     alice = members_of(driver, world, "alice", 1)[0]
-    start = driver.command(alice.ctx, "tryon start", photo=photo_option(fake), outfit="red coat")
-    status = await wait_status(fake, start.token, "Streaming live")
+    start, status = await start_streaming(driver, alice.ctx, "red coat")
     session_id = session_id_of(status)
     emulator.faults.recording_delay_seconds = 1.5  # the platform still processes the recording
 
@@ -624,8 +619,7 @@ async def test_new_outfit_pressed_and_submitted_twice(
     world = p.guild_world()
     driver.add_guild(world)
     alice = members_of(driver, world, "alice", 1)[0]
-    start = driver.command(alice.ctx, "tryon start", photo=photo_option(fake), outfit="red coat")
-    status = await wait_status(fake, start.token, "Streaming live")
+    start, status = await start_streaming(driver, alice.ctx, "red coat")
     session_id = session_id_of(status)
 
     presses = [driver.press(alice.ctx, status, f"tryon:outfit:{session_id}") for _ in range(2)]
@@ -678,8 +672,7 @@ async def test_acknowledgements_do_not_wait_for_a_busy_database(
     alice, bob = members_of(driver, world, "m", 2)
     mod = driver.context(world, world.add_member("mod", moderator=True))
     target = world.add_member("target")
-    start = driver.command(alice.ctx, "tryon start", photo=photo_option(fake), outfit="red coat")
-    status = await wait_status(fake, start.token, "Streaming live")
+    start, status = await start_streaming(driver, alice.ctx, "red coat")
     session_id = session_id_of(status)
 
     async with database_held(bot.runtime.store.path, DISCORD_ACK_SECONDS + 1.0):

@@ -10,7 +10,6 @@ offered, and no session, task or peer connection is left behind.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import gc
 import json
@@ -27,11 +26,18 @@ from bot.app import TryOnBot
 from bot.config import BotConfig
 from bot.emulator import DEV_API_KEY, Emulator, Faults
 from bot.odyssey import Odyssey
-from tests.cogs.conftest import emulator_config, photo_option, session_id_of, wait_status
 from tests.conftest import EmulatorFactory
 from tests.fakediscord import BotDriver, FakeDiscord, FakeMessage, RecordedRequest
 from tests.fakediscord import payloads as p
-from tests.fakediscord.harness import Delivered
+from tests.helpers import (
+    fast_engine,
+    make_bot_config,
+    photo_option,
+    session_id_of,
+    start_streaming,
+    until,
+    wait_status,
+)
 from tests.reliability.conftest import assert_nothing_running, assert_settled_once
 
 pytestmark = pytest.mark.timeout(60)
@@ -53,9 +59,8 @@ async def emulator(emulator_factory: EmulatorFactory, request: pytest.FixtureReq
 @pytest.fixture
 def bot_config(tmp_path: Path, emulator: Emulator) -> BotConfig:
     """One slot, so "the slot is free" means the next member can stream; short recording waits."""
-    config = emulator_config(tmp_path, emulator)
-    engine = dataclasses.replace(config.engine, slots=1, recording_poll_limit_seconds=RECORDING_POLL_LIMIT)
-    return dataclasses.replace(config, engine=engine)
+    engine = fast_engine(slots=1, recording_poll_limit_seconds=RECORDING_POLL_LIMIT)
+    return make_bot_config(tmp_path, emulator.url, engine=engine)
 
 
 @pytest.fixture(autouse=True)
@@ -87,15 +92,6 @@ async def told(fake: FakeDiscord, token: str, *phrases: str, within: float = 15.
     return found
 
 
-async def start_streaming(
-    driver: BotDriver, fake: FakeDiscord, member: p.InteractionContext, outfit: str
-) -> tuple[Delivered, FakeMessage]:
-    """Start a try-on and wait until it streams; the start interaction and its status message."""
-    start = driver.command(member, "tryon start", photo=photo_option(fake), outfit=outfit)
-    status = await wait_status(fake, start.token, "Streaming live", within=30)
-    return start, status
-
-
 async def final_message(fake: FakeDiscord, token: str) -> FakeMessage:
     """The session's last message: the recording embed."""
     found: FakeMessage = await fake.wait_for(
@@ -110,13 +106,6 @@ async def final_message(fake: FakeDiscord, token: str) -> FakeMessage:
         30,
     )
     return found
-
-
-async def until(predicate: Callable[[], bool], within: float) -> None:
-    """Poll `predicate` (state of the engine or the emulator, which signal nothing) until it holds."""
-    async with asyncio.timeout(within):
-        while not predicate():  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
 
 
 async def settled(bot: TryOnBot) -> None:
@@ -159,7 +148,7 @@ async def assert_nothing_left(
 async def next_member_streams(driver: BotDriver, fake: FakeDiscord, as_member: Ctx, bot: TryOnBot) -> None:
     """The freed slot works: another member streams, stops, and is settled too."""
     member = as_member("next")
-    start, status = await start_streaming(driver, fake, member, "plain grey t-shirt")
+    start, status = await start_streaming(driver, member, "plain grey t-shirt", within=30)
     await driver.command(member, "tryon stop").reply()
     await wait_status(fake, start.token, "Done after", within=30)
     await assert_settled_once(bot.runtime.store, session_id_of(status))
@@ -266,7 +255,8 @@ async def test_connect_fault_is_explained_and_refunded(
 
 async def stream_ended_on_the_platform(emulator: Emulator, count: int = 1) -> float:
     """Wait until the emulator has ended `count` streams (their recordings exist); when it saw that."""
-    await until(lambda: len(emulator.recordings.list(DEV_API_KEY)) >= count, 20)
+    # A fine poll: the moment it returns is when the fault took effect, and the member is timed from it.
+    await until(lambda: len(emulator.recordings.list(DEV_API_KEY)) >= count, 20, every=0.01)
     return time.perf_counter()
 
 
@@ -309,7 +299,7 @@ async def test_mid_stream_fault_continues_on_a_fresh_stream(
     inject: Callable[[Emulator], Any],
 ) -> None:
     alice = as_member("alice")
-    start, status = await start_streaming(driver, fake_discord, alice, "red wool coat")
+    start, status = await start_streaming(driver, alice, "red wool coat", within=30)
     session_id = session_id_of(status)
     await inject(emulator)
     fault_at = await stream_ended_on_the_platform(emulator)
@@ -373,7 +363,7 @@ async def test_abnormal_close_with_no_way_back_ends_with_the_recording(
     gives_up_after: float,
     sentence: str,
 ) -> None:
-    start, status = await start_streaming(driver, fake_discord, as_member("alice"), "red wool coat")
+    start, status = await start_streaming(driver, as_member("alice"), "red wool coat", within=30)
     session_id = session_id_of(status)
     setattr(emulator.faults, refusal, value)  # the fresh connection is refused
     fault_at = time.perf_counter()
@@ -402,7 +392,7 @@ async def test_a_slow_reconnect_after_a_drop_is_announced_at_once(
     open_before: weakref.WeakSet[object],
 ) -> None:
     alice = as_member("alice")
-    start, status = await start_streaming(driver, fake_discord, alice, "red wool coat")
+    start, status = await start_streaming(driver, alice, "red wool coat", within=30)
     session_id = session_id_of(status)
     emulator.faults.stream_start_delay_seconds = TOLD_WITHIN + 5  # the fresh stream is slow to come
     fault_at = time.perf_counter()
@@ -430,14 +420,14 @@ async def test_slow_recording_frees_the_slot_and_still_arrives(
 ) -> None:
     emulator.faults.recording_delay_seconds = RECORDING_POLL_LIMIT - 1.5  # late, but within the wait
     alice = as_member("alice")
-    start, status = await start_streaming(driver, fake_discord, alice, "red wool coat")
+    start, status = await start_streaming(driver, alice, "red wool coat", within=30)
     session_id = session_id_of(status)
     stop = driver.command(alice, "tryon stop")
     notice = await told(fake_discord, start.token, "fetching your recording")
     assert notice.received_at - stop.delivered_at < TOLD_WITHIN
     # The platform's slot was given back at the stream's end: the next member need not wait for the files.
     bob = as_member("bob")
-    bob_start, bob_status = await start_streaming(driver, fake_discord, bob, "blue denim jacket")
+    bob_start, bob_status = await start_streaming(driver, bob, "blue denim jacket", within=30)
     assert first_request_saying(fake_discord, start.token, "[video](") is None  # alice's still pending
     final = await final_message(fake_discord, start.token)
     assert final.text.count("[video](") == 1, final.text
@@ -459,7 +449,7 @@ async def test_missing_recording_is_said_plainly_and_offered_once_found(
 ) -> None:
     emulator.faults.recordings_missing = True
     alice = as_member("alice")
-    start, status = await start_streaming(driver, fake_discord, alice, "red wool coat")
+    start, status = await start_streaming(driver, alice, "red wool coat", within=30)
     session_id = session_id_of(status)
     stop = driver.command(alice, "tryon stop")
     final = await final_message(fake_discord, start.token)

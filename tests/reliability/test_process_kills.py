@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import io
 import os
 import re
 import signal
 import sqlite3
-import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -29,21 +27,23 @@ import httpx
 import pytest
 
 from bot.app import TryOnBot
-from bot.config import BotConfig, OdysseySettings
-from bot.emulator import DEV_API_KEY, Emulator
+from bot.config import BotConfig
+from bot.emulator import Emulator
 from bot.store import Store
-from tests.cogs.conftest import (
-    PHOTO,
-    fast_engine,
-    make_config,
-    photo_option,
-    session_id_of,
-    status_message,
-    wait_status,
-)
-from tests.emulator.process import ROOT, EmulatorProcess, emulator_process
+from tests.emulator.process import EmulatorProcess, emulator_process
 from tests.fakediscord import BotDriver, FakeDiscord, FakeMessage
 from tests.fakediscord import payloads as p
+from tests.helpers import (
+    PHOTO,
+    fast_engine,
+    make_bot_config,
+    session_id_of,
+    start_bot_process,
+    start_streaming,
+    status_message,
+    wait_status,
+    write_run_config,
+)
 from tests.reliability.conftest import assert_nothing_running, assert_settled_once
 
 pytestmark = pytest.mark.timeout(120)
@@ -95,9 +95,8 @@ async def emulator_proc(tmp_path: Path) -> AsyncIterator[EmulatorProcess]:
 @pytest.fixture
 def bot_config(tmp_path: Path, emulator_proc: EmulatorProcess) -> BotConfig:
     """The in-process bot on the emulator process; recordings are polled long enough to outlive a restart."""
-    engine = dataclasses.replace(fast_engine(), recording_poll_limit_seconds=40.0)
-    odyssey = OdysseySettings(api_key=DEV_API_KEY, api_url=emulator_proc.url)
-    return make_config(tmp_path, odyssey=odyssey, engine=engine)
+    engine = fast_engine(recording_poll_limit_seconds=40.0)
+    return make_bot_config(tmp_path, emulator_proc.url, engine=engine)
 
 
 async def test_emulator_killed_mid_stream_and_restarted(
@@ -107,10 +106,7 @@ async def test_emulator_killed_mid_stream_and_restarted(
     fake_discord: FakeDiscord,
     emulator_proc: EmulatorProcess,
 ) -> None:
-    start = driver.command(
-        as_member("alice"), "tryon start", photo=photo_option(fake_discord), outfit="green linen shirt"
-    )
-    status = await wait_status(fake_discord, start.token, "Streaming live")
+    start, status = await start_streaming(driver, as_member("alice"), "green linen shirt")
     session_id = session_id_of(status)
     await asyncio.sleep(1.5)  # some video and a few heartbeats
 
@@ -141,56 +137,12 @@ async def test_emulator_killed_mid_stream_and_restarted(
 # ---- (b) the bot process killed mid-session ---------------------------------------------------------------
 
 
-def write_bot_config(path: Path, fake: FakeDiscord, emulator: Emulator, database: Path) -> None:
-    """A config.toml for `python -m bot run`: the fake Discord, the emulator, quick engine settings."""
-    engine = fast_engine()
-    path.write_text(
-        f"""
-[discord]
-api_base_url = "{fake.api_base}"
-gateway_url = "{fake.gateway_url}"
-status_edit_seconds = 0.2
-
-[odyssey]
-api_url = "{emulator.url}"
-
-[store]
-database = "{database}"
-
-[engine]
-slots = 1
-snippet_seconds = {engine.snippet_seconds}
-snippet_fps = {engine.snippet_fps}
-snippet_width = {engine.snippet_width}
-buffer_seconds = {engine.buffer_seconds}
-heartbeat_seconds = {engine.heartbeat_seconds}
-connect_timeout_seconds = {engine.connect_timeout_seconds}
-recording_poll_first_seconds = {engine.recording_poll_first_seconds}
-recording_poll_limit_seconds = 20.0
-min_start_seconds = {engine.min_start_seconds}
-""",
-        encoding="utf-8",
-    )
-
-
 @contextlib.asynccontextmanager
 async def bot_process(config: Path, log: Path) -> AsyncIterator[asyncio.subprocess.Process]:
     """`python -m bot run --config …` logging to `log`; killed on the way out if still running."""
-    env = dict(os.environ, DISCORD_TOKEN="fake.process.token", ODYSSEY_API_KEY=DEV_API_KEY)
     with log.open("wb") as output:
         # A file, not a pipe: a pipe would also be held open by any child process the bot leaves behind.
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bot",
-            "run",
-            "--config",
-            str(config),
-            cwd=ROOT,
-            env=env,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=output,
-        )
+        process = await start_bot_process(config, stdout=asyncio.subprocess.DEVNULL, stderr=output)
     try:
         yield process
     finally:
@@ -278,7 +230,8 @@ async def test_bot_killed_with_a_live_and_a_queued_session_and_restarted(
         fake_discord.add_channel(int(channel["id"]))
     fake_discord.gateway_guilds.append(world.guild_create())
     config, database = tmp_path / "config.toml", tmp_path / "tryon.db"
-    write_bot_config(config, fake_discord, emulator, database)  # one slot: bob waits behind alice
+    engine = fast_engine(slots=1, recording_poll_limit_seconds=20.0)  # one slot: bob waits behind alice
+    write_run_config(config, fake_discord, emulator.url, database, engine)
     alice, bob = world.add_member("alice"), world.add_member("bob")
     photo = p.opt_attachment(
         fake_discord.add_attachment("me.jpg", PHOTO, "image/jpeg", width=512, height=512)

@@ -13,6 +13,7 @@ import asyncio
 import base64
 import contextlib
 import copy
+import dataclasses
 import json
 import logging
 import re
@@ -37,18 +38,21 @@ from bot.store import Store
 from bot.tryon.photos import MAX_PHOTO_BYTES
 from cogs.admin._cog import TryOnAdmin
 from cogs.utils.download import NOT_FROM_DISCORD
-from tests.cogs.conftest import (
-    PHOTO,
-    emulator_config,
-    fast_engine,
-    make_config,
-    photo_option,
-    session_id_of,
-    stored_session,
-    wait_status,
-)
 from tests.fakediscord import BotDriver, FakeDiscord, FakeMessage
 from tests.fakediscord import payloads as p
+from tests.helpers import (
+    PHOTO,
+    ROOT,
+    fast_engine,
+    make_bot_config,
+    photo_option,
+    session_id_of,
+    start_streaming,
+    stored_session,
+    until,
+    user_id,
+    wait_status,
+)
 from tests.reliability.conftest import assert_settled_once
 
 pytestmark = pytest.mark.timeout(120)
@@ -67,20 +71,15 @@ NO_SUCH_SESSION = "That try-on session doesn't exist or has already finished."
 def bot_config(request: pytest.FixtureRequest, tmp_path: Path) -> BotConfig:
     """The bot on the emulator for tests that ask for one; otherwise no Odyssey at all (faster)."""
     if "emulator" in request.fixturenames:
-        return emulator_config(tmp_path, request.getfixturevalue("emulator"))
+        return make_bot_config(tmp_path, request.getfixturevalue("emulator").url)
+    config = make_bot_config(tmp_path)
     if "elsewhere" in request.fixturenames:
         # The redirecting stand-in counts as part of Discord's CDN; the trap never does.
-        origins = (*DiscordSettings().attachment_origins, request.getfixturevalue("elsewhere").cdn_url)
-        settings = DiscordSettings(token="fake", status_edit_seconds=0.2, attachment_origins=origins)
-        return make_config(tmp_path, discord=settings)
-    return make_config(tmp_path)
-
-
-async def until(predicate: Callable[[], object], within: float = 30.0) -> None:
-    """Wait for engine state that no Discord request announces (a short poll is the honest way)."""
-    async with asyncio.timeout(within):
-        while not predicate():  # noqa: ASYNC110
-            await asyncio.sleep(0.02)
+        origins = (*config.discord.attachment_origins, request.getfixturevalue("elsewhere").cdn_url)
+        return dataclasses.replace(
+            config, discord=dataclasses.replace(config.discord, attachment_origins=origins)
+        )
+    return config
 
 
 def stop_all(bot: TryOnBot) -> None:
@@ -95,12 +94,6 @@ def member_with(world: p.GuildWorld, name: str, permissions: int) -> p.Payload:
     payload = world.add_member(name)
     payload["permissions"] = str(permissions)
     return payload
-
-
-def user_id(ctx: p.InteractionContext) -> int:
-    """The acting member's user id."""
-    assert ctx.member is not None
-    return int(ctx.member["user"]["id"])
 
 
 async def db_snapshot(store: Store) -> dict[str, list[tuple[Any, ...]]]:
@@ -212,8 +205,7 @@ async def test_session_buttons_refuse_non_owners_and_let_moderators_act(
 ) -> None:
     store = bot.runtime.store
     alice = as_member("alice")
-    start = driver.command(alice, "tryon start", photo=photo_option(fake_discord), outfit="a red wool coat")
-    status = await wait_status(fake_discord, start.token, "Streaming live")
+    start, status = await start_streaming(driver, alice, "a red wool coat")
     session_id = session_id_of(status)
     session = bot.runtime.engine.manager.get(session_id)
     with_buttons = message_copy(status, world)  # as a member's client still shows it after the end
@@ -323,8 +315,7 @@ async def test_one_guilds_sessions_usage_and_audit_stay_in_that_guild(
     ).reply()
     await driver.command(mod_a, "tryonadmin unblock", member=p.opt_member(p.member(alice_user))).reply()
     # A live session in A.
-    start = driver.command(alice_a, "tryon start", photo=photo_option(fake_discord), outfit="a teal cape")
-    status = await wait_status(fake_discord, start.token, "Streaming live")
+    start, status = await start_streaming(driver, alice_a, "a teal cape")
     live_id = session_id_of(status)
 
     # Alice, in B, sees none of A.
@@ -422,10 +413,7 @@ async def test_forget_removes_the_members_rows_and_every_byte_of_their_prompts(
         alice, "tryon start", photo=photo_option(fake_discord), outfit=f"{marker} sequins gown"
     ).reply()
     assert "doesn't allow" in refused.content
-    start = driver.command(
-        alice, "tryon start", photo=photo_option(fake_discord), outfit=f"a {marker} velvet kimono"
-    )
-    status = await wait_status(fake_discord, start.token, "Streaming live")
+    start, status = await start_streaming(driver, alice, f"a {marker} velvet kimono")
     session_id = session_id_of(status)
     changed = await driver.command(alice, "tryon outfit", prompt=f"a {marker} linen suit").reply(within=30)
     assert changed.content == "New outfit applied."
@@ -564,7 +552,7 @@ async def test_keys_and_tokens_never_reach_logs_errors_or_messages(
         return token, lifetime
 
     monkeypatch.setattr(ApiClient, "session_token", remember_session_token)
-    config = make_config(
+    config = make_bot_config(
         tmp_path,
         discord=DiscordSettings(token=discord_token, status_edit_seconds=0.2),
         odyssey=OdysseySettings(api_key=api_key, api_url=emulator.url),
@@ -620,8 +608,7 @@ async def _a_whole_try_on_and_its_failures(
     driver: BotDriver, bot: TryOnBot, world: p.GuildWorld, emulator: Any, fake: FakeDiscord
 ) -> None:
     alice = driver.context(world, world.add_member("alice"))
-    start = driver.command(alice, "tryon start", photo=photo_option(fake), outfit="a red wool coat")
-    status = await wait_status(fake, start.token, "Streaming live")
+    start, status = await start_streaming(driver, alice, "a red wool coat")
     session_id = session_id_of(status)
     assert (await driver.command(alice, "tryon outfit", prompt="a blue cape").reply(within=30)).content
     await driver.command(alice, "tryon snapshot").reply(within=30)
@@ -913,11 +900,10 @@ async def test_hostile_prompts_run_through_a_whole_session_without_touching_a_sh
 
 def test_no_code_of_the_bot_can_start_a_process() -> None:
     """The bot and its cogs import no process-spawning module and call nothing with shell=True."""
-    root = Path(__file__).parents[2]
     spawning = {"subprocess", "pty", "pexpect", "sh"}
     calls = {"system", "popen", "execv", "execve", "execvp", "spawnl", "spawnv", "startfile", "posix_spawn"}
     found = []
-    for path in sorted([*(root / "bot").rglob("*.py"), *(root / "cogs").rglob("*.py")]):
+    for path in sorted([*(ROOT / "bot").rglob("*.py"), *(ROOT / "cogs").rglob("*.py")]):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):

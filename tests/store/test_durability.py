@@ -7,18 +7,16 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 from bot.store import Store
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers import ROOT
 
 
 def _spawn(*args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
         [sys.executable, "-m", "tests.store.writer_process", *args],
-        cwd=REPO,
+        cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -30,32 +30,13 @@ from bot.tryon.errors import (
 from bot.tryon.models import EndReason, SessionRequest, SessionState, StreamPhoto
 from bot.tryon.presenter import StatusChanged
 from bot.tryon.session import TryOnSession
-from bot.tryon.settings import EngineSettings
+from tests.helpers import PHOTO, fast_engine, until
 
-PHOTO = (Path(__file__).parents[2] / "examples" / "astronaut.jpg").read_bytes()
 GUILD_A, GUILD_B = 111, 222
 
 pytestmark = pytest.mark.timeout(120)
 
 EngineMaker = Callable[..., Awaitable[Engine]]
-
-
-def fast_settings(**overrides: object) -> EngineSettings:
-    values: dict[str, object] = {
-        "slots": 2,
-        "idle_seconds": 30.0,
-        "snippet_seconds": 1.0,
-        "snippet_fps": 4,
-        "snippet_width": 96,
-        "buffer_seconds": 3.0,
-        "heartbeat_seconds": 0.3,
-        "connect_timeout_seconds": 20.0,
-        "recording_poll_first_seconds": 0.1,
-        "recording_poll_limit_seconds": 10.0,
-        "min_start_seconds": 1.0,
-    }
-    values.update(overrides)
-    return EngineSettings(**values)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -65,7 +46,8 @@ async def make_engine(tmp_path: Path) -> AsyncIterator[EngineMaker]:
 
     async def make(emulator: Emulator, db_name: str = "tryon.sqlite3", **settings: object) -> Engine:
         store = await Store.open(tmp_path / db_name)
-        engine = build_engine(store, client_factory(DEV_API_KEY, emulator.url), fast_settings(**settings))
+        engine_settings = fast_engine(**{"idle_seconds": 30.0, **settings})  # sessions idle out after 30 s
+        engine = build_engine(store, client_factory(DEV_API_KEY, emulator.url), engine_settings)
         opened.append((engine, store))
         return engine
 
@@ -84,13 +66,6 @@ def quiet_presenter(out: Path) -> ConsolePresenter:
 
 def request(user_id: int, guild_id: int = GUILD_A, outfit: str = "red summer dress") -> SessionRequest:
     return SessionRequest(guild_id=guild_id, user_id=user_id, channel_id=None, photo=PHOTO, outfit=outfit)
-
-
-async def until(predicate: Callable[[], bool], seconds: float = 30.0) -> None:
-    async with asyncio.timeout(seconds):
-        # Polling: the states watched here belong to the engine and have no event of their own.
-        while not predicate():  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
 
 
 async def finished(session: TryOnSession, seconds: float = 40.0) -> None:
@@ -114,7 +89,7 @@ async def test_stream_steer_roll_over_end_and_settle(
     still = await session.snapshot()
     assert still is not None and still.data.startswith(b"\x89PNG")
 
-    await until(lambda: session.rollovers >= 1, seconds=15)
+    await until(lambda: session.rollovers >= 1, 15)
     after = await session.prompt("green   rain\u200b coat")  # cleaned before it is sent
     assert after is not None and after.outfit == "green rain coat"
     engine.manager.stop(session.id, user_id=1)
@@ -458,7 +433,7 @@ async def test_an_outfit_sent_while_the_stream_starts_is_applied_once_it_runs(
     await asyncio.wait_for(held.starting.wait(), 20)
     assert await session.prompt("blue wool suit") is None  # kept until the stream runs
     held.release.set()
-    await until(lambda: any(f.caption == "blue wool suit" for f in presenter.snippets), seconds=20)
+    await until(lambda: any(f.caption == "blue wool suit" for f in presenter.snippets), 20)
 
     assert held.sent == ["red summer dress", "blue wool suit"]
     prompts = await engine.services.store.prompts.for_session(session.id)
@@ -711,7 +686,7 @@ async def test_a_refused_start_on_the_same_connection_falls_back_to_a_fresh_one(
     engine.services.client_factory = clients
     presenter = quiet_presenter(tmp_path / "out")
     session = await engine.manager.admit(request(27), presenter)
-    await until(lambda: session.rollovers >= 1, seconds=15)
+    await until(lambda: session.rollovers >= 1, 15)
     engine.manager.stop(session.id)
     await finished(session)
 
@@ -757,7 +732,7 @@ async def test_an_outfit_the_platform_did_not_apply_is_not_shown_or_carried_over
     assert await engine.services.store.audit.list(GUILD_A, action="prompt_refused") == []
     assert session.latest_outfit == "red summer dress"
     assert presenter.statuses[-1].outfit == "red summer dress"
-    await until(lambda: session.rollovers >= 1, seconds=15)
+    await until(lambda: session.rollovers >= 1, 15)
     engine.manager.stop(session.id)
     await finished(session)
     assert started_with == ["red summer dress", "red summer dress"]

@@ -3,52 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 from pathlib import Path
 
 import pytest
 
-from bot.emulator import DEV_API_KEY, Emulator
+from bot.emulator import Emulator
 from bot.store import Store
 from tests.fakediscord import FakeDiscord
 from tests.fakediscord import payloads as p
-
-ROOT = Path(__file__).parents[2]
-PHOTO = (ROOT / "examples" / "astronaut.jpg").read_bytes()
+from tests.helpers import PHOTO, start_bot_process, write_run_config
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def write_config(path: Path, fake: FakeDiscord, emulator: Emulator, database: Path) -> None:
-    path.write_text(
-        f"""
-[discord]
-api_base_url = "{fake.api_base}"
-gateway_url = "{fake.gateway_url}"
-status_edit_seconds = 0.2
-
-[odyssey]
-api_url = "{emulator.url}"
-
-[store]
-database = "{database}"
-
-[engine]
-slots = 2
-snippet_seconds = 1.0
-snippet_fps = 4
-snippet_width = 96
-buffer_seconds = 3.0
-heartbeat_seconds = 0.3
-connect_timeout_seconds = 20.0
-recording_poll_first_seconds = 0.1
-recording_poll_limit_seconds = 10.0
-min_start_seconds = 1.0
-""",
-        encoding="utf-8",
-    )
 
 
 async def test_sigterm_ends_and_settles_every_session(
@@ -59,19 +25,9 @@ async def test_sigterm_ends_and_settles_every_session(
         fake_discord.add_channel(int(channel["id"]))
     fake_discord.gateway_guilds.append(world.guild_create())
     config, database = tmp_path / "config.toml", tmp_path / "tryon.db"
-    write_config(config, fake_discord, emulator, database)
-    env = dict(os.environ, DISCORD_TOKEN="fake.process.token", ODYSSEY_API_KEY=DEV_API_KEY)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        "run",
-        "--config",
-        str(config),
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
+    write_run_config(config, fake_discord, emulator.url, database)
+    process = await start_bot_process(
+        config, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
     try:
         identified = asyncio.create_task(fake_discord.wait_for(lambda: fake_discord.identify, within=60))

@@ -18,15 +18,15 @@ from bot.app import TryOnBot, open_runtime, sync_once
 from bot.config import OdysseySettings
 from bot.tryon.errors import QuotaExceeded
 from cogs.utils.delivery import send_reply
-from tests.cogs.conftest import make_config, stored_session
 from tests.fakediscord import BotDriver, FakeDiscord
 from tests.fakediscord import payloads as p
+from tests.helpers import make_bot_config, stored_session
 
 
 async def test_sync_cli_publishes_without_opening_the_runtime(
     fake_discord: FakeDiscord, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config = make_config(tmp_path)
+    config = make_bot_config(tmp_path)
     config = dataclasses.replace(
         config, discord=dataclasses.replace(config.discord, api_base_url=fake_discord.api_base)
     )
@@ -70,7 +70,7 @@ def test_run_without_token_names_the_setting(tmp_path: Path, monkeypatch: pytest
 
 
 async def test_runtime_without_api_key_runs_the_embedded_emulator(tmp_path: Path) -> None:
-    config = make_config(tmp_path, odyssey=OdysseySettings())
+    config = make_bot_config(tmp_path, odyssey=OdysseySettings())
     assert config.uses_emulator
     async with contextlib.AsyncExitStack() as resources:
         runtime = await open_runtime(config, resources)

@@ -9,6 +9,7 @@ import pytest
 
 from bot.config import BotConfig, ConfigError, load_config
 from bot.store.records import QuotaLimits
+from tests.helpers import ROOT
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -86,7 +87,7 @@ def test_missing_explicit_file(tmp_path: Path) -> None:
         load_config(tmp_path / "absent.toml", {})
 
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
+EXAMPLE = ROOT / "config.example.toml"
 
 
 def test_example_documents_every_setting_with_its_default() -> None:
