@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Coroutine
+from typing import Any
 
 from bot.media.snippets import SnippetEncoder
 from bot.odyssey import Odyssey
@@ -41,7 +43,8 @@ async def checked_photo(data: bytes) -> StreamPhoto:
 class Engine:
     """The running engine: everything a front end may ask, plus the parts it owns and must close.
 
-    `manager` and `services` are the engine's own; tests and benchmarks may look inside, front ends don't.
+    `manager` and `services` are the engine's own: the Discord cogs never touch them; tests, benchmarks and
+    the console demo (which watches its one session roll over) look inside.
     """
 
     manager: SessionManager
@@ -121,17 +124,31 @@ class Engine:
                 "Only the member who started this try-on (or a moderator) can use these buttons."
             )
 
-    async def end(
+    def check_live(self, session_id: str, *, guild_id: int) -> None:
+        """NoSuchSession unless the session is queued or live in this guild (answerable without any await)."""
+        self.manager.get(session_id, guild_id=guild_id)
+
+    def end(
         self, session_id: str, *, guild_id: int, user_id: int, moderator: bool
-    ) -> AuditEntry | None:
-        """End a session (or take it out of the queue): its owner's, or as a moderator (audited, returned)."""
+    ) -> Coroutine[Any, Any, AuditEntry] | None:
+        """End a session (or take it out of the queue) at once: its owner's, or someone's as a moderator.
+
+        A moderator's stop is audited: it returns the writing of the audit entry, to await (after
+        acknowledging them: the database may be busy); the owner's own stop returns None.
+        """
         session = self.manager.get(session_id, guild_id=guild_id)
         if session.request.user_id == user_id:
             self.manager.stop(session_id, user_id=user_id, reason=EndReason.MEMBER)
             return None
         if not moderator:
             raise NotAllowed("Only the member who started this try-on (or a moderator) can end it.")
-        return await self.manager.moderator_stop(session_id, guild_id=guild_id, moderator_id=user_id)
+        return self.end_as_moderator(session_id, guild_id=guild_id, moderator_id=user_id)
+
+    def end_as_moderator(
+        self, session_id: str, *, guild_id: int, moderator_id: int
+    ) -> Coroutine[Any, Any, AuditEntry]:
+        """A moderator ends any session of their guild (their own too) at once; returns the audit writing."""
+        return self.manager.moderator_stop(session_id, guild_id=guild_id, moderator_id=moderator_id)
 
     # ----- afterwards --------------------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from bot.deadline import wait_within
@@ -30,9 +30,9 @@ RecoveryPresenterFactory = Callable[[SessionRecord], Presenter | None]
 class SessionManager:
     """Admits try-ons, runs at most `settings.slots` at once, and queues the rest fairly across guilds.
 
-    Front ends call `admit`, `stop`, `cancel`, `moderator_stop` and `recording_links`, and steer a session
-    found with `get` or `session_for` through its own `prompt` and `snapshot`; the bot calls `recover` once
-    at start and `shutdown` once at the end.
+    `Engine` calls it on behalf of front ends (`precheck`, `admit`, `stop`, `moderator_stop`, ...), which
+    never hold a session themselves; the console demo drives its one session directly. The bot calls
+    `interrupt_crashed` once at start and `shutdown` once at the end.
     """
 
     def __init__(self, services: EngineServices) -> None:
@@ -162,7 +162,6 @@ class SessionManager:
         gate = self.services.gate
         await gate.place(guild_id, channel_id)
         await gate.outfit(guild_id, user_id, outfit)
-        await gate.not_blocked(guild_id, user_id)
         await gate.quota(guild_id, user_id, role_ids)
 
     def _refuse_while_closing(self) -> None:
@@ -194,7 +193,7 @@ class SessionManager:
     def stop(
         self, session_id: str, *, user_id: int | None = None, reason: EndReason = EndReason.MEMBER
     ) -> None:
-        """End a session (member's end button, or a moderator with `reason=MODERATOR` and no user).
+        """End a session: its member's (`user_id` checked), or any with no `user_id` and another `reason`.
 
         A queued session leaves the queue at once; its refund follows in the background.
         """
@@ -210,22 +209,23 @@ class SessionManager:
         self._forget(session)
         await self._report_positions()
 
-    async def moderator_stop(self, session_id: str, *, guild_id: int, moderator_id: int) -> AuditEntry:
-        """A moderator ends (or removes from the queue) a session of their guild; returns its audit entry."""
+    def moderator_stop(
+        self, session_id: str, *, guild_id: int, moderator_id: int
+    ) -> Coroutine[Any, Any, AuditEntry]:
+        """A moderator ends (or removes from the queue) a session of their guild, at once.
+
+        Returns the writing of its audit entry, for the caller to await when it suits (e.g. after
+        acknowledging the moderator): a busy or failing database never keeps the session running.
+        """
         session = self.get(session_id, guild_id=guild_id)
-        entry = await self.services.store.audit.record(
+        self.stop(session_id, reason=EndReason.MODERATOR)
+        return self.services.store.audit.record(
             guild_id,
             SESSION_STOPPED,
             actor_id=moderator_id,
             target_user_id=session.request.user_id,
             target=session_id,
-            details={"state": str(session.state)},
         )
-        if self.queue.remove(session_id) is not None:
-            await self._left_queue(session, EndReason.MODERATOR)
-        else:
-            session.stop(EndReason.MODERATOR)
-        return entry
 
     def _owned(self, session_id: str, user_id: int | None) -> TryOnSession:
         session = self.get(session_id)

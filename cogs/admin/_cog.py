@@ -341,11 +341,10 @@ class TryOnAdmin(
     async def sessions_stop(
         self, interaction: discord.Interaction[TryOnBot], session_id: app_commands.Range[str, 1, 40]
     ) -> None:
-        entry = await self.bot.runtime.engine.end(
-            session_id, guild_id=self._guild_id(interaction), user_id=interaction.user.id, moderator=True
+        entry = await self.bot.runtime.engine.end_as_moderator(
+            session_id, guild_id=self._guild_id(interaction), moderator_id=interaction.user.id
         )
-        whose = "your own" if entry is None else f"<@{entry.target_user_id}>'s"
-        await self._done(interaction, f"Stopping {whose} try-on `{session_id}`.", entry)
+        await self._done(interaction, f"Stopping <@{entry.target_user_id}>'s try-on `{session_id}`.", entry)
 
     # reports and logs
 

@@ -125,8 +125,10 @@ class TryOn(
             portrait = None if orientation is None else orientation == "portrait"
             session = await self._begin(interaction, photo, outfit, private, portrait)
         except TryOnError as error:
-            await interaction.edit_original_response(content=error.message, allowed_mentions=NO_MENTIONS)
-            await post_to_mod_log(self.bot, error.audit_entry)
+            try:
+                await interaction.edit_original_response(content=error.message, allowed_mentions=NO_MENTIONS)
+            finally:
+                await post_to_mod_log(self.bot, error.audit_entry)
             return
         where = "Only you can see it." if private else "Its status is posted below."
         await interaction.edit_original_response(
@@ -230,14 +232,17 @@ class TryOn(
         await self._end(interaction, self._own_session(interaction).id, "Ending your try-on")
 
     async def _end(self, interaction: discord.Interaction[TryOnBot], session_id: str, said: str) -> None:
-        entry = await self.engine.end(
+        audit = self.engine.end(  # stopped before anything else can run, e.g. the member's next start
             session_id,
             guild_id=self._guild_id(interaction),
             user_id=interaction.user.id,
             moderator=is_moderator(interaction),
         )
-        await send_reply(interaction, f"{said}; the recording follows.")
-        await post_to_mod_log(self.bot, entry)
+        try:
+            await send_reply(interaction, f"{said}; the recording follows.")
+        finally:
+            if audit is not None:
+                await post_to_mod_log(self.bot, await audit)
 
     # buttons
 
@@ -258,6 +263,7 @@ class TryOn(
         elif action == "snap":
             await self._snapshot(interaction, session_id)
         else:
+            self.engine.check_live(session_id, guild_id=self._guild_id(interaction))
             await interaction.response.send_modal(OutfitModal(session_id, interaction.user.id))
 
     # reading

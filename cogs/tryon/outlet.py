@@ -51,11 +51,6 @@ class SessionOutlet:
         self.status_moves = 0
         self._status_dm: int | None = None  # the DM channel holding the status message, once moved there
 
-    @property
-    def private(self) -> bool:
-        """Whether only the member sees the session's messages."""
-        return self.route.private
-
     async def edit_status(self, *, embed: discord.Embed, view: discord.ui.View | None = MISSING) -> None:
         """Show the status: the first call posts the status message, later calls edit it in place.
 

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 import discord
 
 from bot.app import TryOnBot
-from bot.tryon.models import TERMINAL_STATES, SessionState
+from bot.tryon.models import FINISHING_STATES, TERMINAL_STATES, SessionState
 from bot.tryon.presenter import ErrorReported, RecordingReady, SnapshotReady, SnippetReady, StatusChanged
 from cogs.tryon.outlet import SessionOutlet
 from cogs.tryon.render import recording_embed, status_embed
@@ -40,7 +40,6 @@ class DiscordPresenter:
         # Called once with (session id, status message id) so a restart can find the message again.
         self._remember_status = remember_status
         self.updater: CoalescingUpdater[StatusChanged] = CoalescingUpdater(self._show_status, status_interval)
-        self.last_status: StatusChanged | None = None
 
     @property
     def upload_budget_bytes(self) -> int:
@@ -48,7 +47,7 @@ class DiscordPresenter:
         return self.outlet.filesize_limit
 
     async def _show_status(self, event: StatusChanged) -> None:
-        if event.state in TERMINAL_STATES or event.state in (SessionState.ENDING, SessionState.FINALISING):
+        if event.state in TERMINAL_STATES or event.state in FINISHING_STATES:
             view: discord.ui.View | None = None  # no buttons once it is ending
         else:
             view = session_controls(event.session_id, streaming=event.state is SessionState.STREAMING)
@@ -60,7 +59,6 @@ class DiscordPresenter:
 
     async def status_changed(self, event: StatusChanged) -> None:
         """Coalesce into the status message; a final state is written before this returns."""
-        self.last_status = event
         if event.state in TERMINAL_STATES:
             await self.updater.close(event)
         else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import discord
 
 from bot.store.records import SessionRecord
-from bot.tryon.models import SessionState
+from bot.tryon.models import FINISHING_STATES, SessionState
 from bot.tryon.presenter import RecordingLinks, RecordingReady, StatusChanged
 from bot.tryon.quota import Remaining
 from cogs.utils.formatting import duration, quote_safely, timestamp
@@ -45,7 +45,7 @@ def status_line(event: StatusChanged) -> str:
     if state is SessionState.STREAMING:
         prefix = "Continuing on a fresh stream" if event.continuing else "Streaming live"
         return f"{prefix} · {duration(event.elapsed_seconds)}"
-    if state in (SessionState.ENDING, SessionState.FINALISING):
+    if state in FINISHING_STATES:
         return "Finishing up and fetching your recording…"
     why = _ENDINGS.get(event.end_reason or "", "")
     because = f" ({why})" if why else ""

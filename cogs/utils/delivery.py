@@ -1,10 +1,11 @@
 """Delivery to Discord: the one place that decides interaction token, channel or DMs, and how errors read.
 
-Every message the bot sends to a member goes through a `Route`: the interaction's webhook while its token
-lives, then the channel (never for private messages), then the member's DMs when the caller knows who they
-are. One rule says when a token is dead. `send_reply` answers an interaction the same way;
-`report_error` is the one place errors become sentences, and engine refusals reach the mod-log
-(`post_to_mod_log`, also used for moderators' own actions).
+Every new message and status edit the bot sends a member goes through a `Route`: the interaction's webhook
+while its token lives, then the channel (never for private messages), then the member's DMs when the
+caller knows who they are (editing an interaction's own original response needs no route). One rule says
+when a token is dead. `send_reply` answers an interaction the same way; `report_error` is the one place
+errors become sentences, and engine refusals reach the mod-log (`post_to_mod_log`, also used for
+moderators' own actions).
 """
 
 from __future__ import annotations
@@ -244,10 +245,12 @@ async def post_to_mod_log(bot: TryOnBot, entry: AuditEntry | None) -> None:
 
 async def report_error(interaction: discord.Interaction[TryOnBot], error: BaseException) -> None:
     """Tell the member what went wrong; a refusal the engine recorded for moderators goes to the mod-log."""
-    await send_reply(interaction, describe_error(error, interaction))
     cause = error.original if isinstance(error, app_commands.CommandInvokeError) else error
-    if isinstance(cause, TryOnError):
-        await post_to_mod_log(interaction.client, cause.audit_entry)
+    try:
+        await send_reply(interaction, describe_error(error, interaction))
+    finally:
+        if isinstance(cause, TryOnError):
+            await post_to_mod_log(interaction.client, cause.audit_entry)
 
 
 class TryOnCommandTree(app_commands.CommandTree["TryOnBot"]):
