@@ -491,8 +491,7 @@ async def test_an_outfit_the_platform_fails_to_apply_is_not_a_refused_prompt(
     mod_log = int(world.channels[1]["id"])
     await bot.runtime.store.guilds.set_mod_log_channel(world.guild_id, mod_log, moderator_id=None)
     alice = as_member("alice")
-    start = driver.command(alice, "tryon start", photo=photo_option(fake_discord), outfit="white linen suit")
-    status = await wait_status(fake_discord, start.token, "Streaming live")
+    start, status = await start_streaming(driver, alice, "white linen suit")
 
     emulator.faults.update_error_reason = "internal_error"
     failed = await driver.command(alice, "tryon outfit", prompt="black velvet blazer").reply(within=40)
