@@ -58,13 +58,15 @@ class Peer:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def wait_ready(self) -> None:
-        """Wait for the video track and an open `clientToStreamer` channel."""
+        """Wait for the video track, an open `clientToStreamer` channel and the `streamerToClient` one."""
         await asyncio.wait_for(self.ready.wait(), TIMEOUT)
 
     def check_ready(self) -> None:
-        """Set `ready` once both the track and the open channel are there."""
+        """Set `ready` once the track and both channels are there (the one we send on open)."""
+        # The two channels are announced separately: messages from the streamer need the second one.
         channel = self.channels.get("clientToStreamer")
-        if self.track is not None and channel is not None and channel.readyState == "open":
+        both = "streamerToClient" in self.channels
+        if self.track is not None and both and channel is not None and channel.readyState == "open":
             self.ready.set()
 
     def send(self, message: dict[str, Any]) -> None:
