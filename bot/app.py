@@ -207,7 +207,9 @@ def main(args: argparse.Namespace) -> int:
     except ConfigError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
-    configure_logging(config.log_level, [config.discord.token, config.odyssey.api_key])
+    configure_logging(
+        config.log_level, [config.discord.token, config.odyssey.api_key, *config.workers.secrets]
+    )
     try:
         if args.command == "sync":
             return asyncio.run(sync_once(config, args.guild))

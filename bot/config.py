@@ -1,8 +1,8 @@
 """The bot's configuration in one typed place: `config.toml` (optional) overlaid by environment variables.
 
-Secrets (the Discord token, the Odyssey API key) come only from the environment or the untracked
-`config.toml`; `config.example.toml` documents every setting with its default. Anything invalid raises
-`ConfigError` naming the key, and start-up stops with that message.
+Secrets (the Discord token, the Odyssey API key, NATS credentials) come only from the environment or the
+untracked `config.toml`; `config.example.toml` documents every setting with its default. Anything invalid
+raises `ConfigError` naming the key, and start-up stops with that message.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 
 from bot.store.records import QuotaLimits
 from bot.tryon.settings import EngineSettings
+from bot.workers.settings import WorkerSettings
 
 DEFAULT_CONFIG_PATH = Path("config.toml")
 
@@ -112,6 +113,7 @@ class BotConfig:
     store: StoreSettings = dataclasses.field(default_factory=StoreSettings)
     engine: EngineSettings = dataclasses.field(default_factory=EngineSettings)
     quota: QuotaSettings = dataclasses.field(default_factory=QuotaSettings)
+    workers: WorkerSettings = dataclasses.field(default_factory=WorkerSettings)
     log_level: str = "INFO"
 
     @property
@@ -127,6 +129,10 @@ ENVIRONMENT = {
     "ODYSSEY_API_URL": "odyssey.api_url",
     "TRYON_DATABASE": "store.database",
     "TRYON_LOG_LEVEL": "log_level",
+    "TRYON_NATS_URL": "workers.nats_url",
+    "NATS_TOKEN": "workers.token",
+    "NATS_USER": "workers.user",
+    "NATS_PASSWORD": "workers.password",
 }
 _SECTIONS: dict[str, type[Any]] = {
     "discord": DiscordSettings,
@@ -134,6 +140,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "store": StoreSettings,
     "engine": EngineSettings,
     "quota": QuotaSettings,
+    "workers": WorkerSettings,
 }
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 

@@ -94,7 +94,7 @@ def test_example_documents_every_setting_with_its_default() -> None:
     assert load_config(EXAMPLE, {}) == BotConfig()
     text = EXAMPLE.read_text(encoding="utf-8")
     config = BotConfig()
-    for section in ("discord", "odyssey", "store", "quota", "engine"):
+    for section in ("discord", "odyssey", "store", "quota", "engine", "workers"):
         for field in dataclasses.fields(getattr(config, section)):
             assert f"\n{field.name} = " in text or f"\n# {field.name} = " in text, f"{section}.{field.name}"
 
@@ -118,3 +118,22 @@ def test_invalid_environment_values_name_the_variable(
 ) -> None:
     with pytest.raises(ConfigError, match=names):
         load_config(write(tmp_path, ""), environ)
+
+
+def test_workers_take_the_bus_and_its_credentials_from_the_environment(tmp_path: Path) -> None:
+    environ = {"TRYON_NATS_URL": "nats://10.0.0.5:4222", "NATS_USER": "bot", "NATS_PASSWORD": "hunter2"}
+    workers = load_config(write(tmp_path, "[workers]\ncapacity = 6"), environ).workers
+    assert (workers.nats_url, workers.user, workers.password, workers.capacity) == (
+        "nats://10.0.0.5:4222",
+        "bot",
+        "hunter2",
+        6,
+    )
+    assert "hunter2" not in repr(workers) and "hunter2" in workers.secrets
+    assert workers.subject("worker", "w1", "start") == "tryon.worker.w1.start"
+    with pytest.raises(ConfigError, match=r"workers: nats_url .* TRYON_NATS_URL"):
+        load_config(write(tmp_path, ""), {"TRYON_NATS_URL": "http://nope"})
+    with pytest.raises(ConfigError, match="a token or a user and password"):
+        load_config(write(tmp_path, ""), {"NATS_TOKEN": "t", "NATS_USER": "u", "NATS_PASSWORD": "p"})
+    with pytest.raises(ConfigError, match="subject_prefix"):
+        load_config(write(tmp_path, '[workers]\nsubject_prefix = "a.b"'), {})
