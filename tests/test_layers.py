@@ -11,7 +11,7 @@ import pytest
 
 from tests.helpers import ROOT
 
-BELOW_THE_FRONT_END = ("bot/tryon", "bot/media", "bot/odyssey", "bot/store", "bot/emulator")
+BELOW_THE_FRONT_END = ("bot/tryon", "bot/media", "bot/odyssey", "bot/store", "bot/emulator", "bot/workers")
 # What the engine keeps to itself: cogs call `Engine`'s methods and read `SessionSummary` values.
 ENGINE_INTERNALS = ("bot.tryon.session", "bot.tryon.manager", "bot.tryon.runner", "bot.tryon.gate")
 ENGINE_PARTS = {"services", "manager"}

@@ -1,0 +1,26 @@
+"""Fixtures for the worker tests: a real NATS server with JetStream, and settings pointing at it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.workers.settings import WorkerSettings
+from tests.natsserver import NatsServer, running_nats
+
+TOKEN = "test-nats-token-s3cr3t"
+
+
+@pytest.fixture
+async def nats_server(tmp_path: Path) -> AsyncIterator[NatsServer]:
+    """A NATS server on a free loopback port, JetStream data under tmp_path, requiring TOKEN."""
+    async with running_nats(tmp_path / "jetstream", token=TOKEN) as server:
+        yield server
+
+
+@pytest.fixture
+def worker_settings(nats_server: NatsServer) -> WorkerSettings:
+    """Settings for this server with a short presence TTL."""
+    return WorkerSettings(nats_url=nats_server.url, token=TOKEN, presence_ttl_seconds=1.5)
