@@ -319,6 +319,12 @@ class TryOnSession:
             with contextlib.suppress(TimeoutError):
                 await wait_within(self._stop.wait(), max(0.0, deadline - now) + 0.01)
 
+    def _watchdog_ended(self, task: asyncio.Task[None]) -> None:
+        # A failed heartbeat write must not leave the stream running unwatched (no idle or quota stop):
+        # stop the streams; `_stream_until_stopped` then re-raises the failure and the session fails.
+        if not task.cancelled() and task.exception() is not None:
+            self._stop.set()
+
     @property
     def _quota_bound(self) -> bool:
         return self.allowance_seconds < self.settings.max_session_seconds
@@ -351,6 +357,7 @@ class TryOnSession:
             return
         await self._transition(SessionState.STREAMING)
         self._watchdog = asyncio.create_task(self._keep_watch(), name=f"watch-{self.id}")
+        self._watchdog.add_done_callback(self._watchdog_ended)
         if self.pending_prompt_ids:
             self._spawn(self._apply_outfits_sent_while_connecting())
         else:

@@ -323,6 +323,33 @@ async def test_platform_queue_then_shutdown_settles_everything(
         await engine.manager.admit(request(10), live_presenter)
 
 
+async def test_a_heartbeat_that_cannot_be_written_fails_the_session_and_closes_its_streams(
+    emulator_factory: Callable[..., Awaitable[Emulator]],
+    make_engine: EngineMaker,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    emulator = await emulator_factory()
+    engine = await make_engine(emulator)
+    presenter = quiet_presenter(tmp_path / "out")
+    session = await engine.manager.admit(request(29), presenter)
+    await until(lambda: session.state is SessionState.STREAMING)
+
+    heartbeat = engine.services.store.sessions.heartbeat
+    failures = [sqlite3.OperationalError("database is locked")]
+
+    async def locked_once(*args: Any, **kwargs: Any) -> None:
+        if failures:
+            raise failures.pop()
+        await heartbeat(*args, **kwargs)
+
+    # Without its heartbeat the session would stream on with no idle or quota stop: it fails instead.
+    monkeypatch.setattr(engine.services.store.sessions, "heartbeat", locked_once)
+    await finished(session, seconds=15)
+    assert session.state is SessionState.FAILED and session.streams.live is None
+    assert presenter.errors and "error id" in presenter.errors[-1].message
+
+
 async def test_crash_recovery_settles_from_the_last_heartbeat(
     emulator_factory: Callable[..., Awaitable[Emulator]], make_engine: EngineMaker, tmp_path: Path
 ) -> None:
