@@ -146,7 +146,7 @@ class StreamRunner:
         apply it.
         """
         try:
-            await wait_within(self.until_stopped(self._ready.wait()), self._settings.connect_timeout_seconds)
+            await wait_within(self._until_stopped(self._ready.wait()), self._settings.connect_timeout_seconds)
         except StreamStopped:
             raise NoSuchSession() from None
         live = self._live
@@ -157,7 +157,7 @@ class StreamRunner:
             await wait_within(live.client.interact(outfit), self._settings.ack_timeout_seconds)
             live.prompt = outfit
 
-    async def until_stopped(self, work: Awaitable[T]) -> T:
+    async def _until_stopped(self, work: Awaitable[T]) -> T:
         """Await `work`, abandoning it (and raising StreamStopped) if the runner is stopped first."""
         task = asyncio.ensure_future(work)
         stopper = asyncio.ensure_future(self._stopped.wait())
@@ -185,7 +185,7 @@ class StreamRunner:
         stream could not start.
         """
         index = 0
-        live: LiveStream | None = await self.until_stopped(self._open(index))
+        live: LiveStream | None = await self._until_stopped(self._open(index))
         while live is not None:
             following: LiveStream | None = None
             try:
@@ -258,7 +258,7 @@ class StreamRunner:
     async def _roll_over(self, index: int) -> LiveStream | None:
         """Open the next stream after the cap or a drop; None (and the runner stops) if that is impossible."""
         try:
-            return await self.until_stopped(self._open(index))
+            return await self._until_stopped(self._open(index))
         except StreamStopped:
             return None
         except (OdysseyError, TimeoutError) as exc:

@@ -66,9 +66,10 @@ class EngineServices:
 class TryOnSession:
     """One member's try-on from the queue to the recording links.
 
-    The manager creates it (QUEUED), then runs `run()` once a slot is free. Front ends steer it with
-    `prompt()`, `snapshot()` and `stop()`; it reports every change to its Presenter. Every state change is
-    checked against ALLOWED_TRANSITIONS and written to the store before it is reported.
+    The manager creates it (QUEUED), then runs `run()` once a slot is free; its `StreamRunner` (`streams`)
+    holds the Odyssey side. The engine steers it with `prompt()`, `snapshot()` and `stop()`; it reports
+    every change to its Presenter. Every state change is checked against ALLOWED_TRANSITIONS and written
+    to the store before it is reported.
     """
 
     def __init__(
