@@ -119,13 +119,13 @@ async def start_sessions(engine: Engine, count: int, presenter: CountingPresente
     return sessions
 
 
-async def steer(session: TryOnSession, stop: asyncio.Event, offset: float) -> None:
+async def steer(engine: Engine, session: TryOnSession, stop: asyncio.Event, offset: float) -> None:
     """A new outfit every ~2.5 s (each makes a GIF snippet), staggered across sessions."""
     await asyncio.sleep(offset)
     index = 1
     while not stop.is_set():
         try:
-            await session.prompt(OUTFITS[index % len(OUTFITS)])
+            await engine.manager.steer(session, OUTFITS[index % len(OUTFITS)])
         except TryOnError as exc:
             print(f"  steering refused: {exc.message}", flush=True)
         index += 1
@@ -152,7 +152,7 @@ async def run_batch(
     own_cpu, emulator_cpu = time.process_time(), process_cpu_seconds(emulator_pid)
     stop = asyncio.Event()
     steering = (
-        [asyncio.create_task(steer(s, stop, i * 0.6)) for i, s in enumerate(sessions)]
+        [asyncio.create_task(steer(engine, s, stop, i * 0.6)) for i, s in enumerate(sessions)]
         if with_snippets
         else []
     )

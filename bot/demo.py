@@ -155,7 +155,7 @@ async def try_on(
         if session.is_finished:
             break
         with contextlib.suppress(NoSuchSession):  # it ended meanwhile: the summary says how
-            await session.prompt(outfit)
+            await manager.steer(session, outfit)
     await session.snapshot()
     if session.rollovers == 0 and not session.is_finished and cap < 60:
         print(f"waiting past the {cap:g} s stream cap to show the roll-over...")

@@ -18,13 +18,13 @@ from bot.store import QuotaLimits, Store
 from bot.store.records import AuditEntry, SessionRecord
 from bot.tryon.errors import NoSuchSession, NotAllowed, TryOnError
 from bot.tryon.gate import Gate
-from bot.tryon.manager import RecoveryPresenterFactory, SessionManager
+from bot.tryon.ledger import StoreLedger
+from bot.tryon.manager import EngineServices, RecoveryPresenterFactory, SessionManager
 from bot.tryon.models import EndReason, SessionRequest, SessionSummary, StreamPhoto
 from bot.tryon.photos import check_photo
 from bot.tryon.presenter import Presenter, RecordingLinks
 from bot.tryon.quota import QuotaPolicy, Remaining
 from bot.tryon.runner import ClientFactory
-from bot.tryon.session import EngineServices
 from bot.tryon.settings import EngineSettings
 
 
@@ -98,7 +98,7 @@ class Engine:
             raise TryOnError("That outfit is already being applied.", reason="outfit_in_flight")
         self._outfits_in_flight.add(in_flight)
         try:
-            await session.prompt(text, by_user_id=user_id)
+            await self.manager.steer(session, text, by_user_id=user_id)
         finally:
             self._outfits_in_flight.discard(in_flight)
 
@@ -191,6 +191,7 @@ def build_engine(
     settings = settings or EngineSettings()
     quota = QuotaPolicy(store, quota_defaults or QuotaLimits(), min_start_seconds=settings.min_start_seconds)
     services = EngineServices(
+        ledger=StoreLedger(store, quota),
         store=store,
         quota=quota,
         encoder=encoder or SnippetEncoder(),

@@ -3,20 +3,34 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 from bot.deadline import wait_within
 from bot.store.records import AuditEntry, SessionRecord
 from bot.tryon.errors import AlreadyInSession, NoSuchSession, NotAllowed, QueueFull
 from bot.tryon.models import FINISHING_STATES, EndReason, SessionRequest, SessionState
-from bot.tryon.presenter import ErrorReported, Presenter, RecordingLinks, RecordingReady, StatusChanged
+from bot.tryon.presenter import (
+    ErrorReported,
+    Presenter,
+    RecordingLinks,
+    RecordingReady,
+    SnippetReady,
+    StatusChanged,
+)
 from bot.tryon.queue import FairQueue, WaitEstimator
 from bot.tryon.recordings import collect_recording_links, links_from
 from bot.tryon.runner import close_client
-from bot.tryon.session import EngineServices, TryOnSession
+from bot.tryon.session import SessionServices, TryOnSession
+
+if TYPE_CHECKING:
+    from bot.store import Store
+    from bot.tryon.gate import Gate
+    from bot.tryon.models import StreamPhoto
+    from bot.tryon.quota import QuotaPolicy
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +39,18 @@ SESSION_STOPPED = "session_stopped"
 
 # Given a session found interrupted at start-up, the presenter to offer its recordings to (None: nobody).
 RecoveryPresenterFactory = Callable[[SessionRecord], Presenter | None]
+
+
+@dataclasses.dataclass
+class EngineServices(SessionServices):
+    """What the engine's decisions need besides: storage, the quota policy and the checks."""
+
+    store: Store
+    quota: QuotaPolicy
+    # Raise PhotoRejected, or return the photo to stream.
+    check_photo: Callable[[bytes], Awaitable[StreamPhoto]]
+    # Checks outfits (and starts) and records refusals.
+    gate: Gate
 
 
 class SessionManager:
@@ -181,6 +207,21 @@ class SessionManager:
         raise AlreadyInSession(session_id=existing.id)
 
     # ----- steering ------------------------------------------------------------------------------------
+
+    async def steer(
+        self, session: TryOnSession, text: str, *, by_user_id: int | None = None
+    ) -> SnippetReady | None:
+        """Check and record a new outfit, then have the session apply it; returns its snippet, if any.
+
+        `by_user_id`: who typed it (the owner unless a moderator steers), named in a refusal's audit entry.
+        """
+        if session.is_finished or session.state in FINISHING_STATES:
+            raise NoSuchSession()
+        author = session.request.user_id if by_user_id is None else by_user_id
+        guild_id = session.request.guild_id
+        outfit = await self.services.gate.outfit(guild_id, author, text, session_id=session.id)
+        prompt_id = (await self.services.store.prompts.add(session.id, outfit)).id
+        return await session.apply_outfit(outfit, prompt_id)
 
     async def cancel(self, session_id: str, *, user_id: int | None = None) -> None:
         """Leave the queue (refunding the reservation), or end the session if it already runs."""

@@ -24,7 +24,6 @@ from bot.tryon.models import (
     SessionRequest,
     SessionState,
     SessionSummary,
-    StreamPhoto,
     check_transition,
 )
 from bot.tryon.presenter import (
@@ -41,35 +40,28 @@ from bot.tryon.runner import ClientFactory, LiveStream, StreamRunner, StreamStop
 from bot.tryon.settings import EngineSettings
 
 if TYPE_CHECKING:
-    from bot.store import Store
-    from bot.tryon.gate import Gate
-    from bot.tryon.quota import QuotaPolicy
+    from bot.tryon.ledger import SessionLedger
 
 log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
-class EngineServices:
-    """What every session shares: storage, quota policy, checks, media encoder, Odyssey client factory."""
+class SessionServices:
+    """What a live session needs, in whichever process runs it: its ledger, encoder, Odyssey clients."""
 
-    store: Store
-    quota: QuotaPolicy
+    ledger: SessionLedger
     encoder: SnippetEncoder
     client_factory: ClientFactory
     settings: EngineSettings
-    # Raise PhotoRejected, or return the photo to stream.
-    check_photo: Callable[[bytes], Awaitable[StreamPhoto]]
-    # Checks outfits (and starts) and records refusals.
-    gate: Gate
 
 
 class TryOnSession:
     """One member's try-on from the queue to the recording links.
 
     The manager creates it (QUEUED), then runs `run()` once a slot is free; its `StreamRunner` (`streams`)
-    holds the Odyssey side. The engine steers it with `prompt()`, `snapshot()` and `stop()`; it reports
-    every change to its Presenter. Every state change is checked against ALLOWED_TRANSITIONS and written
-    to the store before it is reported.
+    holds the Odyssey side. The engine steers it with `apply_outfit()`, `snapshot()` and `stop()`; it
+    reports every change to its Presenter. Every state change is checked against ALLOWED_TRANSITIONS and
+    written to its ledger before it is reported.
     """
 
     def __init__(
@@ -77,7 +69,7 @@ class TryOnSession:
         session_id: str,
         request: SessionRequest,
         presenter: Presenter,
-        services: EngineServices,
+        services: SessionServices,
         *,
         allowance_seconds: float,
         idle_seconds: float | None = None,
@@ -113,8 +105,6 @@ class TryOnSession:
             label=session_id,
             clock=clock,
         )
-        # The store's record of each stream, by the platform's stream id.
-        self._stream_records: dict[str, int] = {}
         # The pending prompts a stream about to start carries.
         self._carried_prompt_ids: list[int] = []
         self._watchdog: asyncio.Task[None] | None = None
@@ -181,17 +171,13 @@ class TryOnSession:
 
     # ----- steering (called by front ends) ---------------------------------------------------------------
 
-    async def prompt(self, text: str, *, by_user_id: int | None = None) -> SnippetReady | None:
-        """Apply a new outfit: check it, send it, wait for the acknowledgement, then snippet what follows.
+    async def apply_outfit(self, outfit: str, prompt_id: int) -> SnippetReady | None:
+        """Apply an outfit the engine checked and recorded as `prompt_id`, then snippet what follows.
 
         Before the stream runs, the outfit is kept and applied at the start. Returns the snippet, if any.
-        `by_user_id`: who typed it (the owner unless a moderator steers), named in a refusal's audit entry.
         """
         if self.is_finished or self.state in FINISHING_STATES:
             raise NoSuchSession()
-        author = self.request.user_id if by_user_id is None else by_user_id
-        outfit = await self.services.gate.outfit(self.request.guild_id, author, text, session_id=self.id)
-        prompt_id = (await self.services.store.prompts.add(self.id, outfit)).id
         self.latest_outfit = outfit
         self._last_activity = self._clock()
         if self.state in (SessionState.QUEUED, SessionState.CONNECTING):
@@ -201,7 +187,7 @@ class TryOnSession:
 
     async def _steer(self, outfit: str, prompt_ids: list[int]) -> SnippetReady | None:
         """Send `outfit` to the live stream, mark its prompts applied, and snippet what follows the ack."""
-        prompts = self.services.store.prompts
+        ledger = self.services.ledger
         async with self._steer_lock:
             try:
                 await self.streams.apply(outfit)
@@ -211,12 +197,12 @@ class TryOnSession:
                     # Not on screen: neither shown as current nor carried into the next stream.
                     self.latest_outfit = live.prompt
                 for prompt_id in prompt_ids:
-                    await prompts.set_status(prompt_id, "refused", refusal_reason=type(exc).__name__)
+                    await ledger.prompt_status(prompt_id, "refused", type(exc).__name__)
                 raise OutfitNotApplied() from exc
             # The snippet starts at the acknowledgement: frames before it still show the old outfit.
             mark = self._timeline_now()
             for prompt_id in prompt_ids:
-                await prompts.set_status(prompt_id, "applied")
+                await ledger.prompt_status(prompt_id, "applied")
             await self._report_status()
             return await self._snippet(outfit, since=mark)
 
@@ -310,9 +296,7 @@ class TryOnSession:
             if now >= next_heartbeat:
                 live = self.streams.live
                 running = now - live.started if live is not None else None
-                await self.services.store.sessions.heartbeat(
-                    self.id, self.streamed_seconds, stream_seconds=running
-                )
+                await self.services.ledger.heartbeat(self.id, self.streamed_seconds, running)
                 next_heartbeat = now + self.settings.heartbeat_seconds
             deadline = min(
                 next_heartbeat, self._last_activity + self.idle_seconds, now + self.remaining_seconds
@@ -339,12 +323,11 @@ class TryOnSession:
 
     async def stream_started(self, stream: LiveStream) -> None:
         """Record the stream and mark the prompts it carries applied."""
-        store = self.services.store
-        record = await store.streams.start(self.id, odyssey_stream_id=stream.stream_id, prompt=stream.prompt)
-        self._stream_records[stream.stream_id] = record.id
+        ledger = self.services.ledger
+        await ledger.stream_started(self.id, stream.stream_id, stream.prompt)
         carried = self._carried_prompt_ids
         for prompt_id in carried:
-            await store.prompts.set_status(prompt_id, "applied")
+            await ledger.prompt_status(prompt_id, "applied")
         # No await from here on: the stream becomes current right after this returns.
         self.pending_prompt_ids = [i for i in self.pending_prompt_ids if i not in carried]
         self._carried_prompt_ids = []
@@ -368,8 +351,7 @@ class TryOnSession:
         """Store the stream's seconds and why it ended."""
         if reason is None:
             reason = str(self.end_reason) if self.end_reason else "rollover"
-        record_id = self._stream_records[stream.stream_id]
-        await self.services.store.streams.end(record_id, seconds=seconds, reason=reason)
+        await self.services.ledger.stream_ended(self.id, stream.stream_id, seconds, reason)
 
     async def waiting_for_platform(self, waited_seconds: float) -> None:
         """Show how long the platform has queued the connection."""
@@ -460,7 +442,7 @@ class TryOnSession:
         try:
             await self._settle()
             self.state = SessionState.FAILED
-            await self.services.store.sessions.set_state(
+            await self.services.ledger.state_changed(
                 self.id,
                 SessionState.FAILED,
                 error=message,
@@ -476,16 +458,14 @@ class TryOnSession:
         if self._settled:
             return
         self._settled = True
-        seconds = self.streamed_seconds
-        await self.services.store.sessions.heartbeat(self.id, seconds)
-        await self.services.quota.settle(self.id, seconds)
+        await self.services.ledger.settle(self.id, self.streamed_seconds)
 
     # ----- helpers ---------------------------------------------------------------------------------------
 
     async def _transition(self, new: SessionState) -> None:
         check_transition(self.state, new)
         self.state = new
-        await self.services.store.sessions.set_state(self.id, new)
+        await self.services.ledger.state_changed(self.id, new)
         await self._report_status()
 
     async def report_queue_position(self, position: int | None, wait_seconds: float | None) -> None:

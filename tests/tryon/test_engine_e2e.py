@@ -83,14 +83,14 @@ async def test_stream_steer_roll_over_end_and_settle(
     session = await engine.manager.admit(request(1), presenter)
 
     await until(lambda: session.state is SessionState.STREAMING)
-    snippet = await session.prompt("blue wool suit")
+    snippet = await engine.manager.steer(session, "blue wool suit")
     assert snippet is not None and snippet.data.startswith(b"GIF8")
     assert snippet.outfit == "blue wool suit"
     still = await session.snapshot()
     assert still is not None and still.data.startswith(b"\x89PNG")
 
     await until(lambda: session.rollovers >= 1, 15)
-    after = await session.prompt("green   rain\u200b coat")  # cleaned before it is sent
+    after = await engine.manager.steer(session, "green   rain\u200b coat")  # cleaned before it is sent
     assert after is not None and after.outfit == "green rain coat"
     engine.manager.stop(session.id, user_id=1)
     await finished(session)
@@ -225,7 +225,7 @@ async def test_blocklist_moderator_stop_and_blocks(
     session = await manager.admit(request(6), presenter)
     await until(lambda: session.state is SessionState.STREAMING)
     with pytest.raises(PromptRejected):
-        await session.prompt("leather trousers")
+        await engine.manager.steer(session, "leather trousers")
     manager.get(session.id, guild_id=GUILD_A)
     with pytest.raises(NoSuchSession):
         manager.get(session.id, guild_id=GUILD_B)
@@ -458,7 +458,7 @@ async def test_an_outfit_sent_while_the_stream_starts_is_applied_once_it_runs(
     presenter = quiet_presenter(tmp_path / "out")
     session = await engine.manager.admit(request(14), presenter)
     await asyncio.wait_for(held.starting.wait(), 20)
-    assert await session.prompt("blue wool suit") is None  # kept until the stream runs
+    assert await engine.manager.steer(session, "blue wool suit") is None  # kept until the stream runs
     held.release.set()
     await until(lambda: any(f.caption == "blue wool suit" for f in presenter.snippets), 20)
 
@@ -754,7 +754,7 @@ async def test_an_outfit_the_platform_did_not_apply_is_not_shown_or_carried_over
     session = await engine.manager.admit(request(28), presenter)
     await until(lambda: session.state is SessionState.STREAMING)
     with pytest.raises(OutfitNotApplied, match="could not be applied"):
-        await session.prompt("blue wool suit")
+        await engine.manager.steer(session, "blue wool suit")
     # The platform's failure, not the member's doing: nothing for the moderators.
     assert await engine.services.store.audit.list(GUILD_A, action="prompt_refused") == []
     assert session.latest_outfit == "red summer dress"
