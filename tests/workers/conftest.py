@@ -7,20 +7,20 @@ from pathlib import Path
 
 import pytest
 
+from bot.workers.nats_server import LocalNatsServer, running_nats
 from bot.workers.settings import WorkerSettings
-from tests.natsserver import NatsServer, running_nats
 
 TOKEN = "test-nats-token-s3cr3t"
 
 
 @pytest.fixture
-async def nats_server(tmp_path: Path) -> AsyncIterator[NatsServer]:
+async def nats_server(tmp_path: Path) -> AsyncIterator[LocalNatsServer]:
     """A NATS server on a free loopback port, JetStream data under tmp_path, requiring TOKEN."""
     async with running_nats(tmp_path / "jetstream", token=TOKEN) as server:
         yield server
 
 
 @pytest.fixture
-def worker_settings(nats_server: NatsServer) -> WorkerSettings:
+def worker_settings(nats_server: LocalNatsServer) -> WorkerSettings:
     """Settings for this server with a short presence TTL."""
     return WorkerSettings(nats_url=nats_server.url, token=TOKEN, presence_ttl_seconds=1.5)

@@ -11,10 +11,10 @@ import pytest
 from nats.aio.client import Client
 
 from bot.workers.bus import BusUnavailable, connect, server_address
+from bot.workers.nats_server import LocalNatsServer, free_port
 from bot.workers.presence import Presence, PresenceBoard, WorkerInfo
 from bot.workers.settings import WorkerSettings
 from tests.helpers import until
-from tests.natsserver import NatsServer, free_port
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -122,7 +122,7 @@ def test_announcements_round_trip_and_garbage_is_refused() -> None:
 
 
 async def test_the_bus_needs_the_right_token_and_never_logs_it(
-    nats_server: NatsServer, caplog: pytest.LogCaptureFixture
+    nats_server: LocalNatsServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     wrong = WorkerSettings(nats_url=nats_server.url, token="not-the-token", connect_timeout_seconds=2)
     with caplog.at_level(logging.DEBUG), pytest.raises(BusUnavailable) as refused:
