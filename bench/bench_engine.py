@@ -103,7 +103,9 @@ class Run:
     emulator_cpu: float  # the same for the emulator's process
 
 
-async def start_sessions(engine: Engine, count: int, presenter: CountingPresenter) -> list[TryOnSession]:
+async def start_sessions(
+    engine: Engine[TryOnSession], count: int, presenter: CountingPresenter
+) -> list[TryOnSession]:
     sessions = []
     for index in range(count):
         request = SessionRequest(
@@ -119,7 +121,9 @@ async def start_sessions(engine: Engine, count: int, presenter: CountingPresente
     return sessions
 
 
-async def steer(engine: Engine, session: TryOnSession, stop: asyncio.Event, offset: float) -> None:
+async def steer(
+    engine: Engine[TryOnSession], session: TryOnSession, stop: asyncio.Event, offset: float
+) -> None:
     """A new outfit every ~2.5 s (each makes a GIF snippet), staggered across sessions."""
     await asyncio.sleep(offset)
     index = 1
@@ -142,7 +146,7 @@ def process_cpu_seconds(pid: int) -> float:
 
 
 async def run_batch(
-    engine: Engine, count: int, seconds: float, *, with_snippets: bool, emulator_pid: int
+    engine: Engine[TryOnSession], count: int, seconds: float, *, with_snippets: bool, emulator_pid: int
 ) -> Run:
     presenter = CountingPresenter()
     sessions = await start_sessions(engine, count, presenter)
@@ -201,7 +205,7 @@ async def bench(args: argparse.Namespace) -> str:
         process.wait(timeout=30)
 
 
-async def measure_all(engine: Engine, args: argparse.Namespace, emulator_pid: int) -> str:
+async def measure_all(engine: Engine[TryOnSession], args: argparse.Namespace, emulator_pid: int) -> str:
     idle = await measure_lag(args.seconds)
     busy = await run_batch(engine, 4, args.seconds, with_snippets=True, emulator_pid=emulator_pid)
     capacity: list[Run] = []

@@ -39,7 +39,7 @@ class Runtime:
 
     config: BotConfig
     store: Store
-    engine: Engine
+    engine: Engine[Any]
     odyssey_url: str
 
 

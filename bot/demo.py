@@ -132,7 +132,7 @@ async def run_demo(
 
 
 async def try_on(
-    engine: Engine, photo: bytes, outfits: list[str], out: Path, cap: float, started: float
+    engine: Engine[TryOnSession], photo: bytes, outfits: list[str], out: Path, cap: float, started: float
 ) -> dict[str, Any]:
     """Admit one session, steer it through the outfits, end it, download and summarise."""
     manager = engine.manager
@@ -218,7 +218,7 @@ async def download_one(
 
 
 async def summarise(
-    engine: Engine,
+    engine: Engine[TryOnSession],
     session: TryOnSession,
     presenter: ConsolePresenter,
     downloads: list[dict[str, Any]],

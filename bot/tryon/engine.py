@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 from bot.media.snippets import SnippetEncoder
 from bot.odyssey import Odyssey
@@ -18,6 +18,7 @@ from bot.store import QuotaLimits, Store
 from bot.store.records import AuditEntry, SessionRecord
 from bot.tryon.errors import NoSuchSession, NotAllowed, TryOnError
 from bot.tryon.gate import Gate
+from bot.tryon.launcher import InProcess, ManagedSession, SessionLauncher
 from bot.tryon.ledger import StoreLedger
 from bot.tryon.manager import EngineServices, RecoveryPresenterFactory, SessionManager
 from bot.tryon.models import EndReason, SessionRequest, SessionSummary, StreamPhoto
@@ -25,6 +26,7 @@ from bot.tryon.photos import check_photo
 from bot.tryon.presenter import Presenter, RecordingLinks
 from bot.tryon.quota import QuotaPolicy, Remaining
 from bot.tryon.runner import ClientFactory
+from bot.tryon.session import TryOnSession
 from bot.tryon.settings import EngineSettings
 
 
@@ -39,15 +41,19 @@ async def checked_photo(data: bytes) -> StreamPhoto:
     return StreamPhoto(data=photo.jpeg, sha256=photo.sha256)  # of the upload, hashed in the worker thread
 
 
+Session = TypeVar("Session", bound=ManagedSession)
+
+
 @dataclasses.dataclass
-class Engine:
+class Engine(Generic[Session]):
     """The running engine: everything a front end may ask, plus the parts it owns and must close.
 
     `manager` and `services` are the engine's own: the Discord cogs never touch them; tests, benchmarks and
     the console demo (which watches its one session roll over) look inside.
     """
 
-    manager: SessionManager
+    # Its sessions are TryOnSessions in-process, remote ones with workers (see bot/tryon/launcher.py).
+    manager: SessionManager[Session]
     services: EngineServices
     # (session id, outfit) being applied right now: a double submit is refused instead of sent twice.
     _outfits_in_flight: set[tuple[str, str]] = dataclasses.field(default_factory=set, init=False, repr=False)
@@ -172,11 +178,35 @@ class Engine:
         await self.manager.offer_recovered(records, presenter_for)
 
     async def aclose(self, grace_seconds: float = 60.0) -> None:
-        """End and settle every session, then stop the encoder's worker processes."""
+        """End and settle every session, then release the launcher and stop the encoder's processes."""
         try:
             await self.manager.shutdown(grace_seconds)
         finally:
+            await self.manager.launcher.aclose()
             await self.services.encoder.aclose()
+
+
+@overload
+def build_engine(
+    store: Store,
+    clients: ClientFactory,
+    settings: EngineSettings | None = None,
+    *,
+    quota_defaults: QuotaLimits | None = None,
+    encoder: SnippetEncoder | None = None,
+) -> Engine[TryOnSession]: ...
+
+
+@overload
+def build_engine(
+    store: Store,
+    clients: ClientFactory,
+    settings: EngineSettings | None = None,
+    *,
+    quota_defaults: QuotaLimits | None = None,
+    encoder: SnippetEncoder | None = None,
+    launcher: SessionLauncher[Session],
+) -> Engine[Session]: ...
 
 
 def build_engine(
@@ -186,8 +216,12 @@ def build_engine(
     *,
     quota_defaults: QuotaLimits | None = None,
     encoder: SnippetEncoder | None = None,
-) -> Engine:
-    """An engine on `store` that makes Odyssey clients with `clients`; defaults match the Free plan."""
+    launcher: SessionLauncher[Any] | None = None,
+) -> Engine[Any]:
+    """An engine on `store` that makes Odyssey clients with `clients`; defaults match the Free plan.
+
+    Sessions run in this process unless a `launcher` places them elsewhere (bot/workers).
+    """
     settings = settings or EngineSettings()
     quota = QuotaPolicy(store, quota_defaults or QuotaLimits(), min_start_seconds=settings.min_start_seconds)
     services = EngineServices(
@@ -200,4 +234,4 @@ def build_engine(
         check_photo=checked_photo,
         gate=Gate(store, quota),
     )
-    return Engine(SessionManager(services), services)
+    return Engine(SessionManager(services, launcher or InProcess()), services)

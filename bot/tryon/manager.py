@@ -7,11 +7,12 @@ import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from bot.deadline import wait_within
 from bot.store.records import AuditEntry, SessionRecord
 from bot.tryon.errors import AlreadyInSession, NoSuchSession, NotAllowed, QueueFull
+from bot.tryon.launcher import ManagedSession, SessionLauncher
 from bot.tryon.models import FINISHING_STATES, EndReason, SessionRequest, SessionState
 from bot.tryon.presenter import (
     ErrorReported,
@@ -24,7 +25,7 @@ from bot.tryon.presenter import (
 from bot.tryon.queue import FairQueue, WaitEstimator
 from bot.tryon.recordings import collect_recording_links, links_from
 from bot.tryon.runner import close_client
-from bot.tryon.session import SessionServices, TryOnSession
+from bot.tryon.session import SessionServices
 
 if TYPE_CHECKING:
     from bot.store import Store
@@ -53,7 +54,10 @@ class EngineServices(SessionServices):
     gate: Gate
 
 
-class SessionManager:
+Session = TypeVar("Session", bound=ManagedSession)
+
+
+class SessionManager(Generic[Session]):
     """Admits try-ons, runs at most `settings.slots` at once, and queues the rest fairly across guilds.
 
     `Engine` calls it on behalf of front ends (`precheck`, `admit`, `stop`, `moderator_stop`, ...), which
@@ -61,14 +65,15 @@ class SessionManager:
     `interrupt_crashed` once at start and `shutdown` once at the end.
     """
 
-    def __init__(self, services: EngineServices) -> None:
+    def __init__(self, services: EngineServices, launcher: SessionLauncher[Session]) -> None:
         self.services = services
+        self.launcher = launcher
         self.settings = services.settings
-        self.queue: FairQueue[TryOnSession] = FairQueue(self.settings.queue_cap_per_guild)
+        self.queue: FairQueue[Session] = FairQueue(self.settings.queue_cap_per_guild)
         self.estimator = WaitEstimator(
             self.settings.slots, self.settings.default_session_seconds, self.settings.duration_samples
         )
-        self._sessions: dict[str, TryOnSession] = {}
+        self._sessions: dict[str, Session] = {}
         self._by_user: dict[int, str] = {}
         # Every session's run until it finished; `_holding` are those still holding a slot (not finishing up).
         self._running: dict[str, asyncio.Task[None]] = {}
@@ -84,7 +89,7 @@ class SessionManager:
         """Sessions holding a slot right now (a session fetching its recordings no longer does)."""
         return len(self._holding)
 
-    def get(self, session_id: str, *, guild_id: int | None = None) -> TryOnSession:
+    def get(self, session_id: str, *, guild_id: int | None = None) -> Session:
         """A queued or live session; NoSuchSession if unknown, finished or in another guild."""
         session = self._sessions.get(session_id)
         if session is None or session.is_finished:
@@ -93,12 +98,12 @@ class SessionManager:
             raise NoSuchSession()
         return session
 
-    def session_for(self, user_id: int) -> TryOnSession | None:
+    def session_for(self, user_id: int) -> Session | None:
         """The member's queued or live session, if any."""
         session_id = self._by_user.get(user_id)
         return self._sessions.get(session_id) if session_id is not None else None
 
-    def sessions(self, guild_id: int | None = None) -> list[TryOnSession]:
+    def sessions(self, guild_id: int | None = None) -> list[Session]:
         """Queued and live sessions (of one guild, or all), oldest first."""
         return [
             session
@@ -108,7 +113,7 @@ class SessionManager:
 
     # ----- admission -----------------------------------------------------------------------------------
 
-    async def admit(self, request: SessionRequest, presenter: Presenter) -> TryOnSession:
+    async def admit(self, request: SessionRequest, presenter: Presenter) -> Session:
         """Check the request (cheap checks first), reserve quota, queue it and start it when a slot frees.
 
         Raises a TryOnError (AlreadyInSession, PhotoRejected, PromptRejected, Blocked, ChannelNotAllowed,
@@ -116,6 +121,7 @@ class SessionManager:
         """
         self._refuse_while_closing()
         self.check_one_session(request.user_id)
+        await self.launcher.check_available()
         store, gate = self.services.store, self.services.gate
         await gate.place(request.guild_id, request.channel_id)
         photo = await self.services.check_photo(request.photo)
@@ -158,7 +164,7 @@ class SessionManager:
                 portrait=request.portrait,
             )
             allowance = reservation.seconds_allowed
-            session = TryOnSession(
+            session = self.launcher.create(
                 record.id,
                 checked,
                 presenter,
@@ -185,6 +191,7 @@ class SessionManager:
         """
         self._refuse_while_closing()
         self.check_one_session(user_id)
+        await self.launcher.check_available()
         gate = self.services.gate
         await gate.place(guild_id, channel_id)
         await gate.outfit(guild_id, user_id, outfit)
@@ -209,7 +216,7 @@ class SessionManager:
     # ----- steering ------------------------------------------------------------------------------------
 
     async def steer(
-        self, session: TryOnSession, text: str, *, by_user_id: int | None = None
+        self, session: Session, text: str, *, by_user_id: int | None = None
     ) -> SnippetReady | None:
         """Check and record a new outfit, then have the session apply it; returns its snippet, if any.
 
@@ -244,7 +251,7 @@ class SessionManager:
             return
         session.stop(reason)
 
-    async def _left_queue(self, session: TryOnSession, reason: EndReason) -> None:
+    async def _left_queue(self, session: Session, reason: EndReason) -> None:
         """Refund and cancel a session just taken out of the queue, then move everyone behind it up."""
         await session.cancel_queued(reason)
         self._forget(session)
@@ -268,7 +275,7 @@ class SessionManager:
             target=session_id,
         )
 
-    def _owned(self, session_id: str, user_id: int | None) -> TryOnSession:
+    def _owned(self, session_id: str, user_id: int | None) -> Session:
         session = self.get(session_id)
         if user_id is not None and session.request.user_id != user_id:
             raise NotAllowed("Only the member who started this try-on can do that.")
@@ -289,7 +296,7 @@ class SessionManager:
                 self._holding.add(session.id)
         await self._report_positions()
 
-    async def _run(self, session: TryOnSession) -> None:
+    async def _run(self, session: Session) -> None:
         releaser = asyncio.create_task(self._release_when_done_streaming(session), name=f"slot-{session.id}")
         try:
             await session.run()
@@ -301,14 +308,14 @@ class SessionManager:
             if not self._closing:
                 self._spawn(self._dispatch())
 
-    async def _release_when_done_streaming(self, session: TryOnSession) -> None:
+    async def _release_when_done_streaming(self, session: Session) -> None:
         """Give the slot to the next member once the session's streams are closed (recordings can be slow)."""
         await session.done_streaming.wait()
         self._release_slot(session)
         if not self._closing:
             self._spawn(self._dispatch())
 
-    def _release_slot(self, session: TryOnSession) -> None:
+    def _release_slot(self, session: Session) -> None:
         if session.id not in self._holding:
             return
         self._holding.discard(session.id)
@@ -322,7 +329,7 @@ class SessionManager:
             if session is not None:
                 await session.report_queue_position(position, self.estimator.wait_seconds(position))
 
-    def _forget(self, session: TryOnSession) -> None:
+    def _forget(self, session: Session) -> None:
         self._sessions.pop(session.id, None)
         if self._by_user.get(session.request.user_id) == session.id:
             del self._by_user[session.request.user_id]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Literal
+from typing import Any, Literal
 
 import discord
 from discord import app_commands
@@ -57,7 +57,7 @@ class TryOn(
         super().__init__()
 
     @property
-    def engine(self) -> Engine:
+    def engine(self) -> Engine[Any]:
         """The engine: it decides, this cog renders."""
         return self.bot.runtime.engine
 

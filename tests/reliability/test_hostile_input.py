@@ -129,7 +129,7 @@ async def stop_and_settle(driver: BotDriver, bot: TryOnBot, member: p.Interactio
     # The engine has no "session released" event to wait on.
     await until(lambda: not bot.runtime.engine.manager.sessions(), ANSWER_SECONDS)
     await assert_settled_once(bot.runtime.store, session.id)
-    return session.id
+    return str(session.id)
 
 
 # ----- photos -------------------------------------------------------------------------------------

@@ -36,15 +36,17 @@ GUILD_A, GUILD_B = 111, 222
 
 pytestmark = pytest.mark.timeout(120)
 
-EngineMaker = Callable[..., Awaitable[Engine]]
+EngineMaker = Callable[..., Awaitable[Engine[TryOnSession]]]
 
 
 @pytest.fixture
 async def make_engine(tmp_path: Path) -> AsyncIterator[EngineMaker]:
     """Engines on SQLite files under tmp_path, each talking to the given emulator; all closed at teardown."""
-    opened: list[tuple[Engine, Store]] = []
+    opened: list[tuple[Engine[TryOnSession], Store]] = []
 
-    async def make(emulator: Emulator, db_name: str = "tryon.sqlite3", **settings: object) -> Engine:
+    async def make(
+        emulator: Emulator, db_name: str = "tryon.sqlite3", **settings: object
+    ) -> Engine[TryOnSession]:
         store = await Store.open(tmp_path / db_name)
         engine_settings = fast_engine(**{"idle_seconds": 30.0, **settings})  # sessions idle out after 30 s
         engine = build_engine(store, client_factory(DEV_API_KEY, emulator.url), engine_settings)
