@@ -1,4 +1,4 @@
-"""Command line: `python -m bot {run,demo,emulator,sync}`; start-up only, the work lives in the packages."""
+"""Command line: `python -m bot {run,worker,demo,emulator,sync}`; start-up only, the work is elsewhere."""
 
 from __future__ import annotations
 
@@ -40,6 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--config", default=None, help="configuration file (default: ./config.toml if present)")
     sync.add_argument("--guild", type=int, default=None, help="publish to this guild only (instant)")
 
+    worker = commands.add_parser("worker", help="run try-on sessions the bot places here over NATS")
+    from bot.workers.cli import add_arguments as worker_arguments
+
+    worker_arguments(worker)
+
     demo = commands.add_parser("demo", help="run a try-on against the emulator (or Odyssey with a key)")
     demo.add_argument("--photo", default=None, help="photo to try outfits on (default: the sample photo)")
     demo.add_argument("--outfit", action="append", default=None, help="an outfit prompt; repeat for more")
@@ -59,6 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bot.demo import main as demo_main
 
         return demo_main(args)
+    if args.command == "worker":
+        from bot.workers.cli import main as worker_main
+
+        return worker_main(args)
     if args.command in ("run", "sync"):
         from bot.app import main as app_main
 

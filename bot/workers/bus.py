@@ -12,6 +12,8 @@ from bot.workers.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
+PENDING_BYTES = 64 * 1024 * 1024
+
 
 class BusUnavailable(Exception):
     """NATS could not be reached within the connect timeout."""
@@ -46,6 +48,8 @@ async def connect(settings: WorkerSettings, name: str) -> Client:
         error_cb=on_error,
         disconnected_cb=on_disconnected,
         reconnected_cb=on_reconnected,
+        # Publishes made while reconnecting wait in this buffer; the default 2 MiB holds no big snippet.
+        pending_size=PENDING_BYTES,
     )
     try:
         return await wait_within(opening, settings.connect_timeout_seconds + 1.0)

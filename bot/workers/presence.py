@@ -102,6 +102,10 @@ class Presence:
         if self._beat is None:
             self._beat = asyncio.create_task(self._heartbeat(), name=f"presence-{self.info.worker_id}")
 
+    async def refresh(self) -> None:
+        """Announce the running count now (e.g. a session just ended) rather than at the next heartbeat."""
+        await self._put()
+
     async def drain(self) -> None:
         """Take no new sessions (announced at once); running ones go on."""
         self.info = dataclasses.replace(self.info, draining=True)

@@ -1,0 +1,87 @@
+"""`python -m bot worker --nats URL --capacity N`: a session worker until SIGTERM or Ctrl-C, then a drain."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from bot.config import BotConfig, ConfigError, load_config
+from bot.logsafety import configure_logging
+from bot.tls import warm_up as warm_up_tls
+from bot.tryon.engine import client_factory
+from bot.workers.bus import BusUnavailable, connect
+from bot.workers.worker import Worker, run_worker
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The worker's options."""
+    parser.add_argument(
+        "--config", default=None, help="configuration file (default: ./config.toml if present)"
+    )
+    parser.add_argument(
+        "--nats", default=None, help="NATS URL (default: [workers] nats_url / TRYON_NATS_URL)"
+    )
+    parser.add_argument("--capacity", type=int, default=None, help="sessions at once (default: [workers])")
+    parser.add_argument("--id", default=None, help="worker id (default: host-pid-random)")
+
+
+def worker_config(args: argparse.Namespace) -> BotConfig:
+    """The configuration with the command line's overrides; ConfigError when a worker cannot run on it."""
+    config = load_config(Path(args.config) if args.config else None)
+    try:
+        workers = dataclasses.replace(
+            config.workers,
+            nats_url=args.nats or config.workers.nats_url,
+            capacity=args.capacity or config.workers.capacity,
+        )
+    except ValueError as error:
+        raise ConfigError(f"workers: {error}") from None
+    if workers.nats_url is None:
+        raise ConfigError("workers.nats_url: pass --nats URL or set TRYON_NATS_URL")
+    if not config.odyssey.api_key:
+        raise ConfigError(
+            "odyssey.api_key: a worker needs ODYSSEY_API_KEY (and ODYSSEY_API_URL for an emulator, "
+            "e.g. one started with `python -m bot emulator`)"
+        )
+    return dataclasses.replace(config, workers=workers)
+
+
+async def serve(config: BotConfig, worker_id: str | None) -> int:
+    """Connect, take sessions until SIGTERM/SIGINT, drain, exit."""
+    await warm_up_tls()
+    try:
+        client = await connect(config.workers, "tryon-worker")
+    except BusUnavailable as error:
+        print(f"worker: {error}", file=sys.stderr)
+        return 1
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    odyssey = client_factory(config.odyssey.api_key or "", config.odyssey.api_url)
+    worker = Worker(client, config.workers, odyssey, worker_id=worker_id)
+    try:
+        await run_worker(worker, stop)
+    finally:
+        await client.close()
+    return 0
+
+
+def main(args: argparse.Namespace) -> int:
+    """Load the configuration (stopping on errors that name the key), then serve."""
+    try:
+        config = worker_config(args)
+    except ConfigError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return 2
+    # The worker never uses the Discord token; it is masked all the same should a config file carry it.
+    secrets = [config.odyssey.api_key, config.discord.token, *config.workers.secrets]
+    configure_logging(config.log_level, secrets)
+    return asyncio.run(serve(config, args.id))

@@ -1,0 +1,679 @@
+"""The bot's side of sessions on workers: placement, commands, events into SQLite, and a worker's loss.
+
+`RemoteLauncher` is the manager's `SessionLauncher` when `[workers] nats_url` is set. Each `RemoteSession`
+follows its events from a durable JetStream consumer of its own (`bot-<session id>`), applying ledger
+events to the bot's store and showing presenter events to the member, and acknowledging each only then.
+If its worker's presence expires, the session is settled from its last heartbeat, its recordings so far
+are offered, and its slot is freed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from typing import Any
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from bot.deadline import wait_within
+from bot.tryon.errors import NoSuchSession, NotAllowed, OutfitNotApplied, TryOnError
+from bot.tryon.models import (
+    FINISHING_STATES,
+    TERMINAL_STATES,
+    EndReason,
+    SessionRequest,
+    SessionState,
+    SessionSummary,
+)
+from bot.tryon.presenter import ErrorReported, Presenter, RecordingReady, SnapshotReady, StatusChanged
+from bot.tryon.recordings import collect_recording_links
+from bot.tryon.runner import close_client
+from bot.tryon.session import SessionServices
+from bot.workers import protocol
+from bot.workers.bus import BusUnavailable, connect
+from bot.workers.events import ensure_events_stream
+from bot.workers.presence import PresenceBoard
+from bot.workers.protocol import Message, StartCommand
+from bot.workers.settings import WorkerSettings
+
+log = logging.getLogger(__name__)
+
+# A worker answers a start (accept or refuse) within this, or the next worker is tried.
+START_REPLY_SECONDS = 5.0
+SNAPSHOT_SECONDS = 10.0
+STOP_SECONDS = 5.0
+# An event the bot took but did not acknowledge (it crashed meanwhile) comes again after this.
+ACK_WAIT_SECONDS = 60.0
+WORKER_LOST_MESSAGE = (
+    "The machine running your try-on stopped, so your try-on ended early. Your recording follows."
+)
+
+
+class WorkerWatch:
+    """Which workers are alive, read from the presence bucket every third of its TTL by one task.
+
+    A worker counts as lost once its entry has been missing from successful reads for a heartbeat period
+    (so a read made just after a NATS restart, before the worker heartbeated again, loses nobody).
+    """
+
+    def __init__(self, board: PresenceBoard, settings: WorkerSettings) -> None:
+        self.board = board
+        self._period = settings.presence_ttl_seconds / 3
+        self._alive: set[str] = set()
+        self._missing_since: dict[str, float] = {}
+        self._read_once = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Begin watching."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._watch(), name="worker-watch")
+
+    @property
+    def any_alive(self) -> bool:
+        """True if some worker announced itself lately."""
+        return bool(self._alive)
+
+    def is_lost(self, worker_id: str) -> bool:
+        """True once the worker's presence has been gone for a confirmed heartbeat period."""
+        since = self._missing_since.get(worker_id)
+        return since is not None and time.monotonic() - since >= self._period + 0.5
+
+    def watch(self, worker_id: str) -> None:
+        """Start tracking a worker a session was just placed on."""
+        self._alive.add(worker_id)
+
+    async def first_read(self, within: float) -> None:
+        """Wait until the bucket was read once (at start-up), at most `within` seconds."""
+        with contextlib.suppress(TimeoutError):
+            await wait_within(self._read_once.wait(), within)
+
+    async def refresh(self) -> None:
+        """Read the bucket now (e.g. nobody was alive at the last look)."""
+        try:
+            live = {info.worker_id for info in await self.board.workers()}
+        except Exception as error:
+            # NATS away: nobody is declared lost on what cannot be read.
+            log.debug("presence not readable: %r", error)
+        else:
+            self._update(live)
+
+    async def _watch(self) -> None:
+        while True:
+            await self.refresh()
+            await asyncio.sleep(self._period)
+
+    def _update(self, live: set[str]) -> None:
+        now = time.monotonic()
+        for worker_id in self._alive - live:
+            self._missing_since.setdefault(worker_id, now)
+        for worker_id in live:
+            self._missing_since.pop(worker_id, None)
+        self._alive = live | {w for w in self._alive if not self.is_lost(w)}
+        self._read_once.set()
+
+    async def aclose(self) -> None:
+        """Stop watching."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+class RemoteLauncher:
+    """Places sessions on workers over NATS; `open()` connects (or keeps trying in the background)."""
+
+    def __init__(self, settings: WorkerSettings) -> None:
+        self.settings = settings
+        self.client: Client | None = None
+        self.watch: WorkerWatch | None = None
+        self._connecting: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        """Connect now if NATS answers; otherwise refuse try-ons plainly and keep trying to connect."""
+        try:
+            await self._connect()
+        except BusUnavailable as error:
+            log.warning("workers: %s; try-ons are refused until it is reachable", error)
+            self._connecting = asyncio.create_task(self._keep_connecting(), name="workers-connect")
+
+    async def _connect(self) -> None:
+        client = await connect(self.settings, "tryon-bot")
+        try:
+            await ensure_events_stream(client, self.settings)
+        except BaseException:
+            await client.close()
+            raise
+        self.watch = WorkerWatch(PresenceBoard(client, self.settings), self.settings)
+        self.watch.start()
+        self.client = client
+        await self.watch.first_read(self.settings.presence_ttl_seconds)
+
+    async def _keep_connecting(self) -> None:
+        while self.client is None:
+            await asyncio.sleep(self.settings.connect_timeout_seconds)
+            try:
+                await self._connect()
+            except Exception as error:
+                log.warning("workers: still unreachable (%s)", type(error).__name__)
+        log.info("workers: connected; try-ons can start")
+
+    def create(
+        self,
+        session_id: str,
+        request: SessionRequest,
+        presenter: Presenter,
+        services: SessionServices,
+        *,
+        allowance_seconds: float,
+        idle_seconds: float | None,
+    ) -> RemoteSession:
+        """A queued session to be placed on a worker when the manager runs it."""
+        return RemoteSession(
+            session_id,
+            request,
+            presenter,
+            services,
+            self,
+            allowance_seconds=allowance_seconds,
+            idle_seconds=idle_seconds,
+        )
+
+    async def check_available(self) -> None:
+        """NotAllowed while NATS is unreachable or no worker is alive (nothing is charged)."""
+        if self.client is None or not self.client.is_connected:
+            raise NotAllowed(
+                "The try-on service is unreachable right now, so try-ons can't start. "
+                "Please try again later.",
+                reason="workers_unreachable",
+            )
+        if self.watch is not None and not self.watch.any_alive:
+            await self.watch.refresh()
+        if self.watch is None or not self.watch.any_alive:
+            raise NotAllowed(
+                "No try-on worker is running right now, so try-ons can't start. Please try again later.",
+                reason="no_workers",
+            )
+
+    def connected(self) -> Client:
+        """The NATS client (NotAllowed while unreachable)."""
+        if self.client is None:
+            raise NotAllowed("The try-on service is unreachable right now.", reason="workers_unreachable")
+        return self.client
+
+    async def aclose(self) -> None:
+        """Stop watching and connecting, and close the connection."""
+        if self._connecting is not None:
+            self._connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._connecting
+        if self.watch is not None:
+            await self.watch.aclose()
+        if self.client is not None:
+            with contextlib.suppress(Exception):
+                await wait_within(self.client.drain(), 5.0)
+
+
+class NoWorkerFree(TryOnError):
+    """Every worker refused, vanished or was full when the session's turn came."""
+
+    default_reason = "no_worker"
+    default_message = (
+        "No try-on worker could take your try-on right now. Nothing was charged; please try again."
+    )
+
+
+class RemoteSession:
+    """A try-on running on a worker, as the manager sees it: placed, steered and followed over NATS."""
+
+    def __init__(
+        self,
+        session_id: str,
+        request: SessionRequest,
+        presenter: Presenter,
+        services: SessionServices,
+        launcher: RemoteLauncher,
+        *,
+        allowance_seconds: float,
+        idle_seconds: float | None,
+    ) -> None:
+        self.id = session_id
+        self.request = request
+        self.presenter = presenter
+        self.services = services
+        self.settings = services.settings
+        self.launcher = launcher
+        self.allowance_seconds = min(allowance_seconds, self.settings.max_session_seconds)
+        self.idle_seconds = idle_seconds
+        self.state = SessionState.QUEUED
+        self.end_reason: EndReason | None = None
+        self.started_at: float | None = None
+        self.pending_prompt_ids: list[int] = []
+        self.done_streaming = asyncio.Event()
+        self.finished = asyncio.Event()
+        self.latest_outfit = request.outfit
+        self.streamed_seconds = 0.0
+        self.stream_ids: list[str] = []
+        self.worker_id: str | None = None
+        self.queue_position: int | None = None
+        self.estimated_wait_seconds: float | None = None
+        self.last_status: StatusChanged | None = None
+        self._stream_seconds: float | None = None
+        self._settled = False
+        self._worker_done = False
+        self._placed = asyncio.Event()
+        self._snapshots: list[asyncio.Future[SnapshotReady]] = []
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # ----- reading ------------------------------------------------------------------------------------------
+
+    @property
+    def is_finished(self) -> bool:
+        """True once the session reached a terminal state."""
+        return self.state in TERMINAL_STATES
+
+    @property
+    def remaining_seconds(self) -> float:
+        """Streaming seconds left (as the worker last reported, or from the allowance)."""
+        if self.last_status is not None and self.last_status.remaining_seconds is not None:
+            return self.last_status.remaining_seconds
+        return max(0.0, self.allowance_seconds - self.streamed_seconds)
+
+    def summary(self) -> SessionSummary:
+        """What a front end may know of the session right now."""
+        return SessionSummary(
+            id=self.id,
+            guild_id=self.request.guild_id,
+            user_id=self.request.user_id,
+            state=self.state,
+            outfit=self.latest_outfit,
+            streamed_seconds=self.streamed_seconds,
+            remaining_seconds=self.remaining_seconds,
+            finishing=self.end_reason is not None or self.state in FINISHING_STATES,
+            last_status=self.last_status,
+        )
+
+    # ----- steering -----------------------------------------------------------------------------------------
+
+    async def apply_outfit(self, outfit: str, prompt_id: int) -> None:
+        """Before placement: kept for the start. After: sent to the worker; returns once it is on screen.
+
+        The snippet reaches the presenter as an event, so this returns None.
+        """
+        if self.is_finished or self.state in FINISHING_STATES:
+            raise NoSuchSession()
+        if self.started_at is None:
+            self.pending_prompt_ids.append(prompt_id)
+            self.latest_outfit = outfit
+            return
+        await self._wait_placed()
+        timeout = self.settings.ack_timeout_seconds + self.settings.snippet_seconds * 3 + 10.0
+        answer = await self._command("outfit", {"outfit": outfit, "prompt_id": prompt_id}, timeout)
+        if answer.get("error") == "no_session":
+            raise NoSuchSession()
+        if "error" in answer:
+            raise OutfitNotApplied()
+        self.latest_outfit = outfit
+
+    async def snapshot(self) -> SnapshotReady | None:
+        """Have the worker present a still; returns it once it arrived here (None before the first frame)."""
+        if self.worker_id is None or self.is_finished:
+            return None
+        arrived: asyncio.Future[SnapshotReady] = asyncio.get_running_loop().create_future()
+        self._snapshots.append(arrived)
+        try:
+            answer = await self._command("snapshot", {}, SNAPSHOT_SECONDS)
+            if not answer.get("ok"):
+                return None
+            return await wait_within(asyncio.shield(arrived), SNAPSHOT_SECONDS)
+        except (TryOnError, TimeoutError):
+            return None
+        finally:
+            with contextlib.suppress(ValueError):
+                self._snapshots.remove(arrived)
+
+    def stop(self, reason: EndReason) -> None:
+        """Ask the session to end; the first reason wins. The worker is told in the background."""
+        if self.end_reason is None:
+            self.end_reason = reason
+        if self.worker_id is not None and not self._worker_done:
+            self._spawn(self._send_stop(reason))
+
+    async def _send_stop(self, reason: EndReason) -> None:
+        # Repeated until the worker answers (e.g. through a NATS restart) or the session is over.
+        while not self._worker_done and not self.finished.is_set():
+            try:
+                await self._command("stop", {"reason": str(reason)}, STOP_SECONDS)
+                return
+            except TryOnError:
+                await asyncio.sleep(1.0)
+
+    async def cancel_queued(self, reason: EndReason = EndReason.MEMBER) -> None:
+        """Leave the queue before placement: refund and mark cancelled."""
+        self.end_reason = self.end_reason or reason
+        await self._settle(0.0)
+        await self._set_state(SessionState.CANCELLED)
+        await self._report_status()
+        self.finished.set()
+
+    async def report_queue_position(self, position: int | None, wait_seconds: float | None) -> None:
+        """Tell the member where they stand in the queue."""
+        if position == self.queue_position and self.state is SessionState.QUEUED:
+            return
+        self.queue_position = position
+        self.estimated_wait_seconds = wait_seconds
+        await self._report_status()
+
+    # ----- the run ------------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Place the session on a worker and follow its events to the end; never raises."""
+        self.started_at = time.monotonic()
+        follower = None
+        try:
+            follower = await self._follow_events()
+            await self._place()
+            if self.end_reason is not None:  # stopped while being placed
+                self._spawn(self._send_stop(self.end_reason))
+            await self._follow(follower)
+        except TryOnError as error:
+            await self._fail(error.message, error=error)
+        except Exception as error:
+            log.exception("session %s: lost its worker's events", self.id)
+            await self._fail(
+                "Something went wrong on our side. Please try again.", error=None, reason=type(error).__name__
+            )
+        finally:
+            self._placed.set()
+            for task in list(self._background):
+                task.cancel()
+            await asyncio.gather(*self._background, return_exceptions=True)
+            if follower is not None:
+                await self._forget_events(follower)
+            self.done_streaming.set()
+            self.finished.set()
+
+    async def _place(self) -> None:
+        """Start the session on the freest worker; one that refuses or does not answer is skipped."""
+        client = self.launcher.connected()
+        watch = self.launcher.watch
+        assert watch is not None  # set together with the client
+        command = StartCommand(
+            session_id=self.id,
+            request=self.request,
+            allowance_seconds=self.allowance_seconds,
+            idle_seconds=self.idle_seconds,
+            pending_prompt_ids=tuple(self.pending_prompt_ids),
+            upload_budget_bytes=self.presenter.upload_budget_bytes,
+            settings=self.settings,
+        ).to_message()
+        tried: set[str] = set()
+        while (worker := await watch.board.place(frozenset(tried))) is not None:
+            tried.add(worker.worker_id)
+            subject = protocol.start_subject(self.launcher.settings, worker.worker_id)
+            try:
+                msg = await client.request(
+                    subject, command.data, timeout=START_REPLY_SECONDS, headers=command.headers()
+                )
+                answer = json.loads(msg.data)
+            except (NatsError, TimeoutError, ValueError) as error:
+                log.warning("session %s: worker %s did not take it (%r)", self.id, worker.worker_id, error)
+                continue
+            if answer.get("accepted"):
+                self.worker_id = worker.worker_id
+                watch.watch(worker.worker_id)
+                self.pending_prompt_ids = []
+                self._placed.set()
+                log.info("session %s: placed on worker %s", self.id, worker.worker_id)
+                return
+            log.info("session %s: worker %s refused (%s)", self.id, worker.worker_id, answer.get("reason"))
+        raise NoWorkerFree()
+
+    async def _follow_events(self) -> Any:
+        """The session's durable consumer, made before the start so no event can be missed."""
+        js = self.launcher.connected().jetstream(timeout=STOP_SECONDS)
+        config = ConsumerConfig(
+            durable_name=self.consumer_name,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=ACK_WAIT_SECONDS,
+            filter_subject=protocol.events_subject(self.launcher.settings, self.id),
+        )
+        return await js.pull_subscribe(
+            config.filter_subject or "",
+            durable=self.consumer_name,
+            stream=protocol.events_stream(self.launcher.settings),
+            config=config,
+        )
+
+    @property
+    def consumer_name(self) -> str:
+        """The durable consumer of this session's events (a restarted bot finds it by this name)."""
+        return f"bot-{self.id}"
+
+    async def _follow(self, follower: Any) -> None:
+        """Apply events until the worker reports the end, or its presence expires."""
+        watch = self.launcher.watch
+        assert watch is not None and self.worker_id is not None
+        while not self._worker_done:
+            await self._take_events(follower)
+            if not self._worker_done and watch.is_lost(self.worker_id):
+                await self._take_events(follower)  # whatever it stored before it went
+                if not self._worker_done:
+                    await self._worker_lost()
+                return
+
+    async def _take_events(self, follower: Any) -> None:
+        try:
+            messages: list[Msg] = await follower.fetch(batch=32, timeout=0.5)
+        except (NatsTimeout, TimeoutError):
+            return
+        except NatsError as error:
+            log.debug("session %s: events not readable now (%r)", self.id, error)
+            await asyncio.sleep(0.5)
+            return
+        for msg in messages:
+            await self._apply(msg)
+            with contextlib.suppress(Exception):
+                await msg.ack()
+
+    async def _forget_events(self, follower: Any) -> None:
+        """Remove the consumer and the session's stored events."""
+        with contextlib.suppress(Exception):
+            await follower.unsubscribe()
+        client = self.launcher.client
+        if client is None:
+            return
+        js = client.jetstream(timeout=STOP_SECONDS)
+        stream = protocol.events_stream(self.launcher.settings)
+        with contextlib.suppress(Exception):
+            await wait_within(js.delete_consumer(stream, self.consumer_name), STOP_SECONDS)
+        with contextlib.suppress(Exception):
+            subject = protocol.events_subject(self.launcher.settings, self.id)
+            await wait_within(js.purge_stream(stream, subject=subject), STOP_SECONDS)
+
+    # ----- events -------------------------------------------------------------------------------------------
+
+    async def _apply(self, msg: Msg) -> None:
+        try:
+            message = Message.parse(msg.headers, msg.data)
+        except protocol.ProtocolError as error:
+            log.warning("session %s: not an event (%s); skipped", self.id, error)
+            return
+        for attempt in range(3):
+            try:
+                await self._apply_event(message)
+                return
+            except Exception:
+                if attempt == 2:
+                    log.exception("session %s: could not apply a %s event", self.id, message.kind)
+                    return
+                await asyncio.sleep(0.5)
+
+    async def _apply_event(self, message: Message) -> None:
+        f, ledger = message.fields, self.services.ledger
+        kind = message.kind
+        if kind == "state":
+            await self._set_state(SessionState(f["state"]), error=f["error"], error_reason=f["error_reason"])
+        elif kind == "heartbeat":
+            self.streamed_seconds = float(f["streamed_seconds"])
+            self._stream_seconds = f["stream_seconds"]
+            await ledger.heartbeat(self.id, self.streamed_seconds, self._stream_seconds)
+        elif kind == "stream_started":
+            if f["stream_id"] not in self.stream_ids:
+                self.stream_ids.append(f["stream_id"])
+            await ledger.stream_started(self.id, f["stream_id"], f["prompt"])
+        elif kind == "stream_ended":
+            self._stream_seconds = None
+            await ledger.stream_ended(self.id, f["stream_id"], float(f["seconds"]), f["reason"])
+        elif kind == "prompt":
+            await ledger.prompt_status(int(f["prompt_id"]), f["status"], f["refusal_reason"])
+        elif kind == "settle":
+            await self._settle(float(f["streamed_seconds"]))
+        elif kind == "finished":
+            self._worker_done = True
+            if self.end_reason is None and f["end_reason"]:
+                self.end_reason = EndReason(f["end_reason"])
+        else:
+            await self._present(message)
+
+    async def _present(self, message: Message) -> None:
+        """A presenter event: shown to the member (a failing front end never stops the events)."""
+        presenter = self.presenter
+        try:
+            if message.kind == "status":
+                status = protocol.status_from(message)
+                self.last_status = status
+                self.latest_outfit = status.outfit or self.latest_outfit
+                await presenter.status_changed(status)
+            elif message.kind == "snippet":
+                await presenter.snippet_ready(protocol.snippet_from(message))
+            elif message.kind == "snapshot":
+                still = protocol.snapshot_from(message)
+                try:
+                    await presenter.snapshot_ready(still)
+                finally:
+                    for arrived in self._snapshots:
+                        if not arrived.done():
+                            arrived.set_result(still)
+            elif message.kind == "recording":
+                await presenter.recording_ready(protocol.recording_from(message))
+            elif message.kind == "error":
+                await presenter.error(protocol.error_from(message))
+            else:
+                log.warning("session %s: unknown event %r; skipped", self.id, message.kind)
+        except Exception:
+            log.exception("session %s: presenter failed", self.id)
+
+    # ----- endings ------------------------------------------------------------------------------------------
+
+    async def _worker_lost(self) -> None:
+        """The worker vanished: settle from the last heartbeat, offer the recordings so far, end."""
+        log.warning("session %s: worker %s is gone", self.id, self.worker_id)
+        self.end_reason = self.end_reason or EndReason.CONNECTION_LOST
+        self.done_streaming.set()
+        await self._say(WORKER_LOST_MESSAGE)
+        if self.stream_ids and self._stream_seconds is not None:
+            current = self.stream_ids[-1]
+            await self.services.ledger.stream_ended(self.id, current, self._stream_seconds, "worker_lost")
+        await self._settle(self.streamed_seconds)
+        await self._set_state(SessionState.INTERRUPTED, error_reason="worker_lost")
+        await self._report_status()
+        links = []
+        if self.stream_ids:
+            client = self.services.client_factory()
+            try:
+                links = await collect_recording_links(client, self.stream_ids, self.settings)
+            finally:
+                await close_client(client, self.settings.end_timeout_seconds)
+        if links:
+            await self._present_safely(self.presenter.recording_ready(RecordingReady(self.id, tuple(links))))
+        else:
+            await self._say("Nothing of it was recorded.")
+
+    async def _fail(self, message: str, *, error: TryOnError | None, reason: str | None = None) -> None:
+        if self.is_finished:
+            return
+        try:
+            await self._settle(self.streamed_seconds)
+            await self._set_state(
+                SessionState.FAILED,
+                error=message,
+                error_reason=error.reason if error is not None else reason,
+            )
+        except Exception:
+            log.exception("session %s: could not record the failure", self.id)
+        await self._present_safely(self.presenter.error(ErrorReported(self.id, message, error)))
+        await self._report_status()
+
+    async def _settle(self, streamed_seconds: float) -> None:
+        if self._settled:
+            return
+        self._settled = True
+        self.streamed_seconds = streamed_seconds
+        await self.services.ledger.settle(self.id, streamed_seconds)
+
+    async def _set_state(
+        self, state: SessionState, *, error: str | None = None, error_reason: str | None = None
+    ) -> None:
+        self.state = state
+        if state in FINISHING_STATES or state in TERMINAL_STATES:
+            self.done_streaming.set()
+        await self.services.ledger.state_changed(self.id, state, error=error, error_reason=error_reason)
+
+    # ----- helpers ------------------------------------------------------------------------------------------
+
+    async def _command(self, command: str, fields: dict[str, Any], within: float) -> dict[str, Any]:
+        """Send a command to the session's worker; TryOnError if it cannot be reached."""
+        subject = protocol.command_subject(self.launcher.settings, self.id, command)
+        message = Message(command, fields)
+        try:
+            client = self.launcher.connected()
+            msg = await client.request(subject, b"", timeout=within, headers=message.headers())
+            answer: dict[str, Any] = json.loads(msg.data)
+            return answer
+        except (NatsError, TimeoutError, ValueError) as error:
+            log.warning("session %s: %s not answered (%r)", self.id, command, error)
+            raise TryOnError("The try-on could not be reached. Please try again.", reason="worker") from error
+
+    async def _wait_placed(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await wait_within(self._placed.wait(), START_REPLY_SECONDS * 3)
+        if self.worker_id is None:
+            raise NoSuchSession()
+
+    async def _report_status(self) -> None:
+        queued = self.state is SessionState.QUEUED
+        event = StatusChanged(
+            session_id=self.id,
+            state=self.state,
+            elapsed_seconds=round(self.streamed_seconds, 1),
+            outfit=self.latest_outfit,
+            queue_position=self.queue_position if queued else None,
+            estimated_wait_seconds=self.estimated_wait_seconds if queued else None,
+            remaining_seconds=round(self.remaining_seconds, 1),
+            end_reason=str(self.end_reason) if self.end_reason and not queued else None,
+        )
+        self.last_status = event
+        await self._present_safely(self.presenter.status_changed(event))
+
+    async def _say(self, text: str) -> None:
+        await self._present_safely(self.presenter.error(ErrorReported(self.id, text)))
+
+    async def _present_safely(self, call: Any) -> None:
+        try:
+            await wait_within(call, 30.0)
+        except Exception:
+            log.exception("session %s: presenter failed", self.id)
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)

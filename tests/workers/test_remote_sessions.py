@@ -1,0 +1,229 @@
+"""Sessions on worker processes: real NATS, real `python -m bot worker` processes, real WebRTC against the
+emulator, the engine's decisions and a real SQLite file in the test's process."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.emulator import DEV_API_KEY, Emulator
+from bot.store import Store
+from bot.tryon.console import ConsolePresenter
+from bot.tryon.engine import Engine, build_engine, client_factory
+from bot.tryon.errors import NotAllowed
+from bot.tryon.models import EndReason, SessionRequest, SessionState
+from bot.workers.presence import PresenceBoard
+from bot.workers.remote import RemoteLauncher, RemoteSession
+from bot.workers.settings import WorkerSettings
+from tests.helpers import PHOTO, fast_engine, until
+from tests.workers.processes import WorkerPool, worker_pool
+
+pytestmark = pytest.mark.timeout(150)
+
+GUILD = 7
+RemoteEngine = Engine[RemoteSession]
+
+
+def request(user_id: int, outfit: str = "red summer dress") -> SessionRequest:
+    return SessionRequest(guild_id=GUILD, user_id=user_id, channel_id=None, photo=PHOTO, outfit=outfit)
+
+
+def quiet_presenter(out: Path) -> ConsolePresenter:
+    return ConsolePresenter(out, echo=lambda line: None)
+
+
+@pytest.fixture
+async def emulator(emulator_factory: Callable[..., Awaitable[Emulator]]) -> Emulator:
+    return await emulator_factory()
+
+
+@pytest.fixture
+async def workers(
+    worker_settings: WorkerSettings, emulator: Emulator, tmp_path: Path
+) -> AsyncIterator[WorkerPool]:
+    async with worker_pool(worker_settings, emulator.url, tmp_path / "workers") as pool:
+        yield pool
+
+
+@pytest.fixture
+async def make_engine(
+    worker_settings: WorkerSettings, emulator: Emulator, tmp_path: Path
+) -> AsyncIterator[Callable[..., Awaitable[RemoteEngine]]]:
+    """Engines placing sessions on workers (the bot's side), on SQLite under tmp_path."""
+    opened: list[tuple[RemoteEngine, Store]] = []
+
+    async def make(**settings: Any) -> RemoteEngine:
+        store = await Store.open(tmp_path / "tryon.sqlite3")
+        launcher = RemoteLauncher(worker_settings)
+        await launcher.open()
+        clients = client_factory(DEV_API_KEY, emulator.url)
+        engine = build_engine(store, clients, fast_engine(**settings), launcher=launcher)
+        opened.append((engine, store))
+        return engine
+
+    try:
+        yield make
+    finally:
+        for engine, store in reversed(opened):
+            await engine.aclose(grace_seconds=20)
+            await store.close()
+
+
+async def board_for(engine: RemoteEngine) -> PresenceBoard:
+    launcher = engine.manager.launcher
+    assert isinstance(launcher, RemoteLauncher) and launcher.watch is not None
+    return launcher.watch.board
+
+
+async def finished(session: RemoteSession, seconds: float = 40.0) -> None:
+    async with asyncio.timeout(seconds):
+        await session.finished.wait()
+
+
+async def usage_kinds(engine: RemoteEngine, session_id: str) -> list[str]:
+    return [entry.kind for entry in await engine.services.store.usage.for_session(session_id)]
+
+
+async def test_sessions_spread_over_workers_stream_steer_roll_over_and_settle_once(
+    make_engine: Callable[..., Awaitable[RemoteEngine]], workers: WorkerPool, tmp_path: Path
+) -> None:
+    engine = await make_engine(stream_cap_seconds=3.0, rollover_margin_seconds=0.5)
+    board = await board_for(engine)
+    await workers.start("w1", 2, board)
+    await workers.start("w2", 2, board)
+    presenters = [quiet_presenter(tmp_path / f"out{i}") for i in range(2)]
+    sessions = [await engine.manager.admit(request(i + 1), presenters[i]) for i in range(2)]
+    await until(lambda: all(s.state is SessionState.STREAMING for s in sessions), 40)
+    assert {s.worker_id for s in sessions} == {"w1", "w2"}  # spread, one each
+
+    first, presenter = sessions[0], presenters[0]
+    await engine.steer(first.id, guild_id=GUILD, user_id=1, text="blue   wool suit")
+    await until(lambda: any(f.path.read_bytes().startswith(b"GIF8") for f in presenter.snippets), 20)
+    assert engine.current(1) is not None and engine.current(1).outfit == "blue wool suit"  # type: ignore[union-attr]
+    assert await engine.snapshot(first.id, guild_id=GUILD)
+    assert presenter.snapshots and presenter.snapshots[-1].path.read_bytes().startswith(b"\x89PNG")
+    await until(lambda: len(first.stream_ids) >= 2, 20)  # rolled over on the worker
+
+    for session in sessions:
+        engine.end(session.id, guild_id=GUILD, user_id=session.request.user_id, moderator=False)
+    for session in sessions:
+        await finished(session)
+    assert [s.state for s in sessions] == [SessionState.DONE, SessionState.DONE]
+    assert presenter.recordings and len(presenter.recordings[-1].recordings) >= 2
+    store = engine.services.store
+    record = await store.sessions.get(first.id)
+    streams = await store.streams.for_session(first.id)
+    assert [s.odyssey_stream_id for s in streams] == first.stream_ids
+    assert all(s.ended_at is not None for s in streams)
+    assert record is not None and record.state == "done" and record.streamed_seconds > 2.0
+    assert record.streamed_seconds == pytest.approx(sum(s.seconds for s in streams), abs=0.2)
+    prompts = await store.prompts.for_session(first.id)
+    assert {p.text: p.status for p in prompts} == {"red summer dress": "applied", "blue wool suit": "applied"}
+    assert await usage_kinds(engine, first.id) == ["session", "charge"]
+    assert engine.manager.running_count == 0 and engine.manager.sessions() == []
+
+
+async def test_with_no_worker_the_member_is_told_plainly_and_nothing_is_charged(
+    make_engine: Callable[..., Awaitable[RemoteEngine]], tmp_path: Path
+) -> None:
+    engine = await make_engine()
+    with pytest.raises(NotAllowed, match="No try-on worker") as refused:
+        await engine.check_start(GUILD, 1, None, (), "red summer dress")
+    assert refused.value.reason == "no_workers"
+    with pytest.raises(NotAllowed, match="No try-on worker"):
+        await engine.start(request(1), quiet_presenter(tmp_path / "out"))
+    assert await engine.services.store.sessions.history(GUILD, 1) == []
+
+
+async def test_a_worker_that_refuses_or_is_full_is_skipped(
+    make_engine: Callable[..., Awaitable[RemoteEngine]], workers: WorkerPool, tmp_path: Path
+) -> None:
+    engine = await make_engine()
+    board = await board_for(engine)
+    await workers.start("w1", 1, board)
+    presenter = quiet_presenter(tmp_path / "out")
+    one = await engine.manager.admit(request(1), presenter)
+    await until(lambda: one.state is SessionState.STREAMING, 40)
+    # w1 is full; its announcement may lag, so the board may still offer it: w1 refuses, none is left.
+    two = await engine.manager.admit(request(2), quiet_presenter(tmp_path / "out2"))
+    await finished(two)
+    assert two.state is SessionState.FAILED and two.worker_id is None
+    assert await usage_kinds(engine, two.id) == ["session", "refund"]
+    engine.manager.stop(one.id, user_id=1)
+    await finished(one)
+
+
+async def test_a_killed_worker_is_noticed_settled_once_and_its_recordings_offered(
+    make_engine: Callable[..., Awaitable[RemoteEngine]],
+    workers: WorkerPool,
+    worker_settings: WorkerSettings,
+    tmp_path: Path,
+) -> None:
+    engine = await make_engine()
+    board = await board_for(engine)
+    worker = await workers.start("w1", 2, board)
+    presenter = quiet_presenter(tmp_path / "out")
+    session = await engine.manager.admit(request(1), presenter)
+    await until(lambda: session.state is SessionState.STREAMING and session.streamed_seconds > 1.0, 40)
+
+    worker.kill()
+    killed = time.monotonic()
+    await until(lambda: any("stopped" in e.message for e in presenter.errors), 20)
+    told = time.monotonic() - killed
+    # Presence expires within its TTL of the last heartbeat; the member hears within 5 s of that.
+    assert told <= worker_settings.presence_ttl_seconds + 5.0, told
+    await finished(session)
+    assert session.state is SessionState.INTERRUPTED
+    assert presenter.recordings and presenter.recordings[-1].recordings  # what streamed was recorded
+    store = engine.services.store
+    record = await store.sessions.get(session.id)
+    assert record is not None and record.state == "interrupted" and record.streamed_seconds > 1.0
+    usage = await store.usage.for_session(session.id)
+    assert [e.kind for e in usage] == ["session", "charge"]
+    assert engine.manager.running_count == 0 and engine.manager.sessions() == []
+    # The slot is free: the next member starts once a worker is back.
+    await workers.start("w2", 1, board)
+    again = await engine.manager.admit(request(1), quiet_presenter(tmp_path / "again"))
+    await until(lambda: again.state is SessionState.STREAMING, 40)
+    engine.manager.stop(again.id, user_id=1)
+    await finished(again)
+
+
+async def test_a_drained_worker_ends_its_sessions_cleanly_before_it_exits(
+    make_engine: Callable[..., Awaitable[RemoteEngine]], workers: WorkerPool, tmp_path: Path
+) -> None:
+    engine = await make_engine()
+    board = await board_for(engine)
+    worker = await workers.start("w1", 2, board)
+    presenter = quiet_presenter(tmp_path / "out")
+    session = await engine.manager.admit(request(1), presenter)
+    await until(lambda: session.state is SessionState.STREAMING and session.streamed_seconds > 1.0, 40)
+
+    assert await worker.terminate() == 0
+    await finished(session, 10)
+    assert session.state is SessionState.DONE and session.end_reason is EndReason.SHUTDOWN
+    assert presenter.statuses[-1].end_reason == str(EndReason.SHUTDOWN)
+    assert presenter.recordings and presenter.recordings[-1].recordings
+    assert await usage_kinds(engine, session.id) == ["session", "charge"]
+    assert "draining 1 sessions" in worker.log()
+
+
+async def test_nats_unreachable_at_start_refuses_try_ons_plainly(
+    worker_settings: WorkerSettings, tmp_path: Path
+) -> None:
+    from bot.workers.nats_server import free_port
+
+    nowhere = WorkerSettings(nats_url=f"nats://127.0.0.1:{free_port()}", connect_timeout_seconds=1.0)
+    launcher = RemoteLauncher(nowhere)
+    await launcher.open()  # does not raise: the bot answers commands all the same
+    try:
+        with pytest.raises(NotAllowed, match="unreachable") as refused:
+            await launcher.check_available()
+        assert refused.value.reason == "workers_unreachable"
+    finally:
+        await launcher.aclose()
