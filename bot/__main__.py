@@ -35,6 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run the Discord bot")
     run.add_argument("--config", default=None, help="configuration file (default: ./config.toml if present)")
+    run.add_argument(
+        "--local-workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="start a NATS server and N session workers as children (uses every core of one machine)",
+    )
 
     sync = commands.add_parser("sync", help="publish the slash commands to Discord (global or one guild)")
     sync.add_argument("--config", default=None, help="configuration file (default: ./config.toml if present)")

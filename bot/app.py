@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import gc
 import logging
 import signal
@@ -20,12 +21,14 @@ from discord import app_commands
 from discord.ext import commands
 from discord.gateway import DiscordWebSocket
 
-from bot.config import BotConfig, ConfigError, load_config
+from bot.config import DEFAULT_CONFIG_PATH, BotConfig, ConfigError, load_config
 from bot.emulator import DEV_API_KEY, Emulator, EmulatorConfig
 from bot.logsafety import configure_logging
 from bot.store import Store
 from bot.tls import warm_up as warm_up_tls
 from bot.tryon.engine import Engine, build_engine, client_factory
+from bot.workers.local import start_local_workers
+from bot.workers.remote import RemoteLauncher
 from cogs.utils.delivery import NO_MENTIONS, TryOnCommandTree
 
 log = logging.getLogger(__name__)
@@ -43,11 +46,14 @@ class Runtime:
     odyssey_url: str
 
 
-async def open_runtime(config: BotConfig, resources: contextlib.AsyncExitStack) -> Runtime:
+async def open_runtime(
+    config: BotConfig, resources: contextlib.AsyncExitStack, *, config_path: Path | None = None
+) -> Runtime:
     """Open the store, pick the Odyssey backend (the embedded emulator without an API key), build the engine.
 
+    With `[workers]` (a NATS URL, or local workers started here) sessions run on worker processes.
     Everything opened is registered on `resources`, which closes it in reverse order: the engine first (it
-    ends and settles every session), then the emulator, then the store.
+    ends and settles every session), then local workers and NATS, then the emulator, then the store.
     """
     await warm_up_tls()  # before any HTTPS client is created on the loop
     store = await Store.open(config.store.database)
@@ -62,9 +68,39 @@ async def open_runtime(config: BotConfig, resources: contextlib.AsyncExitStack) 
         resources.push_async_callback(emulator.stop)
         url, key = emulator.url, DEV_API_KEY
         log.info("no ODYSSEY_API_KEY: using the embedded emulator at %s", url)
-    engine = build_engine(store, client_factory(key, url), config.engine, quota_defaults=config.quota.limits)
+    launcher = await open_workers(config, resources, url, key, config_path)
+    engine = build_engine(
+        store, client_factory(key, url), config.engine, quota_defaults=config.quota.limits, launcher=launcher
+    )
     resources.push_async_callback(engine.aclose)
     return Runtime(config=config, store=store, engine=engine, odyssey_url=url)
+
+
+async def open_workers(
+    config: BotConfig,
+    resources: contextlib.AsyncExitStack,
+    odyssey_url: str,
+    odyssey_key: str,
+    config_path: Path | None,
+) -> RemoteLauncher | None:
+    """The launcher placing sessions on workers (starting local ones first), or None: in-process."""
+    workers = config.workers
+    if workers.local_workers:
+        local = await start_local_workers(
+            workers,
+            workers.local_workers,
+            config.store.database.parent / "nats",
+            odyssey_url=odyssey_url,
+            odyssey_key=odyssey_key,
+            config_path=config_path,
+        )
+        resources.push_async_callback(local.stop)
+        workers = local.settings
+    if workers.nats_url is None:
+        return None
+    launcher = RemoteLauncher(workers)
+    await launcher.open()
+    return launcher
 
 
 RuntimeOpener = Callable[[BotConfig, contextlib.AsyncExitStack], Awaitable[Runtime]]
@@ -163,12 +199,12 @@ def use_api(config: BotConfig) -> None:
     DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(config.discord.gateway_url)
 
 
-async def run_bot(config: BotConfig) -> None:
+async def run_bot(config: BotConfig, config_path: Path | None = None) -> None:
     """Run until SIGINT/SIGTERM, then shut down cleanly (sessions ended and settled)."""
     if not config.discord.token:
         raise SystemExit("discord.token: set DISCORD_TOKEN in the environment or token in config.toml")
     use_api(config)
-    bot = TryOnBot(config)
+    bot = TryOnBot(config, open_runtime=functools.partial(open_runtime, config_path=config_path))
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -200,10 +236,27 @@ async def sync_once(config: BotConfig, guild_id: int | None) -> int:
     return 0
 
 
+def with_local_workers(config: BotConfig, count: int) -> BotConfig:
+    """`--local-workers N` over the configuration; ConfigError if N is out of range."""
+    try:
+        workers = dataclasses.replace(config.workers, local_workers=count)
+    except ValueError as error:
+        raise ConfigError(f"--local-workers: {error}") from None
+    return dataclasses.replace(config, workers=workers)
+
+
+def existing(path: Path) -> Path | None:
+    """`path` if the file exists."""
+    return path if path.is_file() else None
+
+
 def main(args: argparse.Namespace) -> int:
     """`python -m bot run|sync`: load the configuration (stopping on errors that name the key), then go."""
     try:
-        config = load_config(Path(args.config) if args.config else None)
+        config_path = Path(args.config) if args.config else None
+        config = load_config(config_path)
+        if getattr(args, "local_workers", None) is not None:
+            config = with_local_workers(config, args.local_workers)
     except ConfigError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
@@ -213,7 +266,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         if args.command == "sync":
             return asyncio.run(sync_once(config, args.guild))
-        asyncio.run(run_bot(config))
+        asyncio.run(run_bot(config, config_path or existing(DEFAULT_CONFIG_PATH)))
     except discord.LoginFailure:
         print("configuration error: discord.token: Discord rejected the bot token", file=sys.stderr)
         return 2

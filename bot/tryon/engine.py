@@ -209,6 +209,18 @@ def build_engine(
 ) -> Engine[Session]: ...
 
 
+@overload
+def build_engine(
+    store: Store,
+    clients: ClientFactory,
+    settings: EngineSettings | None = None,
+    *,
+    quota_defaults: QuotaLimits | None = None,
+    encoder: SnippetEncoder | None = None,
+    launcher: SessionLauncher[Any] | None,
+) -> Engine[Any]: ...
+
+
 def build_engine(
     store: Store,
     clients: ClientFactory,

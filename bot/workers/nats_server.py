@@ -103,8 +103,9 @@ class LocalNatsServer:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         write_private(self.config_path, server_config(self.port, self.store_dir, self.token))
         with self.log_path.open("wb") as log:  # the child keeps its own copy of the descriptor
+            # Its own session: Ctrl-C in the bot's terminal must not stop NATS before the bot has drained.
             self.process = await asyncio.create_subprocess_exec(
-                server_binary(), "-c", str(self.config_path), stdout=log, stderr=log
+                server_binary(), "-c", str(self.config_path), stdout=log, stderr=log, start_new_session=True
             )
         try:
             await self._until_ready()

@@ -25,6 +25,8 @@ class WorkerSettings:
     # a killed worker is noticed within this, plus the front end's next look.
     presence_ttl_seconds: float = 3.0
     connect_timeout_seconds: float = 5.0
+    # `python -m bot run --local-workers N`: start a NATS server and N workers as the bot's children.
+    local_workers: int = 0
 
     def __post_init__(self) -> None:
         if self.nats_url is not None and not self.nats_url.startswith(
@@ -33,6 +35,8 @@ class WorkerSettings:
             raise ValueError("nats_url must be a nats://, tls://, ws:// or wss:// URL")
         if not _PREFIX.fullmatch(self.subject_prefix):
             raise ValueError("subject_prefix must be 1-32 letters, digits, '-' or '_'")
+        if not 0 <= self.local_workers <= 64:
+            raise ValueError("local_workers must be between 0 and 64")
         if self.capacity < 1:
             raise ValueError("capacity must be at least 1")
         if not 1.0 <= self.presence_ttl_seconds <= 60.0:
