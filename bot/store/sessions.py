@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import sqlite3
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -216,25 +217,35 @@ class Sessions:
         )
         return 0 if row is None else int(row["n"])
 
-    async def interrupt_unfinished(self, *, at: float | None = None) -> list[InterruptedSession]:
+    async def unfinished(self) -> list[SessionRecord]:
+        """Queued and live sessions of every guild, oldest first (at start-up: what a crash left open)."""
+        rows = await self._db.fetch_all(
+            f"SELECT {_COLUMNS} FROM sessions WHERE state IN ({_UNFINISHED}) ORDER BY created_at, id"
+        )
+        return [session_from_row(row) for row in rows]
+
+    async def interrupt_unfinished(
+        self, *, keep: Collection[str] = (), at: float | None = None
+    ) -> list[InterruptedSession]:
         """On start-up: mark every queued/live session (all guilds) interrupted and close its open streams.
 
-        `ended_at` is the last heartbeat when there was one (the last moment we know it was alive), so the
-        streamed seconds to settle are `session.streamed_seconds`.
+        `keep`: sessions still running elsewhere (on a worker) that the bot took back. `ended_at` is the last
+        heartbeat when there was one (the last moment we know it was alive), so the streamed seconds to
+        settle are `session.streamed_seconds`.
         """
         now = self._db.now(at)
         async with self._db.transaction() as tx:
             rows = await tx.fetch_all(
                 f"SELECT {_COLUMNS} FROM sessions WHERE state IN ({_UNFINISHED}) ORDER BY created_at, id"
             )
-            previous = {row["id"]: row["state"] for row in rows}
+            previous = {row["id"]: row["state"] for row in rows if row["id"] not in keep}
             if not previous:
                 return []
             marks = ", ".join("?" for _ in previous)
             await tx.execute(
                 f"UPDATE sessions SET state = ?, updated_at = ?, ended_at = COALESCE(heartbeat_at, ?),"
-                f" error_reason = COALESCE(error_reason, 'interrupted') WHERE state IN ({_UNFINISHED})",
-                (INTERRUPTED_STATE, now, now),
+                f" error_reason = COALESCE(error_reason, 'interrupted') WHERE id IN ({marks})",
+                (INTERRUPTED_STATE, now, now, *previous),
             )
             await tx.execute(
                 "UPDATE streams SET ended_at = MAX(started_at, COALESCE("

@@ -18,9 +18,9 @@ from bot.store import QuotaLimits, Store
 from bot.store.records import AuditEntry, SessionRecord
 from bot.tryon.errors import NoSuchSession, NotAllowed, TryOnError
 from bot.tryon.gate import Gate
-from bot.tryon.launcher import InProcess, ManagedSession, SessionLauncher
+from bot.tryon.launcher import InProcess, ManagedSession, RecoveryPresenterFactory, SessionLauncher
 from bot.tryon.ledger import StoreLedger
-from bot.tryon.manager import EngineServices, RecoveryPresenterFactory, SessionManager
+from bot.tryon.manager import EngineServices, SessionManager
 from bot.tryon.models import EndReason, SessionRequest, SessionSummary, StreamPhoto
 from bot.tryon.photos import check_photo
 from bot.tryon.presenter import Presenter, RecordingLinks
@@ -166,6 +166,10 @@ class Engine(Generic[Session]):
         if record is None or (record.user_id != user_id and not moderator):
             raise NoSuchSession("No try-on of yours has that id in this server.")
         return await self.manager.recording_links(session_id, guild_id=guild_id)
+
+    async def reattach(self, presenter_for: RecoveryPresenterFactory) -> int:
+        """At start-up, before `interrupt_crashed`: take back sessions workers kept streaming; how many."""
+        return len(await self.manager.reattach(presenter_for))
 
     async def interrupt_crashed(self) -> list[SessionRecord]:
         """At start-up, before any admission: settle the sessions a crash left open (quick)."""

@@ -7,11 +7,16 @@ The manager decides (admission, quota, the fair queue) and holds one `ManagedSes
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from bot.tryon.session import TryOnSession
 
+# Given a session found unfinished at start-up, the presenter to tell its member (None: nobody).
+RecoveryPresenterFactory = Callable[["SessionRecord"], "Presenter | None"]
+
 if TYPE_CHECKING:
+    from bot.store.records import SessionRecord
     from bot.tryon.models import EndReason, SessionRequest, SessionState, SessionSummary
     from bot.tryon.presenter import Presenter, SnapshotReady, SnippetReady
     from bot.tryon.session import SessionServices
@@ -82,6 +87,11 @@ class SessionLauncher(Protocol[Session_co]):
     async def check_available(self) -> None:
         """Raise a TryOnError saying why no session could run now (e.g. no worker); cheap."""
 
+    async def reattach(
+        self, records: list[SessionRecord], presenter_for: RecoveryPresenterFactory, services: SessionServices
+    ) -> Sequence[Session_co]:
+        """At start-up: the sessions of `records` still running elsewhere (a worker), taken back live."""
+
     async def aclose(self) -> None:
         """Release what the launcher holds (connections, tasks); sessions are ended by the manager."""
 
@@ -111,6 +121,12 @@ class InProcess:
 
     async def check_available(self) -> None:
         """Always available."""
+
+    async def reattach(
+        self, records: list[SessionRecord], presenter_for: RecoveryPresenterFactory, services: SessionServices
+    ) -> list[TryOnSession]:
+        """Nothing outlives this process."""
+        return []
 
     async def aclose(self) -> None:
         """Nothing to release."""

@@ -6,13 +6,13 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from bot.deadline import wait_within
 from bot.store.records import AuditEntry, SessionRecord
 from bot.tryon.errors import AlreadyInSession, NoSuchSession, NotAllowed, QueueFull
-from bot.tryon.launcher import ManagedSession, SessionLauncher
+from bot.tryon.launcher import ManagedSession, RecoveryPresenterFactory, SessionLauncher
 from bot.tryon.models import FINISHING_STATES, EndReason, SessionRequest, SessionState
 from bot.tryon.presenter import (
     ErrorReported,
@@ -37,9 +37,6 @@ log = logging.getLogger(__name__)
 
 # Audit action written when a moderator stops someone's session.
 SESSION_STOPPED = "session_stopped"
-
-# Given a session found interrupted at start-up, the presenter to offer its recordings to (None: nobody).
-RecoveryPresenterFactory = Callable[[SessionRecord], Presenter | None]
 
 
 @dataclasses.dataclass
@@ -74,6 +71,8 @@ class SessionManager(Generic[Session]):
             self.settings.slots, self.settings.default_session_seconds, self.settings.duration_samples
         )
         self._sessions: dict[str, Session] = {}
+        # Sessions a worker kept running through the bot's restart, taken back at start-up.
+        self._adopted: set[str] = set()
         self._by_user: dict[int, str] = {}
         # Every session's run until it finished; `_holding` are those still holding a slot (not finishing up).
         self._running: dict[str, asyncio.Task[None]] = {}
@@ -331,6 +330,7 @@ class SessionManager(Generic[Session]):
 
     def _forget(self, session: Session) -> None:
         self._sessions.pop(session.id, None)
+        self._adopted.discard(session.id)
         if self._by_user.get(session.request.user_id) == session.id:
             del self._by_user[session.request.user_id]
 
@@ -401,6 +401,26 @@ class SessionManager(Generic[Session]):
             await self.offer_recovered(records, presenter_for)
         return records
 
+    async def reattach(self, presenter_for: RecoveryPresenterFactory) -> Sequence[Session]:
+        """At start-up, before `interrupt_crashed`: take back the sessions workers kept streaming.
+
+        Each goes on where it was (status, buttons, steering); its member is not told anything broke.
+        """
+        records = await self.services.store.sessions.unfinished()
+        if not records:
+            return []
+        adopted = await self.launcher.reattach(records, presenter_for, self.services)
+        async with self._admission:
+            for session in adopted:
+                self._adopted.add(session.id)
+                self._sessions[session.id] = session
+                self._by_user[session.request.user_id] = session.id
+                self._running[session.id] = asyncio.create_task(
+                    self._run(session), name=f"session-{session.id}"
+                )
+                self._holding.add(session.id)
+        return adopted
+
     async def interrupt_crashed(self) -> list[SessionRecord]:
         """The quick half of `recover`: mark sessions a crash left live as interrupted; settle every open one.
 
@@ -410,13 +430,14 @@ class SessionManager(Generic[Session]):
         """
         store = self.services.store
         async with self._admission:
-            if self._sessions:
+            if set(self._sessions) - self._adopted:
                 raise RuntimeError("recover before admitting: live sessions would be marked interrupted")
-            interrupted = await store.sessions.interrupt_unfinished()
+            interrupted = await store.sessions.interrupt_unfinished(keep=self._adopted)
             # Also those an earlier start-up marked but crashed before settling: nothing of this process
-            # has started yet, so every open ledger entry belongs to a session no one will settle otherwise.
-            unsettled = await store.usage.unsettled_session_ids()
-        for session_id in unsettled:
+            # has started yet, so every open ledger entry belongs to a session no one will settle otherwise
+            # (except those taken back live, which settle at their end).
+            unsettled = set(await store.usage.unsettled_session_ids()) - self._adopted
+        for session_id in sorted(unsettled):
             record = await store.sessions.get(session_id)
             await self.services.quota.settle(session_id, record.streamed_seconds if record else 0.0)
         return [item.session for item in interrupted]

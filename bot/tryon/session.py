@@ -457,8 +457,8 @@ class TryOnSession:
         """Charge the seconds streamed, or refund the reservation when nothing streamed; exactly once."""
         if self._settled:
             return
-        self._settled = True
         await self.services.ledger.settle(self.id, self.streamed_seconds)
+        self._settled = True  # only once written: `_fail` tries a failed settlement again
 
     # ----- helpers ---------------------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import dataclasses
 import logging
+import re
 import signal
 import sys
 from pathlib import Path
@@ -18,6 +19,8 @@ from bot.workers.bus import BusUnavailable, connect
 from bot.workers.worker import Worker, run_worker
 
 log = logging.getLogger(__name__)
+
+WORKER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,6 +46,8 @@ def worker_config(args: argparse.Namespace) -> BotConfig:
         )
     except ValueError as error:
         raise ConfigError(f"workers: {error}") from None
+    if args.id is not None and not WORKER_ID.fullmatch(args.id):
+        raise ConfigError("--id: 1-64 letters, digits, '-' or '_' (it is part of NATS subjects)")
     if workers.nats_url is None:
         raise ConfigError("workers.nats_url: pass --nats URL or set TRYON_NATS_URL")
     if not config.odyssey.api_key:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -23,8 +24,11 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from bot.deadline import wait_within
+from bot.store.records import SessionRecord
 from bot.tryon.errors import NoSuchSession, NotAllowed, OutfitNotApplied, TryOnError
+from bot.tryon.launcher import RecoveryPresenterFactory
 from bot.tryon.models import (
+    ALLOWED_TRANSITIONS,
     FINISHING_STATES,
     TERMINAL_STATES,
     EndReason,
@@ -37,8 +41,8 @@ from bot.tryon.recordings import collect_recording_links
 from bot.tryon.runner import close_client
 from bot.tryon.session import SessionServices
 from bot.workers import protocol
-from bot.workers.bus import BusUnavailable, connect
-from bot.workers.events import ensure_events_stream
+from bot.workers.bus import connect
+from bot.workers.events import KEEP_SECONDS, ensure_events_stream
 from bot.workers.presence import PresenceBoard
 from bot.workers.protocol import Message, StartCommand
 from bot.workers.settings import WorkerSettings
@@ -49,8 +53,9 @@ log = logging.getLogger(__name__)
 START_REPLY_SECONDS = 5.0
 SNAPSHOT_SECONDS = 10.0
 STOP_SECONDS = 5.0
+STOP_RETRY_SECONDS = 30.0
 # An event the bot took but did not acknowledge (it crashed meanwhile) comes again after this.
-ACK_WAIT_SECONDS = 60.0
+ACK_WAIT_SECONDS = 30.0
 WORKER_LOST_MESSAGE = (
     "The machine running your try-on stopped, so your try-on ended early. Your recording follows."
 )
@@ -140,8 +145,10 @@ class RemoteLauncher:
         """Connect now if NATS answers; otherwise refuse try-ons plainly and keep trying to connect."""
         try:
             await self._connect()
-        except BusUnavailable as error:
-            log.warning("workers: %s; try-ons are refused until it is reachable", error)
+        except Exception as error:  # unreachable, or JetStream not (yet) enabled there
+            log.warning(
+                "workers: %s; try-ons are refused until it is reachable", error or type(error).__name__
+            )
             self._connecting = asyncio.create_task(self._keep_connecting(), name="workers-connect")
 
     async def _connect(self) -> None:
@@ -186,6 +193,11 @@ class RemoteLauncher:
             idle_seconds=idle_seconds,
         )
 
+    def watch_worker(self, worker_id: str) -> None:
+        """Track a worker a session runs on (placed now, or taken back after a restart)."""
+        if self.watch is not None:
+            self.watch.watch(worker_id)
+
     async def check_available(self) -> None:
         """NotAllowed while NATS is unreachable or no worker is alive (nothing is charged)."""
         if self.client is None or not self.client.is_connected:
@@ -201,6 +213,31 @@ class RemoteLauncher:
                 "No try-on worker is running right now, so try-ons can't start. Please try again later.",
                 reason="no_workers",
             )
+
+    async def reattach(
+        self, records: list[SessionRecord], presenter_for: RecoveryPresenterFactory, services: SessionServices
+    ) -> list[RemoteSession]:
+        """The sessions of `records` a worker still runs (it answers their `status`), taken back live."""
+        if self.client is None:
+            return []  # NATS unreachable: they cannot be reached, so they end as interrupted
+        answers = await asyncio.gather(*(self._status_of(record.id) for record in records))
+        adopted = []
+        for record, answer in zip(records, answers, strict=True):
+            presenter = presenter_for(record) if answer is not None else None
+            if answer is not None and presenter is not None:
+                adopted.append(RemoteSession.taken_back(record, answer, presenter, services, self))
+        return adopted
+
+    async def _status_of(self, session_id: str) -> dict[str, Any] | None:
+        subject = protocol.command_subject(self.settings, session_id, "status")
+        try:
+            msg = await self.connected().request(
+                subject, b"", timeout=START_REPLY_SECONDS, headers=Message("status").headers()
+            )
+            answer: dict[str, Any] = json.loads(msg.data)
+        except (NatsError, TimeoutError, ValueError, TryOnError):
+            return None
+        return answer if answer.get("ok") else None
 
     def connected(self) -> Client:
         """The NATS client (NotAllowed while unreachable)."""
@@ -269,8 +306,47 @@ class RemoteSession:
         self._settled = False
         self._worker_done = False
         self._placed = asyncio.Event()
+        # Taken back after the bot's restart: already running on `worker_id`.
+        self._taken_back = False
         self._snapshots: list[asyncio.Future[SnapshotReady]] = []
         self._background: set[asyncio.Task[Any]] = set()
+
+    @classmethod
+    def taken_back(
+        cls,
+        record: SessionRecord,
+        status: dict[str, Any],
+        presenter: Presenter,
+        services: SessionServices,
+        launcher: RemoteLauncher,
+    ) -> RemoteSession:
+        """A session a worker kept running through the bot's restart, as the worker describes it."""
+        request = SessionRequest(
+            guild_id=record.guild_id,
+            user_id=record.user_id,
+            channel_id=record.channel_id,
+            photo=b"",  # the worker holds it
+            outfit=str(status["outfit"]),
+            front_end=record.front_end,
+        )
+        session = cls(
+            record.id,
+            request,
+            presenter,
+            services,
+            launcher,
+            allowance_seconds=services.settings.max_session_seconds,
+            idle_seconds=None,
+        )
+        session.state = SessionState(status["state"])
+        session.worker_id = str(status["worker_id"])
+        session.streamed_seconds = float(status["streamed_seconds"])
+        session.stream_ids = [str(i) for i in status["stream_ids"]]
+        session.end_reason = EndReason(status["end_reason"]) if status["end_reason"] else None
+        session.started_at = time.monotonic()
+        session._taken_back = True
+        session._placed.set()
+        return session
 
     # ----- reading ------------------------------------------------------------------------------------------
 
@@ -343,12 +419,14 @@ class RemoteSession:
         """Ask the session to end; the first reason wins. The worker is told in the background."""
         if self.end_reason is None:
             self.end_reason = reason
-        if self.worker_id is not None and not self._worker_done:
+        if self.worker_id is not None and not self._worker_done and not self.finished.is_set():
             self._spawn(self._send_stop(reason))
 
     async def _send_stop(self, reason: EndReason) -> None:
-        # Repeated until the worker answers (e.g. through a NATS restart) or the session is over.
-        while not self._worker_done and not self.finished.is_set():
+        # Repeated until the worker answers (e.g. through a NATS restart) or the session is over; a worker
+        # gone for good is noticed by its presence instead.
+        give_up = time.monotonic() + STOP_RETRY_SECONDS
+        while not self._worker_done and not self.finished.is_set() and time.monotonic() < give_up:
             try:
                 await self._command("stop", {"reason": str(reason)}, STOP_SECONDS)
                 return
@@ -379,10 +457,16 @@ class RemoteSession:
         follower = None
         try:
             follower = await self._follow_events()
-            await self._place()
-            if self.end_reason is not None:  # stopped while being placed
-                self._spawn(self._send_stop(self.end_reason))
+            if self._taken_back:
+                assert self.worker_id is not None
+                self.launcher.watch_worker(self.worker_id)
+            else:
+                await self._place()
+                if self.end_reason is not None:  # stopped while being placed
+                    self._spawn(self._send_stop(self.end_reason))
             await self._follow(follower)
+            if not self._settled:  # the worker ended without its settlement reaching us
+                await self._settle(self.streamed_seconds)
         except TryOnError as error:
             await self._fail(error.message, error=error)
         except Exception as error:
@@ -391,12 +475,18 @@ class RemoteSession:
                 "Something went wrong on our side. Please try again.", error=None, reason=type(error).__name__
             )
         finally:
+            if self.worker_id is not None and not self._worker_done and self.is_finished:
+                # Given up here (lost or failed): make sure the worker does not stream on unseen.
+                with contextlib.suppress(TryOnError):
+                    await self._command("stop", {"reason": str(EndReason.CONNECTION_LOST)}, STOP_SECONDS)
             self._placed.set()
             for task in list(self._background):
                 task.cancel()
             await asyncio.gather(*self._background, return_exceptions=True)
             if follower is not None:
-                await self._forget_events(follower)
+                # Cancelled (the bot stopping hard) with the session still live on its worker: the consumer
+                # and its events stay for the restarted bot to take back.
+                await self._forget_events(follower, delete=self.is_finished or self.worker_id is None)
             self.done_streaming.set()
             self.finished.set()
 
@@ -407,7 +497,8 @@ class RemoteSession:
         assert watch is not None  # set together with the client
         command = StartCommand(
             session_id=self.id,
-            request=self.request,
+            # The latest outfit: one sent while queued replaces the first (its prompt id is pending too).
+            request=dataclasses.replace(self.request, outfit=self.latest_outfit),
             allowance_seconds=self.allowance_seconds,
             idle_seconds=self.idle_seconds,
             pending_prompt_ids=tuple(self.pending_prompt_ids),
@@ -444,6 +535,8 @@ class RemoteSession:
             deliver_policy=DeliverPolicy.ALL,
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=ACK_WAIT_SECONDS,
+            # A consumer nobody reads (its session ended while the bot was away) goes by itself.
+            inactive_threshold=KEEP_SECONDS,
             filter_subject=protocol.events_subject(self.launcher.settings, self.id),
         )
         return await js.pull_subscribe(
@@ -462,34 +555,41 @@ class RemoteSession:
         """Apply events until the worker reports the end, or its presence expires."""
         watch = self.launcher.watch
         assert watch is not None and self.worker_id is not None
+        this = asyncio.current_task()
         while not self._worker_done:
             await self._take_events(follower)
+            if this is not None and this.cancelling():
+                # nats-py's fetch can swallow a cancellation (the bot stopping): honour it here.
+                raise asyncio.CancelledError()
             if not self._worker_done and watch.is_lost(self.worker_id):
-                await self._take_events(follower)  # whatever it stored before it went
+                while await self._take_events(follower):  # whatever it stored before it went
+                    pass
                 if not self._worker_done:
                     await self._worker_lost()
                 return
 
-    async def _take_events(self, follower: Any) -> None:
+    async def _take_events(self, follower: Any) -> int:
+        """Apply and acknowledge the next events in order; how many there were."""
         try:
             messages: list[Msg] = await follower.fetch(batch=32, timeout=0.5)
         except (NatsTimeout, TimeoutError):
-            return
+            return 0
         except NatsError as error:
             log.debug("session %s: events not readable now (%r)", self.id, error)
             await asyncio.sleep(0.5)
-            return
+            return 0
         for msg in messages:
             await self._apply(msg)
             with contextlib.suppress(Exception):
                 await msg.ack()
+        return len(messages)
 
-    async def _forget_events(self, follower: Any) -> None:
-        """Remove the consumer and the session's stored events."""
+    async def _forget_events(self, follower: Any, *, delete: bool) -> None:
+        """Stop reading; with `delete`, also remove the consumer and the session's stored events."""
         with contextlib.suppress(Exception):
-            await follower.unsubscribe()
+            await wait_within(follower.unsubscribe(), STOP_SECONDS)
         client = self.launcher.client
-        if client is None:
+        if client is None or not delete:
             return
         js = client.jetstream(timeout=STOP_SECONDS)
         stream = protocol.events_stream(self.launcher.settings)
@@ -521,11 +621,16 @@ class RemoteSession:
         f, ledger = message.fields, self.services.ledger
         kind = message.kind
         if kind == "state":
-            await self._set_state(SessionState(f["state"]), error=f["error"], error_reason=f["error_reason"])
+            # An event the bot took but never acknowledged before a crash comes again later, out of order:
+            # only a move the state machine allows is applied.
+            state = SessionState(f["state"])
+            if state in ALLOWED_TRANSITIONS[self.state]:
+                await self._set_state(state, error=f["error"], error_reason=f["error_reason"])
         elif kind == "heartbeat":
-            self.streamed_seconds = float(f["streamed_seconds"])
-            self._stream_seconds = f["stream_seconds"]
-            await ledger.heartbeat(self.id, self.streamed_seconds, self._stream_seconds)
+            if float(f["streamed_seconds"]) >= self.streamed_seconds:
+                self.streamed_seconds = float(f["streamed_seconds"])
+                self._stream_seconds = f["stream_seconds"]
+                await ledger.heartbeat(self.id, self.streamed_seconds, self._stream_seconds)
         elif kind == "stream_started":
             if f["stream_id"] not in self.stream_ids:
                 self.stream_ids.append(f["stream_id"])
@@ -545,32 +650,35 @@ class RemoteSession:
             await self._present(message)
 
     async def _present(self, message: Message) -> None:
-        """A presenter event: shown to the member (a failing front end never stops the events)."""
-        presenter = self.presenter
+        """A presenter event: shown to the member (a failing or hung front end never stops the events)."""
         try:
-            if message.kind == "status":
-                status = protocol.status_from(message)
-                self.last_status = status
-                self.latest_outfit = status.outfit or self.latest_outfit
-                await presenter.status_changed(status)
-            elif message.kind == "snippet":
-                await presenter.snippet_ready(protocol.snippet_from(message))
-            elif message.kind == "snapshot":
-                still = protocol.snapshot_from(message)
-                try:
-                    await presenter.snapshot_ready(still)
-                finally:
-                    for arrived in self._snapshots:
-                        if not arrived.done():
-                            arrived.set_result(still)
-            elif message.kind == "recording":
-                await presenter.recording_ready(protocol.recording_from(message))
-            elif message.kind == "error":
-                await presenter.error(protocol.error_from(message))
-            else:
-                log.warning("session %s: unknown event %r; skipped", self.id, message.kind)
+            await wait_within(self._show(message), 30.0)
         except Exception:
             log.exception("session %s: presenter failed", self.id)
+
+    async def _show(self, message: Message) -> None:
+        presenter = self.presenter
+        if message.kind == "status":
+            status = protocol.status_from(message)
+            self.last_status = status
+            self.latest_outfit = status.outfit or self.latest_outfit
+            await presenter.status_changed(status)
+        elif message.kind == "snippet":
+            await presenter.snippet_ready(protocol.snippet_from(message))
+        elif message.kind == "snapshot":
+            still = protocol.snapshot_from(message)
+            try:
+                await presenter.snapshot_ready(still)
+            finally:
+                for arrived in self._snapshots:
+                    if not arrived.done():
+                        arrived.set_result(still)
+        elif message.kind == "recording":
+            await presenter.recording_ready(protocol.recording_from(message))
+        elif message.kind == "error":
+            await presenter.error(protocol.error_from(message))
+        else:
+            log.warning("session %s: unknown event %r; skipped", self.id, message.kind)
 
     # ----- endings ------------------------------------------------------------------------------------------
 
@@ -616,9 +724,9 @@ class RemoteSession:
     async def _settle(self, streamed_seconds: float) -> None:
         if self._settled:
             return
-        self._settled = True
         self.streamed_seconds = streamed_seconds
         await self.services.ledger.settle(self.id, streamed_seconds)
+        self._settled = True  # only once written: a failed write is tried again
 
     async def _set_state(
         self, state: SessionState, *, error: str | None = None, error_reason: str | None = None

@@ -70,7 +70,12 @@ class Worker:
         self._commands: set[asyncio.Task[None]] = set()
         self._start_subscription: Subscription | None = None
         self._draining = False
-        self.presence = Presence(client, settings, self.id, self.capacity, lambda: len(self.sessions))
+        self.presence = Presence(client, settings, self.id, self.capacity, lambda: self.streaming)
+
+    @property
+    def streaming(self) -> int:
+        """Sessions holding a stream (one only fetching its recordings leaves room for the next)."""
+        return sum(1 for session in self.sessions.values() if not session.done_streaming.is_set())
 
     async def open(self) -> None:
         """Create the events stream if needed, take start requests, and announce the worker."""
@@ -89,7 +94,7 @@ class Worker:
             log.warning("worker %s: bad start request: %s", self.id, error)
             await msg.respond(reply({"accepted": False, "reason": "bad_request"}))
             return
-        if self._draining or len(self.sessions) >= self.capacity:
+        if self._draining or self.streaming >= self.capacity:
             await msg.respond(reply({"accepted": False, "reason": "draining" if self._draining else "full"}))
             return
         if command.session_id in self.sessions:  # the bot retried a start whose reply was lost
@@ -172,6 +177,16 @@ class Worker:
             return {"ok": True}
         if command == "snapshot":
             return {"ok": await session.snapshot() is not None}
+        if command == "status":
+            return {
+                "ok": True,
+                "worker_id": self.id,
+                "state": str(session.state),
+                "streamed_seconds": session.streamed_seconds,
+                "stream_ids": session.stream_ids,
+                "outfit": session.latest_outfit,
+                "end_reason": None if session.end_reason is None else str(session.end_reason),
+            }
         if command == "stop":
             session.stop(EndReason(fields["reason"]))
             return {"ok": True}

@@ -62,7 +62,8 @@ class TryOn(
         return self.bot.runtime.engine
 
     async def cog_load(self) -> None:
-        """Register the persistent buttons; settle sessions a crash left behind and offer their recordings.
+        """Register the persistent buttons; take back sessions still live on workers; settle the others a
+        crash left behind and offer their recordings.
 
         Settling is quick and happens before any command can admit a session; offering the recordings may
         take minutes (or wait out an Odyssey outage), so it runs alongside the bot instead of holding up
@@ -71,6 +72,9 @@ class TryOn(
         self.bot.add_dynamic_items(SessionButton)
         if not self.bot.has_runtime:
             return
+        taken_back = await self.engine.reattach(self._recovery_presenter)
+        if taken_back:
+            log.info("took back %d sessions still streaming on workers", taken_back)
         recovered = await self.engine.interrupt_crashed()
         if recovered:
             log.info("settled %d sessions interrupted by a restart", len(recovered))

@@ -227,3 +227,49 @@ async def test_nats_unreachable_at_start_refuses_try_ons_plainly(
         assert refused.value.reason == "workers_unreachable"
     finally:
         await launcher.aclose()
+
+
+async def crash(engine: RemoteEngine) -> None:
+    """Leave the bot's side as SIGKILL would: connection dropped, nothing settled, nobody told."""
+    launcher = engine.manager.launcher
+    assert isinstance(launcher, RemoteLauncher) and launcher.client is not None
+    await launcher.client.close()
+    if launcher.watch is not None:
+        await launcher.watch.aclose()
+    runs = list(engine.manager._running.values())
+    for run in runs:
+        run.cancel()
+    await asyncio.gather(*runs, return_exceptions=True)
+
+
+async def test_the_bot_killed_and_restarted_takes_back_the_live_sessions(
+    make_engine: Callable[..., Awaitable[RemoteEngine]], workers: WorkerPool, tmp_path: Path
+) -> None:
+    engine = await make_engine()
+    await workers.start("w1", 2, await board_for(engine))
+    session = await engine.manager.admit(request(1), quiet_presenter(tmp_path / "before"))
+    await until(lambda: session.state is SessionState.STREAMING and session.streamed_seconds > 1.0, 40)
+    await crash(engine)
+    await asyncio.sleep(1.5)  # the worker streams on; its events wait in JetStream
+
+    restarted = await make_engine()  # the same SQLite file
+    after = quiet_presenter(tmp_path / "after")
+    assert await restarted.reattach(lambda record: after) == 1
+    assert await restarted.interrupt_crashed() == []
+    taken = restarted.manager.get(session.id)
+    assert taken.summary().state is SessionState.STREAMING and taken.worker_id == "w1"
+    with pytest.raises(Exception, match="already"):
+        await restarted.start(request(1), after)  # still the member's one session
+
+    await restarted.steer(session.id, guild_id=GUILD, user_id=1, text="green rain coat")
+    await until(lambda: any("green rain coat" in f.caption for f in after.snippets), 20)
+    restarted.end(session.id, guild_id=GUILD, user_id=1, moderator=False)
+    await finished(taken)
+    assert taken.state is SessionState.DONE
+    assert after.recordings and not after.errors  # nothing broke, as far as the member can tell
+    store = restarted.services.store
+    record = await store.sessions.get(session.id)
+    assert record is not None and record.state == "done" and record.streamed_seconds > 2.5
+    assert await usage_kinds(restarted, session.id) == ["session", "charge"]
+    [charge] = [e for e in await store.usage.for_session(session.id) if e.kind == "charge"]
+    assert charge.seconds == pytest.approx(record.streamed_seconds, abs=0.01)
