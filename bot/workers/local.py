@@ -17,6 +17,7 @@ import signal
 import sys
 from pathlib import Path
 
+from bot.deadline import wait_within
 from bot.workers.bus import connect
 from bot.workers.nats_server import LocalNatsServer, free_port
 from bot.workers.presence import PresenceBoard
@@ -43,7 +44,7 @@ class LocalWorkers:
                 process.send_signal(signal.SIGTERM)
         for process in self.processes:
             try:
-                await asyncio.wait_for(process.wait(), DRAIN_SECONDS)
+                await wait_within(process.wait(), DRAIN_SECONDS)
             except TimeoutError:
                 log.warning("worker pid %d did not drain in time; killed", process.pid)
                 process.kill()

@@ -130,14 +130,18 @@ class Presence:
 
     async def _heartbeat(self) -> None:
         period = self._settings.presence_ttl_seconds / 3
+        wait = period
         while True:
-            await asyncio.sleep(period)
+            await asyncio.sleep(wait)
             try:
                 await self._put()
+                wait = period
             except Exception as error:
-                # NATS away (restarting, cut off): keep trying; the entry expires meanwhile, as it should.
+                # NATS away (restarting, cut off): the entry expires meanwhile, as it should; try often, so
+                # the worker is back on the board within moments of NATS.
                 reason = type(error).__name__
                 log.warning("worker %s: presence heartbeat failed (%s)", self.info.worker_id, reason)
+                wait = min(period, 0.2)
 
 
 class PresenceBoard:

@@ -64,13 +64,15 @@ WORKER_LOST_MESSAGE = (
 class WorkerWatch:
     """Which workers are alive, read from the presence bucket every third of its TTL by one task.
 
-    A worker counts as lost once its entry has been missing from successful reads for a heartbeat period
-    (so a read made just after a NATS restart, before the worker heartbeated again, loses nobody).
+    A worker counts as lost once its entry has been missing from successful reads for half a TTL plus a
+    second; a failed read starts the count again, so right after a NATS restart (the entries may have
+    expired meanwhile) every worker has that long to announce itself again before anyone is declared lost.
     """
 
     def __init__(self, board: PresenceBoard, settings: WorkerSettings) -> None:
         self.board = board
         self._period = settings.presence_ttl_seconds / 3
+        self._confirm_seconds = settings.presence_ttl_seconds / 2 + 1.0
         self._alive: set[str] = set()
         self._missing_since: dict[str, float] = {}
         self._read_once = asyncio.Event()
@@ -89,7 +91,7 @@ class WorkerWatch:
     def is_lost(self, worker_id: str) -> bool:
         """True once the worker's presence has been gone for a confirmed heartbeat period."""
         since = self._missing_since.get(worker_id)
-        return since is not None and time.monotonic() - since >= self._period + 0.5
+        return since is not None and time.monotonic() - since >= self._confirm_seconds
 
     def watch(self, worker_id: str) -> None:
         """Start tracking a worker a session was just placed on."""
@@ -105,8 +107,9 @@ class WorkerWatch:
         try:
             live = {info.worker_id for info in await self.board.workers()}
         except Exception as error:
-            # NATS away: nobody is declared lost on what cannot be read.
+            # NATS away: nobody is declared lost on what cannot be read, nor soon after.
             log.debug("presence not readable: %r", error)
+            self._missing_since.clear()
         else:
             self._update(live)
 

@@ -17,6 +17,7 @@ from bot.tryon.console import ConsolePresenter
 from bot.tryon.engine import Engine, build_engine, client_factory
 from bot.tryon.errors import NotAllowed
 from bot.tryon.models import EndReason, SessionRequest, SessionState
+from bot.workers.nats_server import LocalNatsServer, free_port
 from bot.workers.presence import PresenceBoard
 from bot.workers.remote import RemoteLauncher, RemoteSession
 from bot.workers.settings import WorkerSettings
@@ -216,8 +217,6 @@ async def test_a_drained_worker_ends_its_sessions_cleanly_before_it_exits(
 async def test_nats_unreachable_at_start_refuses_try_ons_plainly(
     worker_settings: WorkerSettings, tmp_path: Path
 ) -> None:
-    from bot.workers.nats_server import free_port
-
     nowhere = WorkerSettings(nats_url=f"nats://127.0.0.1:{free_port()}", connect_timeout_seconds=1.0)
     launcher = RemoteLauncher(nowhere)
     await launcher.open()  # does not raise: the bot answers commands all the same
@@ -273,3 +272,31 @@ async def test_the_bot_killed_and_restarted_takes_back_the_live_sessions(
     assert await usage_kinds(restarted, session.id) == ["session", "charge"]
     [charge] = [e for e in await store.usage.for_session(session.id) if e.kind == "charge"]
     assert charge.seconds == pytest.approx(record.streamed_seconds, abs=0.01)
+
+
+async def test_a_nats_restart_mid_session_loses_nothing(
+    make_engine: Callable[..., Awaitable[RemoteEngine]],
+    workers: WorkerPool,
+    nats_server: LocalNatsServer,
+    tmp_path: Path,
+) -> None:
+    engine = await make_engine()
+    await workers.start("w1", 2, await board_for(engine))
+    presenter = quiet_presenter(tmp_path / "out")
+    session = await engine.manager.admit(request(1), presenter)
+    await until(lambda: session.state is SessionState.STREAMING and session.streamed_seconds > 1.0, 40)
+
+    await nats_server.stop()
+    await asyncio.sleep(1.0)
+    await nats_server.start()  # same port, same JetStream data
+
+    before = session.streamed_seconds
+    await until(lambda: session.streamed_seconds > before + 1.0, 20)  # heartbeats flow again
+    assert session.summary().state is SessionState.STREAMING and not presenter.errors
+    await engine.steer(session.id, guild_id=GUILD, user_id=1, text="green rain coat")
+    engine.end(session.id, guild_id=GUILD, user_id=1, moderator=False)
+    await finished(session)
+    assert session.state is SessionState.DONE and presenter.recordings
+    record = await engine.services.store.sessions.get(session.id)
+    assert record is not None and record.streamed_seconds > 2.0
+    assert await usage_kinds(engine, session.id) == ["session", "charge"]
