@@ -1,7 +1,7 @@
 """Sessions on local worker processes vs in the bot's own process (issue 10, docs/workers.md "Left" 5).
 
     python -m bench.bench_workers [--sessions 4 8 12 16] [--seconds 15] [--workers 2] [--scale 1.0] [--fps 24]
-                                  [--steers 32] [--steer-sessions 4] [--ack-burst 200] [--ack-sessions 8]
+                                  [--steers 28] [--steer-sessions 4] [--ack-burst 200] [--ack-sessions 8]
                                   [--no-ack]
 
 Three measurements, each in-process (the baseline, `build_engine` with its default launcher) and with
@@ -500,6 +500,11 @@ def ratio(value: float | None, baseline: float | None) -> str:
     return f"{value / baseline:.2f}x"
 
 
+def plural(count: int, noun: str) -> str:
+    """`1 session`, `4 sessions`."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def share(value: float | None) -> str:
     """A share of one core as a percentage, or `-`."""
     return "-" if value is None else f"{value:.0%}"
@@ -592,12 +597,12 @@ def latency_section(args: argparse.Namespace, modes: list[ModeResults]) -> list[
         "",
         "### (b) Outfit -> platform update",
         "",
-        f"{base.sessions} sessions steering at once (each waits for its previous outfit, then 0.3 s), the "
-        "first steer of each not counted. To platform: `engine.steer` called -> the `update` message "
-        "(the wire's prompt change) read by the emulator's data channel handler, both on CLOCK_MONOTONIC. "
-        "Round trip: `engine.steer` called -> returned (the platform acknowledged the update, then the "
-        f"{EngineSettings().snippet_seconds:g} s snippet was cut and encoded). Percentiles by nearest rank: "
-        "with ~30 samples p99 is the largest.",
+        f"{plural(base.sessions, 'session')} steering at once (each waits for its previous outfit, then "
+        "0.3 s), the first steer of each not counted. To platform: `engine.steer` called -> the "
+        "`update` message (the wire's prompt change) read by the emulator's data channel handler, both "
+        "on CLOCK_MONOTONIC. Round trip: `engine.steer` called -> returned (the platform acknowledged "
+        f"the update, then the {EngineSettings().snippet_seconds:g} s snippet was cut and encoded). "
+        "Percentiles by nearest rank: with ~30 samples p99 is the largest.",
         "",
         "| mode | samples | to platform p50 ms | p90 ms | p99 ms | p50 / in-process | p99 / in-process "
         "| round trip p50 ms | round trip p99 ms |",
@@ -639,8 +644,8 @@ def ack_section(args: argparse.Namespace, modes: list[ModeResults]) -> list[str]
         f"{args.ack_sessions} --fps {args.fps} --scale {args.scale:g}` in its own process, then the same "
         f"with `--local-workers {args.workers}`: a burst of `/tryon start` interactions delivered back to "
         "back; latency = dispatch handed to the bot -> the defer request received by the fake Discord; "
-        f"idle first, then while {args.ack_sessions} sessions stream (a new outfit each just before each "
-        "loaded burst).",
+        f"idle first, then while {plural(args.ack_sessions, 'session')} stream (a new outfit each just "
+        "before each loaded burst).",
         "",
         "| mode | idle p50 ms | idle p99 ms | loaded p50 ms | loaded p99 ms | loaded max ms "
         "| loop lag p99 / max ms | loaded p99 / in-process |",
@@ -673,7 +678,7 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="of 704x1280")
     parser.add_argument("--min-fps", type=float, default=None, help="what holds (default: fps - 0.5)")
     parser.add_argument("--all-counts", action="store_true", help="run every count even after one fell short")
-    parser.add_argument("--steers", type=int, default=32, help="(b) steers counted per mode (0: skip)")
+    parser.add_argument("--steers", type=int, default=28, help="(b) steers counted per mode (0: skip)")
     parser.add_argument("--steer-sessions", type=int, default=4, help="(b) sessions steering at once")
     parser.add_argument(
         "--ack", action=argparse.BooleanOptionalAction, default=True, help="(c) the acknowledgement burst"
