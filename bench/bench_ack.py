@@ -1,13 +1,17 @@
 """Interaction acknowledgement latency: INTERACTION_CREATE received -> defer request arriving at Discord.
 
     python -m bench.bench_ack [--burst 200] [--sessions 4] [--fps 24] [--scale 0.5]
+                              [--local-workers N] [--json]
 
 The real bot (discord.py's HTTP client, the cogs, the engine) runs here against the loopback fake Discord
 (tests/fakediscord, schema validation off, on its own event loop in a thread); the Odyssey emulator runs in a
 child process, so neither lands on the measured event loop. A burst of `/tryon start` commands, each from a
 different member with a photo that only fails the full check after the defer, is delivered back to back (one
 gateway dispatch per loop iteration), first with the bot idle (baseline) and then while `--sessions` sessions
-stream and encode GIF snippets. Prints a markdown block for docs/benchmarks.md.
+stream and encode GIF snippets. Prints a markdown block for docs/benchmarks.md (`--json`: the numbers as one
+JSON object, for bench/bench_workers.py). With `--local-workers N` the sessions run on N worker processes
+behind a local NATS server, as `python -m bot run --local-workers N` runs them; the bot keeps the gateway,
+the cogs, the engine's decisions and SQLite.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import platform
 import statistics
@@ -35,6 +40,7 @@ from bot.config import BotConfig, DiscordSettings, OdysseySettings, StoreSetting
 from bot.emulator import DEV_API_KEY
 from bot.loopback_ice import restrict_ice_to_loopback
 from bot.tryon.settings import EngineSettings
+from bot.workers.settings import WorkerSettings
 from tests.fakediscord import BotDriver, Delivered, FakeDiscord
 from tests.fakediscord import payloads as p
 
@@ -61,6 +67,16 @@ class Latencies:
     def p50(self) -> float:
         """Median."""
         return statistics.median(self.values)
+
+    def summary(self) -> dict[str, float]:
+        """p50, p90, p99, max and the sample count."""
+        return {
+            "p50": self.p50,
+            "p90": self.quantile(0.9),
+            "p99": self.quantile(0.99),
+            "max": max(self.values),
+            "samples": len(self.values),
+        }
 
 
 class LagProbe:
@@ -167,8 +183,17 @@ async def steer_all(driver: BotDriver, world: p.GuildWorld, count: int) -> None:
         driver.command(driver.context(world, member), "tryon outfit", prompt=OUTFITS[(index + 1) % 5])
 
 
+Measured = tuple[tuple[Latencies, Latencies], tuple[Latencies, Latencies]]
+
+
 async def bench(args: argparse.Namespace) -> str:
     """Both bursts; returns the markdown block."""
+    idle, loaded = await measure(args)
+    return report(args, idle, loaded)
+
+
+async def measure(args: argparse.Namespace) -> Measured:
+    """Both bursts: (acknowledgements, loop lag) idle, then (acknowledgements, loop lag) while streaming."""
     restrict_ice_to_loopback()
     process, url = start_emulator(args.fps, args.scale, args.sessions + 2)
     hosted = ThreadedFake()
@@ -180,6 +205,7 @@ async def bench(args: argparse.Namespace) -> str:
             odyssey=OdysseySettings(api_key=DEV_API_KEY, api_url=url),
             store=StoreSettings(database=Path(folder) / "tryon.db"),
             engine=EngineSettings(slots=args.sessions, idle_seconds=600.0),
+            workers=WorkerSettings(local_workers=args.local_workers, capacity=args.sessions),
         )
         bot = TryOnBot(config)
         driver = BotDriver(fake, bot)
@@ -207,7 +233,7 @@ async def bench(args: argparse.Namespace) -> str:
             hosted.stop()
             process.kill()
             process.wait()
-    return report(args, (idle, idle_lag), (loaded, loaded_lag))
+    return (idle, idle_lag), (loaded, loaded_lag)
 
 
 def report(
@@ -218,6 +244,7 @@ def report(
     command = (
         f"python -m bench.bench_ack --burst {args.burst} --repeats {args.repeats} --sessions {args.sessions} "
         f"--fps {args.fps} --scale {args.scale}{'' if args.steer else ' --no-steer'}"
+        + (f" --local-workers {args.local_workers}" if args.local_workers else "")
     )
     steering = (
         "each loaded burst starts 0.5 s after a new outfit for every streaming session, so snippets are "
@@ -237,7 +264,8 @@ def report(
         "| load | p50 ms | p90 ms | p99 ms | max ms | p99 vs baseline | loop lag p99 / max ms |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    rows = [("idle bot (baseline)", idle), (f"while {args.sessions} sessions stream", loaded)]
+    where = f" on {args.local_workers} local workers" if args.local_workers else ""
+    rows = [("idle bot (baseline)", idle), (f"while {args.sessions} sessions stream{where}", loaded)]
     for label, (acks, lag) in rows:
         lines.append(
             f"| {label} | {acks.p50:.1f} | {acks.quantile(0.9):.1f} | {acks.quantile(0.99):.1f} | "
@@ -265,8 +293,22 @@ def main() -> None:
         default=True,
         help="new outfits before each loaded burst",
     )
+    parser.add_argument(
+        "--local-workers", type=int, default=0, help="run the sessions on N worker processes over NATS"
+    )
+    parser.add_argument("--json", action="store_true", help="print the numbers as one JSON object")
     args = parser.parse_args()
-    print(asyncio.run(bench(args)))
+    if not args.json:
+        print(asyncio.run(bench(args)))
+        return
+    (idle, idle_lag), (loaded, loaded_lag) = asyncio.run(measure(args))
+    numbers = {
+        "idle": idle.summary(),
+        "idle_lag": idle_lag.summary(),
+        "loaded": loaded.summary(),
+        "loaded_lag": loaded_lag.summary(),
+    }
+    print(json.dumps(numbers))
 
 
 if __name__ == "__main__":

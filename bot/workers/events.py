@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
@@ -84,6 +85,8 @@ class BusLedger:
 
     def __init__(self, publisher: EventPublisher) -> None:
         self._publisher = publisher
+        # The session's count of decoded frames, sent with each heartbeat (for monitoring and the benchmarks).
+        self.count_frames: Callable[[], int] | None = None
 
     async def state_changed(
         self,
@@ -98,8 +101,13 @@ class BusLedger:
         await self._publisher.publish(Message("state", fields))
 
     async def heartbeat(self, session_id: str, streamed_seconds: float, stream_seconds: float | None) -> None:
-        """Send the streamed seconds."""
-        fields = {"streamed_seconds": streamed_seconds, "stream_seconds": stream_seconds}
+        """Send the streamed seconds (and the frames received so far, if counted)."""
+        frames = self.count_frames() if self.count_frames is not None else None
+        fields = {
+            "streamed_seconds": streamed_seconds,
+            "stream_seconds": stream_seconds,
+            "frames_received": frames,
+        }
         await self._publisher.publish(Message("heartbeat", fields))
 
     async def stream_started(self, session_id: str, stream_id: str, prompt: str) -> None:

@@ -300,6 +300,8 @@ class RemoteSession:
         self.finished = asyncio.Event()
         self.latest_outfit = request.outfit
         self.streamed_seconds = 0.0
+        # Decoded frames, as of the worker's last heartbeat (for monitoring and the benchmarks).
+        self.frames_received = 0
         self.stream_ids: list[str] = []
         self.worker_id: str | None = None
         self.queue_position: int | None = None
@@ -633,6 +635,8 @@ class RemoteSession:
             if float(f["streamed_seconds"]) >= self.streamed_seconds:
                 self.streamed_seconds = float(f["streamed_seconds"])
                 self._stream_seconds = f["stream_seconds"]
+                # Absent from a worker of an earlier version.
+                self.frames_received = int(f.get("frames_received") or self.frames_received)
                 await ledger.heartbeat(self.id, self.streamed_seconds, self._stream_seconds)
         elif kind == "stream_started":
             if f["stream_id"] not in self.stream_ids:

@@ -105,8 +105,9 @@ class Worker:
 
     async def _start(self, command: StartCommand) -> None:
         publisher = EventPublisher(self.client, self.settings, command.session_id)
+        ledger = BusLedger(publisher)
         services = SessionServices(
-            ledger=BusLedger(publisher),
+            ledger=ledger,
             encoder=self._encoder,
             client_factory=self._clients,
             settings=command.settings,
@@ -120,6 +121,7 @@ class Worker:
             idle_seconds=command.idle_seconds,
         )
         session.pending_prompt_ids.extend(command.pending_prompt_ids)
+        ledger.count_frames = lambda: session.frames_received
         self.sessions[session.id] = session
         subject = protocol.command_subject(self.settings, session.id, "*")
         self._subscriptions[session.id] = await self.client.subscribe(subject, cb=self._on_command)

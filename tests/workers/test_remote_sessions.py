@@ -109,6 +109,7 @@ async def test_sessions_spread_over_workers_stream_steer_roll_over_and_settle_on
     assert await engine.snapshot(first.id, guild_id=GUILD)
     assert presenter.snapshots and presenter.snapshots[-1].path.read_bytes().startswith(b"\x89PNG")
     await until(lambda: len(first.stream_ids) >= 2, 20)  # rolled over on the worker
+    assert all(s.frames_received > 0 for s in sessions)  # the workers' heartbeats carry their frame counts
 
     for session in sessions:
         engine.end(session.id, guild_id=GUILD, user_id=session.request.user_id, moderator=False)
