@@ -143,7 +143,9 @@ async def test_platform_cap_rolls_over_then_idle_ends(
     streams = await engine.services.store.streams.for_session(session.id)
     assert len(streams) >= 2
     assert streams[0].end_reason in ("session_timeout", "disconnected")
-    assert emulator.observed.session_requests == len(streams)  # the platform dropped each: reconnected
+    # The platform dropped each stream: the session reconnected (once more if the idle stop landed while the
+    # next connection was opening, which a loaded machine makes likely).
+    assert len(streams) <= emulator.observed.session_requests <= len(streams) + 1
     assert session.streamed_seconds == pytest.approx(3.5, abs=1.5)
     assert presenter.statuses[-1].end_reason == "idle"
 
