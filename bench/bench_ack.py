@@ -164,7 +164,9 @@ async def start_streaming(driver: BotDriver, world: p.GuildWorld, count: int) ->
     for index in range(count):
         ctx = driver.context(world, world.add_member(f"streamer-{index}"))
         photo = driver.fake.add_attachment("me.jpg", PHOTO, "image/jpeg", width=512, height=512)
-        start = driver.command(ctx, "tryon start", photo=p.opt_attachment(photo), outfit=OUTFITS[index])
+        start = driver.command(
+            ctx, "tryon start", photo=p.opt_attachment(photo), outfit=OUTFITS[index % len(OUTFITS)]
+        )
         tokens.append(start.token)
 
     def all_streaming() -> bool | None:
