@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import dataclasses
 import logging
+import os
 import re
 import signal
 import sys
@@ -33,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--capacity", type=int, default=None, help="sessions at once (default: [workers])")
     parser.add_argument("--id", default=None, help="worker id (default: host-pid-random)")
+    # Set by `run --local-workers`: the bot's children drain and exit when the bot is gone (even SIGKILLed).
+    parser.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
 
 
 def worker_config(args: argparse.Namespace) -> BotConfig:
@@ -58,7 +61,17 @@ def worker_config(args: argparse.Namespace) -> BotConfig:
     return dataclasses.replace(config, workers=workers)
 
 
-async def serve(config: BotConfig, worker_id: str | None) -> int:
+async def stop_when_orphaned(stop: asyncio.Event, parent_pid: int) -> None:
+    """Set `stop` once this process's parent has gone (it is re-parented)."""
+    while not stop.is_set():
+        if os.getppid() != parent_pid:
+            log.warning("worker: the bot (pid %d) is gone; draining", parent_pid)
+            stop.set()
+            return
+        await asyncio.sleep(1.0)
+
+
+async def serve(config: BotConfig, worker_id: str | None, *, exit_with_parent: bool = False) -> int:
     """Connect, take sessions until SIGTERM/SIGINT, drain, exit."""
     await warm_up_tls()
     try:
@@ -70,11 +83,14 @@ async def serve(config: BotConfig, worker_id: str | None) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    orphan_watch = asyncio.create_task(stop_when_orphaned(stop, os.getppid())) if exit_with_parent else None
     odyssey = client_factory(config.odyssey.api_key or "", config.odyssey.api_url)
     worker = Worker(client, config.workers, odyssey, worker_id=worker_id)
     try:
         await run_worker(worker, stop)
     finally:
+        if orphan_watch is not None:
+            orphan_watch.cancel()
         await client.close()
     return 0
 
@@ -89,4 +105,4 @@ def main(args: argparse.Namespace) -> int:
     # The worker never uses the Discord token; it is masked all the same should a config file carry it.
     secrets = [config.odyssey.api_key, config.discord.token, *config.workers.secrets]
     configure_logging(config.log_level, secrets)
-    return asyncio.run(serve(config, args.id))
+    return asyncio.run(serve(config, args.id, exit_with_parent=args.exit_with_parent))

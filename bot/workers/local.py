@@ -106,6 +106,7 @@ async def _spawn_worker(
         str(settings.capacity),
         "--id",
         f"local-{index + 1}",
+        "--exit-with-parent",
         env=env,
         start_new_session=True,
     )
