@@ -38,6 +38,7 @@ from bot.tryon.presenter import (
 from bot.tryon.recordings import collect_recording_links, start_failure_message, usage_error_message
 from bot.tryon.runner import ClientFactory, LiveStream, StreamRunner, StreamStopped, close_client
 from bot.tryon.settings import EngineSettings
+from bot.tryon.views import status_of, summary_of
 
 if TYPE_CHECKING:
     from bot.tryon.ledger import SessionLedger
@@ -157,17 +158,7 @@ class TryOnSession:
 
     def summary(self) -> SessionSummary:
         """What a front end may know of the session right now."""
-        return SessionSummary(
-            id=self.id,
-            guild_id=self.request.guild_id,
-            user_id=self.request.user_id,
-            state=self.state,
-            outfit=self.latest_outfit,
-            streamed_seconds=self.streamed_seconds,
-            remaining_seconds=self.remaining_seconds,
-            finishing=self.end_reason is not None or self.state in FINISHING_STATES,
-            last_status=self.last_status,
-        )
+        return summary_of(self)
 
     # ----- steering (called by front ends) ---------------------------------------------------------------
 
@@ -479,21 +470,7 @@ class TryOnSession:
     async def _report_status(
         self, *, continuing: bool = False, platform_wait_seconds: float | None = None
     ) -> None:
-        queued = self.state is SessionState.QUEUED
-        event = StatusChanged(
-            session_id=self.id,
-            state=self.state,
-            elapsed_seconds=round(self.streamed_seconds, 1),
-            outfit=self.latest_outfit,
-            queue_position=self.queue_position if queued else None,
-            estimated_wait_seconds=self.estimated_wait_seconds if queued else None,
-            continuing=continuing,
-            platform_wait_seconds=platform_wait_seconds,
-            remaining_seconds=round(self.remaining_seconds, 1),
-            end_reason=str(self.end_reason)
-            if self.end_reason and self.state is not SessionState.STREAMING
-            else None,
-        )
+        event = status_of(self, continuing=continuing, platform_wait_seconds=platform_wait_seconds)
         self.last_status = event
         await self._present(self.presenter.status_changed(event))
 

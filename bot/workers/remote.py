@@ -40,6 +40,7 @@ from bot.tryon.presenter import ErrorReported, Presenter, RecordingReady, Snapsh
 from bot.tryon.recordings import collect_recording_links
 from bot.tryon.runner import close_client
 from bot.tryon.session import SessionServices
+from bot.tryon.views import status_of, summary_of
 from bot.workers import protocol
 from bot.workers.bus import connect
 from bot.workers.events import KEEP_SECONDS, ensure_events_stream
@@ -369,17 +370,7 @@ class RemoteSession:
 
     def summary(self) -> SessionSummary:
         """What a front end may know of the session right now."""
-        return SessionSummary(
-            id=self.id,
-            guild_id=self.request.guild_id,
-            user_id=self.request.user_id,
-            state=self.state,
-            outfit=self.latest_outfit,
-            streamed_seconds=self.streamed_seconds,
-            remaining_seconds=self.remaining_seconds,
-            finishing=self.end_reason is not None or self.state in FINISHING_STATES,
-            last_status=self.last_status,
-        )
+        return summary_of(self)
 
     # ----- steering -----------------------------------------------------------------------------------------
 
@@ -765,17 +756,7 @@ class RemoteSession:
             raise NoSuchSession()
 
     async def _report_status(self) -> None:
-        queued = self.state is SessionState.QUEUED
-        event = StatusChanged(
-            session_id=self.id,
-            state=self.state,
-            elapsed_seconds=round(self.streamed_seconds, 1),
-            outfit=self.latest_outfit,
-            queue_position=self.queue_position if queued else None,
-            estimated_wait_seconds=self.estimated_wait_seconds if queued else None,
-            remaining_seconds=round(self.remaining_seconds, 1),
-            end_reason=str(self.end_reason) if self.end_reason and not queued else None,
-        )
+        event = status_of(self)
         self.last_status = event
         await self._present_safely(self.presenter.status_changed(event))
 
