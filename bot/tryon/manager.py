@@ -365,7 +365,8 @@ class SessionManager(Generic[Session]):
             await close_client(client, self.settings.end_timeout_seconds)
 
     async def shutdown(self, grace_seconds: float = 60.0) -> None:
-        """End every session: queued ones are cancelled and refunded, live ones end, settle and report."""
+        """End every session: queued ones are cancelled and refunded; live ones end, settle and report,
+        unless the launcher lets them stream on for the next start to take back (remote workers)."""
         self._closing = True
         async with self._admission:
             waiting = []
@@ -375,7 +376,8 @@ class SessionManager(Generic[Session]):
             await session.cancel_queued()
             self._forget(session)
         for session in list(self._sessions.values()):
-            session.stop(EndReason.SHUTDOWN)
+            if not self.launcher.detach(session):
+                session.stop(EndReason.SHUTDOWN)
         tasks = list(self._running.values())
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=grace_seconds)
