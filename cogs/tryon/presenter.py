@@ -14,7 +14,7 @@ from bot.tryon.presenter import ErrorReported, RecordingReady, SnapshotReady, Sn
 from cogs.tryon.outlet import SessionOutlet
 from cogs.tryon.render import recording_embed, status_embed
 from cogs.tryon.updater import CoalescingUpdater
-from cogs.tryon.views import session_controls
+from cogs.tryon.views import final_post_controls, session_controls
 from cogs.utils.delivery import describe_failure
 from cogs.utils.formatting import quote_safely
 
@@ -99,16 +99,20 @@ class DiscordPresenter:
         """The final message: recording links, thumbnail, and the before/after still."""
         still = event.before_after_png
         mention = f"<@{self.owner_id}>"
+        controls = final_post_controls(event.session_id)
         if still and len(still) <= self.outlet.filesize_limit:
             embed = recording_embed(event, with_still=True)
             try:
                 await self.outlet.post(
-                    mention, embed=embed, files=[discord.File(io.BytesIO(still), "before-after.png")]
+                    mention,
+                    embed=embed,
+                    files=[discord.File(io.BytesIO(still), "before-after.png")],
+                    view=controls,
                 )
                 return
             except (discord.HTTPException, TimeoutError) as error:
                 self._upload_refused(error, len(still))  # the links matter; they go without the still
-        await self._post(mention, embed=recording_embed(event, with_still=False))
+        await self._post(mention, embed=recording_embed(event, with_still=False), view=controls)
 
     async def error(self, event: ErrorReported) -> None:
         """What went wrong, in the member's words; unexpected failures carry an id for the logs."""
@@ -120,10 +124,15 @@ class DiscordPresenter:
         await self._post(text)
 
     async def _post(
-        self, content: str, *, embed: discord.Embed | None = None, files: list[discord.File] | None = None
+        self,
+        content: str,
+        *,
+        embed: discord.Embed | None = None,
+        files: list[discord.File] | None = None,
+        view: discord.ui.View | None = None,
     ) -> None:
         try:
-            await self.outlet.post(content, embed=embed, files=files)
+            await self.outlet.post(content, embed=embed, files=files, view=view)
         except (discord.HTTPException, TimeoutError) as error:
             log.warning("could not post for a session of %s (%s)", self.owner_id, describe_failure(error))
 
