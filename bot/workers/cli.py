@@ -36,6 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--id", default=None, help="worker id (default: host-pid-random)")
     # Set by `run --local-workers`: the bot's children drain and exit when the bot is gone (even SIGKILLed).
     parser.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
+    # For tests: answer each accepted start this many seconds late, as if the reply were lost on its way.
+    parser.add_argument("--start-reply-delay", type=float, default=0.0, help=argparse.SUPPRESS)
 
 
 def worker_config(args: argparse.Namespace) -> BotConfig:
@@ -71,7 +73,13 @@ async def stop_when_orphaned(stop: asyncio.Event, parent_pid: int) -> None:
         await asyncio.sleep(1.0)
 
 
-async def serve(config: BotConfig, worker_id: str | None, *, exit_with_parent: bool = False) -> int:
+async def serve(
+    config: BotConfig,
+    worker_id: str | None,
+    *,
+    exit_with_parent: bool = False,
+    start_reply_delay_seconds: float = 0.0,
+) -> int:
     """Connect, take sessions until SIGTERM/SIGINT, drain, exit."""
     await warm_up_tls()
     try:
@@ -85,7 +93,13 @@ async def serve(config: BotConfig, worker_id: str | None, *, exit_with_parent: b
         loop.add_signal_handler(signum, stop.set)
     orphan_watch = asyncio.create_task(stop_when_orphaned(stop, os.getppid())) if exit_with_parent else None
     odyssey = client_factory(config.odyssey.api_key or "", config.odyssey.api_url)
-    worker = Worker(client, config.workers, odyssey, worker_id=worker_id)
+    worker = Worker(
+        client,
+        config.workers,
+        odyssey,
+        worker_id=worker_id,
+        start_reply_delay_seconds=start_reply_delay_seconds,
+    )
     try:
         await run_worker(worker, stop)
     finally:
@@ -105,4 +119,11 @@ def main(args: argparse.Namespace) -> int:
     # The worker never uses the Discord token; it is masked all the same should a config file carry it.
     secrets = [config.odyssey.api_key, config.discord.token, *config.workers.secrets]
     configure_logging(config.log_level, secrets)
-    return asyncio.run(serve(config, args.id, exit_with_parent=args.exit_with_parent))
+    return asyncio.run(
+        serve(
+            config,
+            args.id,
+            exit_with_parent=args.exit_with_parent,
+            start_reply_delay_seconds=args.start_reply_delay,
+        )
+    )

@@ -3,7 +3,8 @@
 A message travels as NATS headers (`Tryon-Kind`, `Tryon-Fields` with the JSON) and a payload holding only
 its bytes (a snippet, a still, the photo), so a 10 MiB GIF is sent as it is, never base64'd.
 
-Commands are request/reply with deadlines: `<prefix>.worker.<id>.start` (accept or refuse a session) and
+Commands are request/reply with deadlines: `<prefix>.worker.<id>.start` (accept or refuse a session; the
+worker claims it first, see `claims.py`) and
 `<prefix>.session.<sid>.<outfit|snapshot|stop>`. Events go from the worker to the bot through the JetStream
 stream `<prefix>_events` on `<prefix>.events.<sid>`: stored until the bot acknowledges them, so neither a
 restart of the bot nor of NATS loses one. Each carries `Nats-Msg-Id` = `<sid>:<seq>`, so a publish retried
@@ -100,6 +101,8 @@ class StartCommand:
     pending_prompt_ids: tuple[int, ...]
     upload_budget_bytes: int | None
     settings: EngineSettings
+    # The worker claims the session only over this revision of its claim (0: no claim may exist yet).
+    claim_revision: int = 0
 
     def to_message(self) -> Message:
         """The `start` request (the photo as the payload)."""
@@ -118,6 +121,7 @@ class StartCommand:
                 "pending_prompt_ids": list(self.pending_prompt_ids),
                 "upload_budget_bytes": self.upload_budget_bytes,
                 "settings": dataclasses.asdict(self.settings),
+                "claim_revision": self.claim_revision,
             },
             request.photo,
         )
@@ -143,6 +147,7 @@ class StartCommand:
                 pending_prompt_ids=tuple(int(i) for i in f["pending_prompt_ids"]),
                 upload_budget_bytes=f["upload_budget_bytes"],
                 settings=EngineSettings(**f["settings"]),
+                claim_revision=int(f.get("claim_revision", 0)),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise ProtocolError(f"bad start command: {error!r}") from error

@@ -50,6 +50,7 @@ from bot.tryon.session import SessionServices
 from bot.tryon.views import status_of, summary_of
 from bot.workers import protocol
 from bot.workers.bus import connect
+from bot.workers.claims import Claim, SessionClaims, claims_bucket
 from bot.workers.events import KEEP_SECONDS, ensure_events_stream
 from bot.workers.presence import PresenceBoard
 from bot.workers.protocol import Message, StartCommand
@@ -151,6 +152,7 @@ class RemoteLauncher:
         # False for `--local-workers`: those workers stop with the bot, so its sessions end with it too.
         self.sessions_outlive_bot = sessions_outlive_bot
         self.client: Client | None = None
+        self.claims: SessionClaims | None = None
         self.watch: WorkerWatch | None = None
         self._connecting: asyncio.Task[None] | None = None
 
@@ -168,6 +170,7 @@ class RemoteLauncher:
         client = await connect(self.settings, "tryon-bot")
         try:
             await ensure_events_stream(client, self.settings)
+            self.claims = SessionClaims(await claims_bucket(client, self.settings))
         except BaseException:
             await client.close()
             raise
@@ -261,6 +264,12 @@ class RemoteLauncher:
         if self.client is None:
             raise NotAllowed("The try-on service is unreachable right now.", reason="workers_unreachable")
         return self.client
+
+    def session_claims(self) -> SessionClaims:
+        """The claims bucket (NotAllowed while NATS is unreachable)."""
+        self.connected()
+        assert self.claims is not None  # set before the client
+        return self.claims
 
     async def aclose(self) -> None:
         """Stop watching and connecting, and close the connection."""
@@ -509,15 +518,39 @@ class RemoteSession:
                 # Cancelled (the bot stopping hard) with the session still live on its worker: the consumer
                 # and its events stay for the restarted bot to take back.
                 await self._forget_events(follower, delete=self.is_finished or self.worker_id is None)
+            if self.is_finished:
+                await self._release_claim()
             self.done_streaming.set()
             self.finished.set()
 
     async def _place(self) -> None:
-        """Start the session on the freest worker; one that refuses or does not answer is skipped."""
-        client = self.launcher.connected()
+        """Start the session on the freest worker; one that refuses is skipped, and so is a silent one.
+
+        A worker that does not answer may have claimed the session all the same: then it runs there.
+        """
         watch = self.launcher.watch
         assert watch is not None  # set together with the client
-        command = StartCommand(
+        start = self._start_command()
+        tried: set[str] = set()
+        while (worker := await watch.board.place(frozenset(tried))) is not None:
+            tried.add(worker.worker_id)
+            answer = await self._offer(worker.worker_id, start)
+            if answer is None:
+                claim = await self._abandon(worker.worker_id, start.claim_revision)
+                if claim.owner is not None:
+                    self._placed_on(claim.owner)
+                    return
+                start = dataclasses.replace(start, claim_revision=claim.revision)
+            elif answer.get("accepted"):
+                self._placed_on(worker.worker_id)
+                return
+            else:
+                reason = answer.get("reason")
+                log.info("session %s: worker %s refused (%s)", self.id, worker.worker_id, reason)
+        raise NoWorkerFree()
+
+    def _start_command(self) -> StartCommand:
+        return StartCommand(
             session_id=self.id,
             # The latest outfit: one sent while queued replaces the first (its prompt id is pending too).
             request=dataclasses.replace(self.request, outfit=self.latest_outfit),
@@ -526,28 +559,49 @@ class RemoteSession:
             pending_prompt_ids=tuple(self.pending_prompt_ids),
             upload_budget_bytes=self.presenter.upload_budget_bytes,
             settings=self.settings,
-        ).to_message()
-        tried: set[str] = set()
-        while (worker := await watch.board.place(frozenset(tried))) is not None:
-            tried.add(worker.worker_id)
-            subject = protocol.start_subject(self.launcher.settings, worker.worker_id)
-            try:
-                msg = await client.request(
-                    subject, command.data, timeout=START_REPLY_SECONDS, headers=command.headers()
-                )
-                answer = json.loads(msg.data)
-            except (NatsError, TimeoutError, ValueError) as error:
-                log.warning("session %s: worker %s did not take it (%r)", self.id, worker.worker_id, error)
-                continue
-            if answer.get("accepted"):
-                self.worker_id = worker.worker_id
-                watch.watch(worker.worker_id)
-                self.pending_prompt_ids = []
-                self._placed.set()
-                log.info("session %s: placed on worker %s", self.id, worker.worker_id)
-                return
-            log.info("session %s: worker %s refused (%s)", self.id, worker.worker_id, answer.get("reason"))
-        raise NoWorkerFree()
+        )
+
+    async def _offer(self, worker_id: str, start: StartCommand) -> dict[str, Any] | None:
+        """Send the start to one worker; its answer, or None if none came in time."""
+        message = start.to_message()
+        subject = protocol.start_subject(self.launcher.settings, worker_id)
+        try:
+            msg = await self.launcher.connected().request(
+                subject, message.data, timeout=START_REPLY_SECONDS, headers=message.headers()
+            )
+            answer: dict[str, Any] = json.loads(msg.data)
+        except (NatsError, TimeoutError, ValueError) as error:
+            log.warning("session %s: worker %s did not answer the start (%r)", self.id, worker_id, error)
+            return None
+        return answer
+
+    async def _abandon(self, worker_id: str, claim_revision: int) -> Claim:
+        """Make sure a worker that left the start unanswered never starts it later; who owns it now."""
+        try:
+            claim = await self.launcher.session_claims().abandon(self.id, worker_id, claim_revision)
+        except (NatsError, TimeoutError) as error:
+            # Whether that worker took it cannot be known now, so no other worker may have it.
+            log.warning("session %s: could not give up on worker %s (%r)", self.id, worker_id, error)
+            raise NoWorkerFree() from error
+        if claim.owner is not None:
+            log.warning("session %s: worker %s started it but its reply was lost", self.id, claim.owner)
+        return claim
+
+    def _placed_on(self, worker_id: str) -> None:
+        watch = self.launcher.watch
+        assert watch is not None  # set together with the client
+        self.worker_id = worker_id
+        watch.watch(worker_id)
+        self.pending_prompt_ids = []
+        self._placed.set()
+        log.info("session %s: placed on worker %s", self.id, worker_id)
+
+    async def _release_claim(self) -> None:
+        """The session is settled: no start can be pending any more, so its claim goes."""
+        claims = self.launcher.claims
+        if claims is not None:
+            with contextlib.suppress(Exception):
+                await claims.release(self.id)
 
     async def _follow_events(self) -> Any:
         """The session's durable consumer, made before the start so no event can be missed."""

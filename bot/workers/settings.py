@@ -61,3 +61,8 @@ class WorkerSettings:
     def presence_bucket(self) -> str:
         """The key-value bucket holding live workers."""
         return f"{self.subject_prefix}_workers"
+
+    @property
+    def claims_bucket(self) -> str:
+        """The key-value bucket saying which worker owns each session (`bot/workers/claims.py`)."""
+        return f"{self.subject_prefix}_sessions"

@@ -29,6 +29,7 @@ from bot.tryon.models import EndReason
 from bot.tryon.runner import ClientFactory
 from bot.tryon.session import SessionServices, TryOnSession
 from bot.workers import protocol
+from bot.workers.claims import SessionClaims, claims_bucket
 from bot.workers.events import BusLedger, BusPresenter, EventPublisher, ensure_events_stream
 from bot.workers.presence import Presence
 from bot.workers.protocol import Message, ProtocolError, StartCommand
@@ -57,6 +58,7 @@ class Worker:
         capacity: int | None = None,
         worker_id: str | None = None,
         encoder: SnippetEncoder | None = None,
+        start_reply_delay_seconds: float = 0.0,
     ) -> None:
         self.client = client
         self.settings = settings
@@ -69,6 +71,9 @@ class Worker:
         self._subscriptions: dict[str, Subscription] = {}
         self._commands: set[asyncio.Task[None]] = set()
         self._start_subscription: Subscription | None = None
+        self._claims: SessionClaims | None = None
+        # For tests only: a start's reply held back this long, as if lost on its way to the bot.
+        self._start_reply_delay_seconds = start_reply_delay_seconds
         self._draining = False
         self.presence = Presence(client, settings, self.id, self.capacity, lambda: self.streaming)
 
@@ -80,6 +85,7 @@ class Worker:
     async def open(self) -> None:
         """Create the events stream if needed, take start requests, and announce the worker."""
         await ensure_events_stream(self.client, self.settings)
+        self._claims = SessionClaims(await claims_bucket(self.client, self.settings))
         subject = protocol.start_subject(self.settings, self.id)
         self._start_subscription = await self.client.subscribe(subject, cb=self._on_start)
         await self.presence.announce()
@@ -94,14 +100,38 @@ class Worker:
             log.warning("worker %s: bad start request: %s", self.id, error)
             await msg.respond(reply({"accepted": False, "reason": "bad_request"}))
             return
+        answer = await self._take(command)
+        if answer["accepted"] and self._start_reply_delay_seconds:
+            await asyncio.sleep(self._start_reply_delay_seconds)
+        await msg.respond(reply(answer))
+
+    async def _take(self, command: StartCommand) -> dict[str, Any]:
+        """Claim and start the session if there is room; the reply to its `start`."""
         if self._draining or self.streaming >= self.capacity:
-            await msg.respond(reply({"accepted": False, "reason": "draining" if self._draining else "full"}))
-            return
-        if command.session_id in self.sessions:  # the bot retried a start whose reply was lost
-            await msg.respond(reply({"accepted": True}))
-            return
-        await self._start(command)
-        await msg.respond(reply({"accepted": True}))
+            return {"accepted": False, "reason": "draining" if self._draining else "full"}
+        if command.session_id in self.sessions:  # the same start twice: it runs here already
+            return {"accepted": True}
+        if not await self._claim(command):
+            return {"accepted": False, "reason": "claimed"}
+        try:
+            await self._start(command)
+        except Exception:
+            # Claimed but not running: the bot's next worker cannot claim it either, so it fails plainly.
+            log.exception("worker %s: session %s could not start", self.id, command.session_id)
+            return {"accepted": False, "reason": "failed"}
+        return {"accepted": True}
+
+    async def _claim(self, command: StartCommand) -> bool:
+        """Own the session before starting it; refused when the bot gave up on this start meanwhile."""
+        assert self._claims is not None  # set by open(), before any start can arrive
+        try:
+            if await self._claims.claim(command.session_id, self.id, command.claim_revision):
+                return True
+        except Exception as error:
+            log.warning("worker %s: could not claim session %s (%r)", self.id, command.session_id, error)
+            return False
+        log.info("worker %s: session %s was given up on or taken; refused", self.id, command.session_id)
+        return False
 
     async def _start(self, command: StartCommand) -> None:
         publisher = EventPublisher(self.client, self.settings, command.session_id)

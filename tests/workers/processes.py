@@ -47,6 +47,14 @@ class WorkerProcess:
         if self.process.returncode is None:
             self.process.kill()
 
+    def pause(self) -> None:
+        """SIGSTOP: frozen, as a swapping or overloaded host; what NATS sends it waits in its socket."""
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT: it goes on with whatever arrived meanwhile."""
+        self.process.send_signal(signal.SIGCONT)
+
     async def terminate(self, within: float = 60.0) -> int:
         """SIGTERM, then wait for the drain to finish; the exit code."""
         if self.process.returncode is None:
@@ -65,8 +73,10 @@ class WorkerPool:
         folder.mkdir(parents=True, exist_ok=True)
         self.started: list[WorkerProcess] = []
 
-    async def start(self, worker_id: str, capacity: int, board: PresenceBoard) -> WorkerProcess:
-        """A worker with this id and capacity, once its presence shows on `board`."""
+    async def start(
+        self, worker_id: str, capacity: int, board: PresenceBoard, *options: str
+    ) -> WorkerProcess:
+        """A worker with this id, capacity and extra command line `options`, once it shows on `board`."""
         config = worker_config(self.folder / f"{worker_id}.toml", self.settings)
         log_path = self.folder / f"{worker_id}.log"
         env = {
@@ -90,6 +100,7 @@ class WorkerPool:
                 str(capacity),
                 "--id",
                 worker_id,
+                *options,
                 cwd=ROOT,
                 env=env,
                 stdout=log_file,

@@ -4,12 +4,14 @@ emulator, the engine's decisions and a real SQLite file in the test's process.""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from nats.js.errors import KeyNotFoundError
 
 from bot.emulator import DEV_API_KEY, Emulator
 from bot.store import Store
@@ -17,9 +19,10 @@ from bot.tryon.console import ConsolePresenter
 from bot.tryon.engine import Engine, build_engine, client_factory
 from bot.tryon.errors import NotAllowed
 from bot.tryon.models import EndReason, SessionRequest, SessionState
+from bot.workers.claims import claims_bucket
 from bot.workers.nats_server import LocalNatsServer, free_port
 from bot.workers.presence import PresenceBoard
-from bot.workers.remote import RemoteLauncher, RemoteSession
+from bot.workers.remote import START_REPLY_SECONDS, RemoteLauncher, RemoteSession
 from bot.workers.settings import WorkerSettings
 from tests.helpers import PHOTO, fast_engine, until
 from tests.workers.processes import WorkerPool, worker_pool
@@ -58,9 +61,9 @@ async def make_engine(
     """Engines placing sessions on workers (the bot's side), on SQLite under tmp_path."""
     opened: list[tuple[RemoteEngine, Store]] = []
 
-    async def make(**settings: Any) -> RemoteEngine:
+    async def make(workers: WorkerSettings | None = None, **settings: Any) -> RemoteEngine:
         store = await Store.open(tmp_path / "tryon.sqlite3")
-        launcher = RemoteLauncher(worker_settings)
+        launcher = RemoteLauncher(workers or worker_settings)
         await launcher.open()
         clients = client_factory(DEV_API_KEY, emulator.url)
         engine = build_engine(store, clients, fast_engine(**settings), launcher=launcher)
@@ -88,6 +91,23 @@ async def finished(session: RemoteSession, seconds: float = 40.0) -> None:
 
 async def usage_kinds(engine: RemoteEngine, session_id: str) -> list[str]:
     return [entry.kind for entry in await engine.services.store.usage.for_session(session_id)]
+
+
+def streams_started(emulator: Emulator) -> int:
+    """Streams the platform started, whoever asked (a ghost one included)."""
+    return len(emulator.recordings.list(DEV_API_KEY))
+
+
+async def claim_of(engine: RemoteEngine, session_id: str) -> str | None:
+    """Which worker the claims bucket names for the session (None once released)."""
+    launcher = engine.manager.launcher
+    assert isinstance(launcher, RemoteLauncher) and launcher.client is not None
+    bucket = await claims_bucket(launcher.client, launcher.settings)
+    try:
+        entry = await bucket.get(session_id)
+    except KeyNotFoundError:
+        return None
+    return (entry.value or b"").decode()
 
 
 async def test_sessions_spread_over_workers_stream_steer_roll_over_and_settle_once(
@@ -301,3 +321,59 @@ async def test_a_nats_restart_mid_session_loses_nothing(
     record = await engine.services.store.sessions.get(session.id)
     assert record is not None and record.streamed_seconds > 2.0
     assert await usage_kinds(engine, session.id) == ["session", "charge"]
+
+
+async def test_a_lost_start_reply_leaves_the_session_on_that_worker_streaming_once(
+    make_engine: Callable[..., Awaitable[RemoteEngine]],
+    workers: WorkerPool,
+    emulator: Emulator,
+    tmp_path: Path,
+) -> None:
+    engine = await make_engine()
+    board = await board_for(engine)
+    late = str(START_REPLY_SECONDS + 3.0)
+    slow = await workers.start("w1", 2, board, "--start-reply-delay", late)  # the roomier: offered first
+    other = await workers.start("w2", 1, board)
+    presenter = quiet_presenter(tmp_path / "out")
+    session = await engine.manager.admit(request(1), presenter)
+    await until(lambda: session.state is SessionState.STREAMING and session.streamed_seconds > 1.0, 40)
+
+    # The bot gave up waiting for w1's reply, found w1's claim, and follows the session there.
+    assert session.worker_id == "w1" and await claim_of(engine, session.id) == "w1"
+    engine.end(session.id, guild_id=GUILD, user_id=1, moderator=False)
+    await finished(session)
+    assert session.state is SessionState.DONE and presenter.recordings
+    assert streams_started(emulator) == 1 and emulator.observed.session_requests == 1
+    assert f"session {session.id} started" in slow.log()
+    assert f"session {session.id} started" not in other.log()
+    assert await usage_kinds(engine, session.id) == ["session", "charge"]
+    assert await claim_of(engine, session.id) is None  # released once settled
+
+
+async def test_a_start_that_reaches_a_frozen_worker_late_is_refused_there(
+    make_engine: Callable[..., Awaitable[RemoteEngine]],
+    worker_settings: WorkerSettings,
+    emulator: Emulator,
+    tmp_path: Path,
+) -> None:
+    # A presence that outlives the bot's wait for the start, so the frozen worker is offered the session.
+    patient = dataclasses.replace(worker_settings, presence_ttl_seconds=START_REPLY_SECONDS * 2)
+    engine = await make_engine(patient)
+    board = await board_for(engine)
+    async with worker_pool(patient, emulator.url, tmp_path / "workers") as pool:
+        frozen = await pool.start("w1", 2, board)  # the roomier: offered first
+        await pool.start("w2", 1, board)
+        frozen.pause()
+        session = await engine.manager.admit(request(1), quiet_presenter(tmp_path / "out"))
+        await until(lambda: session.state is SessionState.STREAMING, 40)
+        assert session.worker_id == "w2" and await claim_of(engine, session.id) == "w2"
+
+        frozen.resume()  # the start it never answered is in its socket: taken up now, and refused
+        await until(lambda: f"session {session.id} was given up on" in frozen.log(), 20)
+        engine.manager.stop(session.id, user_id=1)
+        await finished(session)
+        assert f"session {session.id} started" not in frozen.log()
+    assert session.state is SessionState.DONE
+    assert streams_started(emulator) == 1 and emulator.observed.session_requests == 1
+    assert await usage_kinds(engine, session.id) == ["session", "charge"]
+    assert await claim_of(engine, session.id) is None
