@@ -203,7 +203,16 @@ KEPT_PHOTOS = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (INITIAL_SCHEMA, LEDGER_BY_SESSION, KEPT_PHOTOS)
+EVENTS_APPLIED = Migration(
+    version=4,
+    description="the last event from a worker applied per session",
+    statements=(
+        # A session on a worker reports through numbered events; a restarted bot drops those it had applied.
+        "ALTER TABLE sessions ADD COLUMN events_applied INTEGER NOT NULL DEFAULT 0",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (INITIAL_SCHEMA, LEDGER_BY_SESSION, KEPT_PHOTOS, EVENTS_APPLIED)
 
 
 def check_migrations(migrations: tuple[Migration, ...]) -> None:

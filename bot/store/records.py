@@ -96,6 +96,8 @@ class SessionRecord:
     front_end: dict[str, Any] | None
     heartbeat_at: float | None
     streamed_seconds: float
+    # The sequence number of the last event from its worker the bot applied (0: none, or not on a worker).
+    events_applied: int = 0
 
     @property
     def is_unfinished(self) -> bool:

@@ -24,7 +24,7 @@ TERMINAL_STATES: tuple[str, ...] = ("done", "failed", "cancelled", INTERRUPTED_S
 
 _COLUMNS = (
     "id, guild_id, channel_id, user_id, state, created_at, updated_at, ended_at, photo_sha256, orientation,"
-    " error, error_reason, front_end, heartbeat_at, streamed_seconds"
+    " error, error_reason, front_end, heartbeat_at, streamed_seconds, events_applied"
 )
 _UNFINISHED = ", ".join(f"'{state}'" for state in UNFINISHED_STATES)
 
@@ -52,6 +52,7 @@ def session_from_row(row: aiosqlite.Row) -> SessionRecord:
         front_end=loads_json(row["front_end"]),
         heartbeat_at=row["heartbeat_at"],
         streamed_seconds=row["streamed_seconds"],
+        events_applied=row["events_applied"],
     )
 
 
@@ -180,6 +181,12 @@ class Sessions:
                     "UPDATE streams SET seconds = MAX(seconds, ?) WHERE session_id = ? AND ended_at IS NULL",
                     (stream_seconds, session_id),
                 )
+
+    async def mark_events_applied(self, session_id: str, sequence: int) -> None:
+        """Record that the session's events from its worker were applied up to `sequence` (never lowered)."""
+        await self._db.execute(
+            "UPDATE sessions SET events_applied = MAX(events_applied, ?) WHERE id = ?", (sequence, session_id)
+        )
 
     async def live(self, guild_id: int) -> list[SessionRecord]:
         """This guild's queued and live sessions, oldest first (for moderators)."""

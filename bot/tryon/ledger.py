@@ -8,7 +8,7 @@ re-delivered after a restart changes nothing.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from bot.store import Store
@@ -43,6 +43,14 @@ class SessionLedger(Protocol):
 
     async def settle(self, session_id: str, streamed_seconds: float) -> None:
         """Charge the seconds streamed (or refund a session that streamed none)."""
+
+
+@runtime_checkable
+class WorkerEventLedger(SessionLedger, Protocol):
+    """The bot's ledger for sessions on workers, which also keeps how far each one's events were applied."""
+
+    async def events_applied(self, session_id: str, sequence: int) -> None:
+        """The session's events from its worker up to `sequence` were applied (or are being presented)."""
 
 
 class StoreLedger:
@@ -86,3 +94,7 @@ class StoreLedger:
         """Write the final seconds and charge them (the quota policy settles a session once)."""
         await self._store.sessions.heartbeat(session_id, streamed_seconds)
         await self._quota.settle(session_id, streamed_seconds)
+
+    async def events_applied(self, session_id: str, sequence: int) -> None:
+        """Keep the session's event floor, so a bot restarted after a crash drops what it had applied."""
+        await self._store.sessions.mark_events_applied(session_id, sequence)

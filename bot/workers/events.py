@@ -65,7 +65,8 @@ class EventPublisher:
         """Store `message` in the events stream; raises after `PUBLISH_SECONDS` of failed attempts."""
         async with self._order:
             self._sequence += 1
-            headers = message.headers() | {"Nats-Msg-Id": f"{self._session_id}:{self._sequence}"}
+            event_id = protocol.event_id(self._session_id, self._sequence)
+            headers = message.headers() | {protocol.EVENT_ID: event_id}
             give_up = time.monotonic() + PUBLISH_SECONDS
             while True:
                 try:

@@ -4,11 +4,11 @@ A message travels as NATS headers (`Tryon-Kind`, `Tryon-Fields` with the JSON) a
 its bytes (a snippet, a still, the photo), so a 10 MiB GIF is sent as it is, never base64'd.
 
 Commands are request/reply with deadlines: `<prefix>.worker.<id>.start` (accept or refuse a session; the
-worker claims it first, see `claims.py`) and
-`<prefix>.session.<sid>.<outfit|snapshot|stop>`. Events go from the worker to the bot through the JetStream
-stream `<prefix>_events` on `<prefix>.events.<sid>`: stored until the bot acknowledges them, so neither a
-restart of the bot nor of NATS loses one. Each carries `Nats-Msg-Id` = `<sid>:<seq>`, so a publish retried
-after a lost acknowledgement is stored once.
+worker claims it first, see `claims.py`) and `<prefix>.session.<sid>.<outfit|snapshot|stop>`. Events go
+from the worker to the bot through the JetStream stream `<prefix>_events` on `<prefix>.events.<sid>`:
+stored until the bot acknowledges them, so neither a restart of the bot nor of NATS loses one. Each carries
+`Nats-Msg-Id` = `<sid>:<seq>`, so a publish retried after a lost acknowledgement is stored once, and the
+bot applies each event once (`feed.py`).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from bot.workers.settings import WorkerSettings
 
 KIND = "Tryon-Kind"
 FIELDS = "Tryon-Fields"
+EVENT_ID = "Nats-Msg-Id"
 
 
 class ProtocolError(ValueError):
@@ -85,6 +86,17 @@ def events_subject(settings: WorkerSettings, session_id: str) -> str:
 def events_stream(settings: WorkerSettings) -> str:
     """The JetStream stream holding every session's events until the bot acknowledges them."""
     return f"{settings.subject_prefix}_events"
+
+
+def event_id(session_id: str, sequence: int) -> str:
+    """The `Nats-Msg-Id` of a session's event number `sequence` (1, 2, ... in the order made)."""
+    return f"{session_id}:{sequence}"
+
+
+def event_sequence(headers: dict[str, str] | None) -> int | None:
+    """The sequence number in an event's `Nats-Msg-Id`; None if it has none."""
+    _, _, number = (headers or {}).get(EVENT_ID, "").rpartition(":")
+    return int(number) if number.isdigit() else None
 
 
 # ----- the start command ---------------------------------------------------------------------------------

@@ -1,10 +1,10 @@
 """The bot's side of sessions on workers: placement, commands, events into SQLite, and a worker's loss.
 
 `RemoteLauncher` is the manager's `SessionLauncher` when `[workers] nats_url` is set. Each `RemoteSession`
-follows its events from a durable JetStream consumer of its own (`bot-<session id>`), applying ledger
-events to the bot's store and showing presenter events to the member, and acknowledging each only then.
-If its worker's presence expires, the session is settled from its last heartbeat, its recordings so far
-are offered, and its slot is freed.
+follows its events from a durable JetStream consumer of its own (`bot-<session id>`, see feed.py), applying
+ledger events to the bot's store and showing presenter events to the member, each once, and acknowledging
+each only then. If its worker's presence expires, the session is settled from its last heartbeat, its
+recordings so far are offered, and its slot is freed.
 """
 
 from __future__ import annotations
@@ -20,13 +20,12 @@ from typing import Any
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
-from nats.errors import TimeoutError as NatsTimeout
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from bot.deadline import wait_within
 from bot.store.records import SessionRecord
 from bot.tryon.errors import NoSuchSession, NotAllowed, OutfitNotApplied, TryOnError
 from bot.tryon.launcher import ManagedSession, RecoveryPresenterFactory
+from bot.tryon.ledger import WorkerEventLedger
 from bot.tryon.models import (
     ALLOWED_TRANSITIONS,
     FINISHING_STATES,
@@ -51,7 +50,8 @@ from bot.tryon.views import status_of, summary_of
 from bot.workers import protocol
 from bot.workers.bus import connect
 from bot.workers.claims import Claim, SessionClaims, claims_bucket
-from bot.workers.events import KEEP_SECONDS, ensure_events_stream
+from bot.workers.events import ensure_events_stream
+from bot.workers.feed import EventFeed
 from bot.workers.presence import PresenceBoard
 from bot.workers.protocol import Message, StartCommand
 from bot.workers.settings import WorkerSettings
@@ -63,8 +63,13 @@ START_REPLY_SECONDS = 5.0
 SNAPSHOT_SECONDS = 10.0
 STOP_SECONDS = 5.0
 STOP_RETRY_SECONDS = 30.0
-# An event the bot took but did not acknowledge (it crashed meanwhile) comes again after this.
-ACK_WAIT_SECONDS = 30.0
+# Events shown to the member as a new post: recorded as applied (the floor a restarted bot starts from, see
+# feed.py) before they are shown. Every other event is applied, then recorded, once per batch: each is
+# idempotent (a stream row is added once and closed once, a prompt's status or a state is set to what it is
+# or no longer allowed, heartbeats only raise, the quota settles once, a status edits the one status
+# message), so one applied again after a crash between the two changes nothing. A post shown again would be
+# a duplicate the member sees; recorded first, a crash in between loses that one post: at most once.
+POSTS = frozenset({"snippet", "snapshot", "recording", "error"})
 WORKER_LOST_MESSAGE = (
     "The machine running your try-on stopped, so your try-on ended early. Your recording follows."
 )
@@ -284,6 +289,13 @@ class RemoteLauncher:
                 await wait_within(self.client.drain(), 5.0)
 
 
+def worker_event_ledger(services: SessionServices) -> WorkerEventLedger:
+    """The bot's ledger, which keeps how far each session's events were applied (StoreLedger does)."""
+    if not isinstance(services.ledger, WorkerEventLedger):
+        raise TypeError("sessions on workers need a ledger that records their events as applied")
+    return services.ledger
+
+
 class NoWorkerFree(TryOnError):
     """Every worker refused, vanished or was full when the session's turn came."""
 
@@ -311,6 +323,7 @@ class RemoteSession:
         self.request = request
         self.presenter = presenter
         self.services = services
+        self.ledger = worker_event_ledger(services)
         self.settings = services.settings
         self.launcher = launcher
         self.allowance_seconds = min(allowance_seconds, self.settings.max_session_seconds)
@@ -331,6 +344,9 @@ class RemoteSession:
         self.estimated_wait_seconds: float | None = None
         self.last_status: StatusChanged | None = None
         self._stream_seconds: float | None = None
+        # The last of its events recorded in SQLite as applied.
+        self._events_recorded = 0
+        self._feed: EventFeed | None = None
         self._settled = False
         self._worker_done = False
         self._placed = asyncio.Event()
@@ -373,6 +389,7 @@ class RemoteSession:
         session.stream_ids = [str(i) for i in status["stream_ids"]]
         session.end_reason = EndReason(status["end_reason"]) if status["end_reason"] else None
         session.started_at = time.monotonic()
+        session._events_recorded = record.events_applied
         session._taken_back = True
         session._placed.set()
         return session
@@ -390,6 +407,11 @@ class RemoteSession:
         if self.last_status is not None and self.last_status.remaining_seconds is not None:
             return self.last_status.remaining_seconds
         return max(0.0, self.allowance_seconds - self.streamed_seconds)
+
+    @property
+    def events_dropped(self) -> int:
+        """Events that came again (after a lost acknowledgement or a restart) and were dropped."""
+        return 0 if self._feed is None else self._feed.dropped
 
     def summary(self) -> SessionSummary:
         """What a front end may know of the session right now."""
@@ -481,9 +503,9 @@ class RemoteSession:
     async def run(self) -> None:
         """Place the session on a worker and follow its events to the end; never raises."""
         self.started_at = time.monotonic()
-        follower = None
+        feed = None
         try:
-            follower = await self._follow_events()
+            feed = await self._open_feed()
             if self._taken_back:
                 assert self.worker_id is not None
                 self.launcher.watch_worker(self.worker_id)
@@ -492,7 +514,7 @@ class RemoteSession:
                 await self._place()
                 if self.end_reason is not None:  # stopped while being placed
                     self._spawn(self._send_stop(self.end_reason))
-            await self._follow(follower)
+            await self._follow(feed)
             if self._detached:
                 await self._report_status(bot_restart="handing_over")
                 return
@@ -514,10 +536,10 @@ class RemoteSession:
             for task in list(self._background):
                 task.cancel()
             await asyncio.gather(*self._background, return_exceptions=True)
-            if follower is not None:
+            if feed is not None:
                 # Cancelled (the bot stopping hard) with the session still live on its worker: the consumer
                 # and its events stay for the restarted bot to take back.
-                await self._forget_events(follower, delete=self.is_finished or self.worker_id is None)
+                await feed.close(delete=self.is_finished or self.worker_id is None)
             if self.is_finished:
                 await self._release_claim()
             self.done_streaming.set()
@@ -603,77 +625,56 @@ class RemoteSession:
             with contextlib.suppress(Exception):
                 await claims.release(self.id)
 
-    async def _follow_events(self) -> Any:
-        """The session's durable consumer, made before the start so no event can be missed."""
-        js = self.launcher.connected().jetstream(timeout=STOP_SECONDS)
-        config = ConsumerConfig(
-            durable_name=self.consumer_name,
-            deliver_policy=DeliverPolicy.ALL,
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=ACK_WAIT_SECONDS,
-            # A consumer nobody reads (its session ended while the bot was away) goes by itself.
-            inactive_threshold=KEEP_SECONDS,
-            filter_subject=protocol.events_subject(self.launcher.settings, self.id),
-        )
-        return await js.pull_subscribe(
-            config.filter_subject or "",
-            durable=self.consumer_name,
-            stream=protocol.events_stream(self.launcher.settings),
-            config=config,
-        )
+    async def _open_feed(self) -> EventFeed:
+        """The session's events, from a durable consumer made before the start so none can be missed.
 
-    @property
-    def consumer_name(self) -> str:
-        """The durable consumer of this session's events (a restarted bot finds it by this name)."""
-        return f"bot-{self.id}"
+        Taken back after a restart, the consumer is made again from its acknowledgement floor: what the
+        crashed bot took but never acknowledged comes again at once, and the floor drops what it applied.
+        """
+        settings = self.launcher.settings
+        feed = EventFeed(self.launcher.connected(), settings, self.id, self._events_recorded)
+        await feed.open(rewind=self._taken_back)
+        self._feed = feed
+        return feed
 
-    async def _follow(self, follower: Any) -> None:
+    async def _follow(self, feed: EventFeed) -> None:
         """Apply events until the worker reports the end, or its presence expires."""
         watch = self.launcher.watch
         assert watch is not None and self.worker_id is not None
         this = asyncio.current_task()
         while not self._worker_done and not self._detached:
-            await self._take_events(follower)
+            await self._take_events(feed)
             if this is not None and this.cancelling():
                 # nats-py's fetch can swallow a cancellation (the bot stopping): honour it here.
                 raise asyncio.CancelledError()
             if not self._worker_done and watch.is_lost(self.worker_id):
-                while await self._take_events(follower):  # whatever it stored before it went
+                while await self._take_events(feed):  # whatever it stored before it went
                     pass
                 if not self._worker_done:
                     await self._worker_lost()
                 return
 
-    async def _take_events(self, follower: Any) -> int:
-        """Apply and acknowledge the next events in order; how many there were."""
-        try:
-            messages: list[Msg] = await follower.fetch(batch=32, timeout=0.5)
-        except (NatsTimeout, TimeoutError):
-            return 0
-        except NatsError as error:
-            log.debug("session %s: events not readable now (%r)", self.id, error)
-            await asyncio.sleep(0.5)
-            return 0
-        for msg in messages:
-            await self._apply(msg)
-            with contextlib.suppress(Exception):
-                await msg.ack()
-        return len(messages)
+    async def _take_events(self, feed: EventFeed) -> int:
+        """Apply the next new events in order, then record how far; how many there were."""
+        events = await feed.next_events()
+        for event in events:
+            if event.kind in POSTS and event.sequence is not None:
+                await self._record_applied(event.sequence)
+            await self._apply(event.msg)
+            await feed.done(event)
+        await self._record_applied(feed.applied_through)
+        return len(events)
 
-    async def _forget_events(self, follower: Any, *, delete: bool) -> None:
-        """Stop reading; with `delete`, also remove the consumer and the session's stored events."""
-        with contextlib.suppress(Exception):
-            await wait_within(follower.unsubscribe(), STOP_SECONDS)
-        client = self.launcher.client
-        if client is None or not delete:
+    async def _record_applied(self, sequence: int) -> None:
+        """Keep the floor in SQLite, where a bot restarted after a crash reads it."""
+        if sequence <= self._events_recorded:
             return
-        js = client.jetstream(timeout=STOP_SECONDS)
-        stream = protocol.events_stream(self.launcher.settings)
-        with contextlib.suppress(Exception):
-            await wait_within(js.delete_consumer(stream, self.consumer_name), STOP_SECONDS)
-        with contextlib.suppress(Exception):
-            subject = protocol.events_subject(self.launcher.settings, self.id)
-            await wait_within(js.purge_stream(stream, subject=subject), STOP_SECONDS)
+        try:
+            await self.ledger.events_applied(self.id, sequence)
+        except Exception:
+            log.exception("session %s: could not record its events as applied", self.id)
+            return
+        self._events_recorded = sequence
 
     # ----- events -------------------------------------------------------------------------------------------
 
@@ -697,8 +698,8 @@ class RemoteSession:
         f, ledger = message.fields, self.services.ledger
         kind = message.kind
         if kind == "state":
-            # An event the bot took but never acknowledged before a crash comes again later, out of order:
-            # only a move the state machine allows is applied.
+            # Events come in order and once (feed.py); one applied again after a crash between applying and
+            # recording it is a move the state machine no longer allows, so it changes nothing.
             state = SessionState(f["state"])
             if state in ALLOWED_TRANSITIONS[self.state]:
                 await self._set_state(state, error=f["error"], error_reason=f["error_reason"])

@@ -91,3 +91,5 @@ async def test_a_file_from_every_earlier_version_upgrades_to_the_latest(tmp_path
             assert [entry.kind for entry in await new.usage.for_session(session.id)] == ["session"]
             indexes = await new.db.fetch_all("SELECT name FROM sqlite_master WHERE type = 'index'")
             assert "ledger_by_session" in {row["name"] for row in indexes}
+            upgraded = await new.sessions.get(session.id)
+            assert upgraded is not None and upgraded.events_applied == 0

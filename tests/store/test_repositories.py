@@ -147,6 +147,18 @@ async def test_heartbeat_never_decreases_and_updates_open_stream(store: Store, c
     assert found is not None and found.id == second.id
 
 
+async def test_events_applied_is_kept_never_lowered_and_survives_a_reopen(tmp_path):
+    path = tmp_path / "bot.db"
+    async with await Store.open(path) as store:
+        session = await store.sessions.create(guild_id=G1, channel_id=2, user_id=3, state="streaming")
+        assert session.events_applied == 0
+        await store.sessions.mark_events_applied(session.id, 7)
+        await store.sessions.mark_events_applied(session.id, 5)  # a late write from before
+    async with await Store.open(path) as reopened:  # the bot restarted
+        [unfinished] = await reopened.sessions.unfinished()
+        assert unfinished.id == session.id and unfinished.events_applied == 7
+
+
 async def test_prompts(store: Store, clock):
     session = await store.sessions.create(guild_id=G1, channel_id=2, user_id=3)
     first = await store.prompts.add(session.id, "red coat")

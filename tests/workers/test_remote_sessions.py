@@ -18,7 +18,11 @@ from bot.store import Store
 from bot.tryon.console import ConsolePresenter
 from bot.tryon.engine import Engine, build_engine, client_factory
 from bot.tryon.errors import NotAllowed
+from bot.tryon.ledger import StoreLedger
 from bot.tryon.models import EndReason, SessionRequest, SessionState
+from bot.tryon.presenter import SnippetReady
+from bot.workers import protocol
+from bot.workers.bus import connect
 from bot.workers.claims import claims_bucket
 from bot.workers.nats_server import LocalNatsServer, free_port
 from bot.workers.presence import PresenceBoard
@@ -293,6 +297,104 @@ async def test_the_bot_killed_and_restarted_takes_back_the_live_sessions(
     assert await usage_kinds(restarted, session.id) == ["session", "charge"]
     [charge] = [e for e in await store.usage.for_session(session.id) if e.kind == "charge"]
     assert charge.seconds == pytest.approx(record.streamed_seconds, abs=0.01)
+
+
+class WatchedLedger(StoreLedger):
+    """The bot's real ledger, also noting the writes it is asked for: one applied twice is noted twice."""
+
+    def __init__(self, engine: RemoteEngine, writes: list[tuple[object, ...]]) -> None:
+        super().__init__(engine.services.store, engine.services.quota)
+        self.writes = writes
+
+    async def heartbeat(self, session_id: str, streamed_seconds: float, stream_seconds: float | None) -> None:
+        self.writes.append(("heartbeat", session_id, streamed_seconds, stream_seconds))
+        await super().heartbeat(session_id, streamed_seconds, stream_seconds)
+
+    async def stream_started(self, session_id: str, stream_id: str, prompt: str) -> None:
+        self.writes.append(("stream_started", session_id, stream_id, prompt))
+        await super().stream_started(session_id, stream_id, prompt)
+
+    async def prompt_status(self, prompt_id: int, status: str, refusal_reason: str | None = None) -> None:
+        self.writes.append(("prompt", prompt_id, status, refusal_reason))
+        await super().prompt_status(prompt_id, status, refusal_reason)
+
+
+def watch_ledger(engine: RemoteEngine) -> list[tuple[object, ...]]:
+    """The writes the engine's ledger is asked for from now on."""
+    writes: list[tuple[object, ...]] = []
+    engine.services.ledger = WatchedLedger(engine, writes)
+    return writes
+
+
+class DiesAfterTheFirstSnippet(ConsolePresenter):
+    """Shows the first snippet, then the bot dies on the spot: nothing after it reaches NATS or runs."""
+
+    def __init__(self, out: Path, launcher: RemoteLauncher) -> None:
+        super().__init__(out, echo=lambda line: None)
+        self.launcher = launcher
+        self.died = asyncio.Event()
+
+    async def snippet_ready(self, event: SnippetReady) -> None:
+        await super().snippet_ready(event)
+        assert self.launcher.client is not None
+        await self.launcher.client.close()  # the snippet's acknowledgement never leaves
+        self.died.set()
+        await asyncio.Event().wait()  # until `crash` cancels the session's run
+
+
+async def lose_consumer(settings: WorkerSettings, session_id: str) -> None:
+    """Delete the session's durable consumer, its acknowledgements with it (as if it had expired)."""
+    client = await connect(settings, "operator")
+    try:
+        js = client.jetstream(timeout=5.0)
+        await js.delete_consumer(protocol.events_stream(settings), f"bot-{session_id}")
+    finally:
+        await client.close()
+
+
+@pytest.mark.parametrize("consumer_lost", [False, True], ids=["snippet-unacknowledged", "consumer-lost"])
+async def test_events_that_come_again_after_a_crash_are_not_applied_twice(
+    make_engine: Callable[..., Awaitable[RemoteEngine]],
+    workers: WorkerPool,
+    worker_settings: WorkerSettings,
+    tmp_path: Path,
+    consumer_lost: bool,
+) -> None:
+    engine = await make_engine()
+    writes_before = watch_ledger(engine)
+    launcher = engine.manager.launcher
+    assert isinstance(launcher, RemoteLauncher)
+    await workers.start("w1", 2, await board_for(engine))
+    before = DiesAfterTheFirstSnippet(tmp_path / "before", launcher)
+    session = await engine.manager.admit(request(1), before)
+    async with asyncio.timeout(40):
+        await before.died.wait()
+    await crash(engine)
+    [shown] = before.snippets
+    record = await engine.services.store.sessions.get(session.id)
+    assert record is not None and record.events_applied > 0  # the snippet's, recorded before it was shown
+    if consumer_lost:
+        await lose_consumer(worker_settings, session.id)  # every event of the session comes again
+
+    restarted = await make_engine()  # the same SQLite file
+    writes_after = watch_ledger(restarted)
+    after = quiet_presenter(tmp_path / "after")
+    assert await restarted.reattach(lambda record: after) == 1
+    taken = restarted.manager.get(session.id)
+    came_again = record.events_applied if consumer_lost else 1
+    await until(lambda: taken.events_dropped >= came_again, 20)
+    await restarted.steer(session.id, guild_id=GUILD, user_id=1, text="green rain coat")
+    await until(lambda: bool(after.snippets), 20)
+    restarted.end(session.id, guild_id=GUILD, user_id=1, moderator=False)
+    await finished(taken)
+
+    assert taken.state is SessionState.DONE and after.recordings
+    captions = [f.caption for f in after.snippets]
+    assert captions and shown.caption not in captions  # the one shown before the crash is not shown again
+    if consumer_lost:
+        assert taken.events_dropped == record.events_applied  # exactly those the crashed bot had applied
+    assert writes_before and writes_after and not set(writes_before) & set(writes_after)
+    assert await usage_kinds(restarted, session.id) == ["session", "charge"]
 
 
 async def test_a_nats_restart_mid_session_loses_nothing(
