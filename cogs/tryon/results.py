@@ -115,7 +115,7 @@ def results_embed(event: RecordingReady, attached: set[str], *, made_at: float) 
     if BEFORE_AFTER_FILE in attached:
         embed.set_image(url=f"attachment://{BEFORE_AFTER_FILE}")
     session_id = event.session_id
-    embed.set_footer(text=f"session {session_id} · /tryon show id:{session_id} also makes new links")
+    embed.set_footer(text=f"/tryon show id:{session_id} also makes new links")
     return embed
 
 
