@@ -137,7 +137,10 @@ class HighlightReel:
         due = chapter.next_due
         if due is not None and timeline < due - _DUE_TOLERANCE * chapter.period:
             return False
-        chapter.next_due = timeline + chapter.period
+        if due is None or timeline > due + chapter.period:
+            chapter.next_due = timeline + chapter.period  # the first frame, or after a gap: start afresh
+        else:
+            chapter.next_due = due + chapter.period  # on schedule: a frame taken early does not drift it
         return True
 
     def _compress(self, kept: KeptFrame, width: int, height: int) -> tuple[bytes, float]:

@@ -144,3 +144,11 @@ async def test_the_reel_encodes_as_h264_mp4_within_the_budget() -> None:
             await encoder.encode_mp4(mixed, fps=6)
     assert clip.kind == "mp4" and clip.frame_count == len(frames) == 24 and clip.duration_seconds == 4.0
     assert mp4_video(clip.data) == ("h264", 64, 112, 24)
+
+
+async def test_frames_a_little_early_do_not_speed_the_rate_up() -> None:
+    # A source at 7.7 fps: each frame is within the tolerance of the next due time, but the schedule holds.
+    reel = HighlightReel(fps=6, max_frames=1000, max_width=64)
+    for index in range(100):
+        await reel.add(kept(index * 0.13))
+    assert len(reel) == pytest.approx(99 * 0.13 * 6, abs=2)
