@@ -125,10 +125,13 @@ async def run_session(
             await asyncio.sleep(0.05)
 
     watcher = asyncio.create_task(watch_reel())
+    # Outfits at their times, not waiting for each snippet (encoding one can outlast the next outfit's time).
     step = args.seconds / args.outfits
+    steering = []
     for index in range(1, args.outfits):
         await until_streamed(session, index * step)
-        await engine.manager.steer(session, OUTFITS[index % len(OUTFITS)])
+        outfit = OUTFITS[index % len(OUTFITS)]
+        steering.append(asyncio.create_task(engine.manager.steer(session, outfit)))
     await until_streamed(session, args.seconds)
     streamed = session.streamed_seconds
     reel_frames = len(session.reel)
@@ -136,6 +139,7 @@ async def run_session(
     async with asyncio.timeout(180):
         await session.finished.wait()
     await watcher
+    await asyncio.gather(*steering, return_exceptions=True)  # one still waiting at the end is not applied
     [result] = presenter.results
     if result.highlight is None:
         raise RuntimeError("the session made no highlight")
