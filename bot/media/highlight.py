@@ -4,7 +4,7 @@ The frame buffer keeps only the last few seconds; the highlight must cover the w
 stream of it (roll-overs included), within a fixed memory bound. So the reel keeps its own sample:
 
 - frames come from the buffer (already scaled down, yuv420p) at `fps`, and are stored as JPEG: the yuv420p
-  planes go in as YCbCr 4:2:0 with no colour conversion (~2 ms and ~20-30 KB for a 360x656 frame, about 14x
+  planes go in as YCbCr 4:2:0 with no colour conversion (~2 ms and 20-35 KB for a 360x656 frame, 10-17x
   smaller than the raw planes, ~46 dB PSNR against them);
 - each outfit is a chapter; when the reel holds more than `max_frames` frames or `max_bytes` of JPEG, the
   chapter with the most frames drops every other frame and samples at half the rate from then on, so every
