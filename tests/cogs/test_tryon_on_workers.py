@@ -93,7 +93,8 @@ async def test_a_whole_try_on_runs_on_a_local_worker(
     assert names == ["highlight.mp4", "thumbnail.jpg", "before-after.png"]
     upload = next(r for r in fake_discord.requests if any(f.filename == "highlight.mp4" for f in r.files))
     codec, _, _, frames = mp4_video(upload.files[0].data)
-    assert codec == "h264" and frames >= 8
+    record = await bot.runtime.store.sessions.get(session_id)
+    assert codec == "h264" and record is not None and frames >= 0.6 * 4 * record.streamed_seconds
     assert "2 outfits" in final.text and final.embeds[0]["thumbnail"]["url"] == "attachment://thumbnail.jpg"
     bob = as_member("bob")
     fresh = await driver.press(bob, final, f"tryon:full:{session_id}").reply(within=30)
