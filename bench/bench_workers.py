@@ -2,7 +2,7 @@
 
     python -m bench.bench_workers [--sessions 4 8 12 16] [--seconds 15] [--workers 2] [--scale 1.0] [--fps 24]
                                   [--steers 28] [--steer-sessions 4] [--ack-burst 200] [--ack-sessions 8]
-                                  [--no-ack]
+                                  [--no-ack] [--no-settle]
 
 Three measurements, each in-process (the baseline, `build_engine` with its default launcher) and with
 `--workers` local workers (`bot.workers.local.start_local_workers`: nats-server and `python -m bot worker`
@@ -20,7 +20,12 @@ processes; this process keeps the engine, SQLite and the `RemoteLauncher`), in t
 (c) Acknowledgement burst: `bench.bench_ack` (its own process, the real bot against the fake Discord),
     once in-process and once with `--local-workers`, `--ack-sessions` sessions streaming.
 
-The emulator of (a) and (b) runs in a child process; CPU columns are read from /proc over the window.
+The emulator of (a) and (b) runs in a child process; CPU columns are read from /proc over the window. The
+child also reports its own counters on SIGUSR1 (frames and bytes sent per stream, keyframe restarts, RTCP
+feedback, the look each stream shows, render-thread jobs and their CPU), shown per window of (a). The
+emulator writes a stream's recording after it ends (an H.264 encode per outfit change, on its render
+threads), so (b)'s steering leaves minutes of work behind; before each batch of (a) and before (b) the
+bench waits until that work is done (`--no-settle` skips the wait, as the first runs did).
 Prints a markdown block for docs/benchmarks.md.
 """
 
@@ -29,10 +34,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import math
 import os
 import platform
+import queue
+import signal
 import statistics
 import subprocess
 import sys
@@ -44,6 +52,17 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from aiortc import RTCRtpSender
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTCP_PSFB_FIR,
+    RTCP_PSFB_PLI,
+    RTCP_RTPFB_NACK,
+    RtcpPsfbPacket,
+    RtcpRrPacket,
+    RtcpRtpfbPacket,
+)
 
 from bench.bench_engine import PHOTO, CountingPresenter, process_cpu_seconds
 from bot.emulator import DEV_API_KEY
@@ -80,8 +99,8 @@ STEER_OUTFITS = [
 
 
 def serve_emulator(fps: int, scale: float, capacity: int) -> None:
-    """The child: the emulator, printing `UPDATE <monotonic seconds> <prompt as JSON>` as updates arrive."""
-    from bot.emulator.cli import serve
+    """The child: the emulator, printing `UPDATE <monotonic seconds> <prompt as JSON>` as updates arrive and
+    `STATS <JSON>` (see `emulator_stats`) on SIGUSR1."""
     from bot.emulator.config import EmulatorConfig
     from bot.emulator.streamer import StreamerConnection
 
@@ -96,11 +115,59 @@ def serve_emulator(fps: int, scale: float, capacity: int) -> None:
         original(self, data)
 
     StreamerConnection._on_dc_message = timed  # type: ignore[method-assign]
+    feedback: Counter[str] = Counter()
+    handle_rtcp = RTCRtpSender._handle_rtcp_packet
+
+    async def counted(self: RTCRtpSender, packet: Any) -> None:
+        # What the receivers ask of the sender: NACKed packets are resent, PLI/FIR restart the loop, REMB
+        # would only retarget an encoder (the emulator has none per stream: its packets are pre-encoded).
+        feedback.update(rtcp_kinds(packet))
+        await handle_rtcp(self, packet)
+
+    RTCRtpSender._handle_rtcp_packet = counted  # type: ignore[method-assign]
     config = EmulatorConfig(
         fps=fps, scale=scale, idle_timeout_seconds=None, concurrency_limit=capacity, streamer_slots=capacity
     )
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(config))
+        asyncio.run(serve_probed(config, feedback))
+
+
+def rtcp_kinds(packet: Any) -> dict[str, int]:
+    """An RTCP packet reaching a sender, by kind (NACK counts the packets asked for again)."""
+    if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+        return {"nack_packets": len(packet.lost)}
+    if isinstance(packet, RtcpPsfbPacket):
+        kind = {RTCP_PSFB_PLI: "pli", RTCP_PSFB_FIR: "fir", RTCP_PSFB_APP: "remb"}.get(packet.fmt, "psfb")
+        return {kind: 1}
+    return {"rr" if isinstance(packet, RtcpRrPacket) else type(packet).__name__: 1}
+
+
+async def serve_probed(config: Any, feedback: Counter[str]) -> None:
+    """Serve until SIGTERM/SIGINT, answering SIGUSR1 with a `STATS` line."""
+    from bot.emulator.server import Emulator
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with Emulator(config) as emulator:
+
+        def report() -> None:
+            print(f"STATS {json.dumps(emulator_stats(emulator, feedback))}", flush=True)
+
+        loop.add_signal_handler(signal.SIGUSR1, report)
+        print(f"ODYSSEY_API_URL={emulator.url}", flush=True)
+        await stop.wait()
+
+
+def emulator_stats(emulator: Any, feedback: Counter[str]) -> dict[str, Any]:
+    """What the emulator has sent per live stream, its render threads' work and the RTCP it received."""
+    return {
+        "t": time.monotonic(),
+        "streams": [dataclasses.asdict(s) for s in emulator.stream_stats()],
+        "work": emulator.library.work.snapshot(),
+        "rtcp": dict(feedback),
+    }
 
 
 class ProbedEmulator:
@@ -118,6 +185,7 @@ class ProbedEmulator:
             raise RuntimeError(f"the emulator did not start: {first!r}")
         self.url = first.partition("=")[2]
         self.updates: list[tuple[float, str]] = []  # (arrival, prompt), appended by the reader thread
+        self._stats: queue.Queue[dict[str, Any]] = queue.Queue()
         self._reader = threading.Thread(target=self._read, name="emulator-updates", daemon=True)
         self._reader.start()
 
@@ -127,6 +195,25 @@ class ProbedEmulator:
             if line.startswith("UPDATE "):
                 _, arrived, prompt = line.rstrip("\n").split(" ", 2)
                 self.updates.append((float(arrived), json.loads(prompt)))
+            elif line.startswith("STATS "):
+                self._stats.put(json.loads(line[len("STATS ") :]))
+
+    async def stats(self) -> dict[str, Any]:
+        """A fresh `emulator_stats` snapshot from the child."""
+        while not self._stats.empty():
+            self._stats.get_nowait()
+        os.kill(self.process.pid, signal.SIGUSR1)
+        return await asyncio.to_thread(self._stats.get, True, 30.0)
+
+    async def settle(self, limit: float = 180.0) -> float:
+        """Wait until the render threads have nothing queued (recordings of ended streams written); seconds
+        waited."""
+        began = time.monotonic()
+        while time.monotonic() - began < limit:
+            if not (await self.stats())["work"]["pending"]:
+                break
+            await asyncio.sleep(0.5)
+        return time.monotonic() - began
 
     def arrival(self, prompt: str, after: float) -> float | None:
         """When the first update to `prompt` sent at or after `after` reached the emulator."""
@@ -147,6 +234,54 @@ class ProbedEmulator:
 
 
 @dataclass
+class EmulatorWindow:
+    """(a) What the emulator did over one window, from its own counters (snapshots at both ends)."""
+
+    streams: int  # live streams showing a scene at both ends
+    fps: list[float]  # frames sent per second, per stream
+    bytes_per_second: list[float]  # VP8 payload sent per second, per stream
+    keyframe_restarts: int  # loop restarts for PLI/FIR
+    rtcp: dict[str, int]  # feedback received over the window, by kind
+    scenes: int  # distinct scene cache keys among the streams (1: every stream replays one encoded loop)
+    looks: list[str]  # distinct (size, photo bytes, prompt) among the streams
+    render_jobs: dict[str, int]  # render-thread jobs finished over the window, by kind
+    render_cpu: float  # their CPU, share of one core over the window
+    backlog: int  # render jobs queued or running when the window began
+    settled_seconds: float  # waited for the render threads to finish earlier work before the batch
+
+
+def look(stream: dict[str, Any]) -> str:
+    """What a stream shows, as the emulator received it: size, photo size and prompt."""
+    width, height = stream["size"]
+    return f"{width}x{height}, photo {stream['image_bytes']} B, {stream['prompt']!r}"
+
+
+def emulator_window(before: dict[str, Any], after: dict[str, Any], settled: float) -> EmulatorWindow:
+    """The difference of two `emulator_stats` snapshots."""
+    elapsed = after["t"] - before["t"]
+    start = {s["session_id"]: s for s in before["streams"] if s["scene_key"]}
+    streams = [(start[s["session_id"]], s) for s in after["streams"] if s["session_id"] in start]
+    jobs = Counter(after["work"]["jobs"])
+    jobs.subtract(before["work"]["jobs"])
+    cpu = sum(after["work"]["cpu_seconds"].values()) - sum(before["work"]["cpu_seconds"].values())
+    rtcp = Counter(after["rtcp"])
+    rtcp.subtract(before["rtcp"])
+    return EmulatorWindow(
+        streams=len(streams),
+        fps=[(b["frames_sent"] - a["frames_sent"]) / elapsed for a, b in streams],
+        bytes_per_second=[(b["bytes_sent"] - a["bytes_sent"]) / elapsed for a, b in streams],
+        keyframe_restarts=sum(b["keyframe_restarts"] - a["keyframe_restarts"] for a, b in streams),
+        rtcp={kind: n for kind, n in sorted(rtcp.items()) if n},
+        scenes=len({b["scene_key"] for _, b in streams}),
+        looks=sorted({look(b) for _, b in streams}),
+        render_jobs={kind: n for kind, n in sorted(jobs.items()) if n},
+        render_cpu=cpu / elapsed,
+        backlog=before["work"]["pending"],
+        settled_seconds=settled,
+    )
+
+
+@dataclass
 class CapacityRun:
     """(a) One batch of concurrent sessions."""
 
@@ -160,6 +295,7 @@ class CapacityRun:
     emulator_cpu: float
     placement: dict[str, int] = field(default_factory=dict)  # worker id -> sessions
     error: str | None = None  # the sessions did not all start
+    emulator: EmulatorWindow | None = None
 
     @property
     def worst(self) -> float:
@@ -307,14 +443,17 @@ def cpu_of(pids: list[int]) -> float:
     return total
 
 
-async def capacity_run(setup: Setup, count: int, seconds: float, batch: int) -> CapacityRun:
+async def capacity_run(setup: Setup, count: int, seconds: float, batch: int, settle: bool) -> CapacityRun:
     """(a) `count` sessions streaming for `seconds`: per session fps and each process's CPU."""
     sessions: list[Any] = []
+    # Earlier streams' recordings (an H.264 encode per outfit change) would otherwise land in the window;
+    # waited for before the sessions start, so a long backlog does not bring them near the platform's cap.
+    settled = await setup.emulator.settle() if settle else 0.0
     try:
         requests = [request(batch, i, "red summer dress") for i in range(count)]
         await start_sessions(setup.engine, requests, sessions)
         await asyncio.sleep(1.0)  # decoders, buffers and the first heartbeats settle
-        return await measure_sessions(setup, sessions, seconds)
+        return await measure_sessions(setup, sessions, seconds, settled)
     except (TryOnError, RuntimeError, TimeoutError) as error:
         message = getattr(error, "message", None) or str(error) or type(error).__name__
         return CapacityRun(setup.mode, count, 0.0, [], 0.0, None, None, 0.0, error=message)
@@ -322,11 +461,12 @@ async def capacity_run(setup: Setup, count: int, seconds: float, batch: int) -> 
         await stop_sessions(setup.engine, sessions)
 
 
-async def measure_sessions(setup: Setup, sessions: list[Any], seconds: float) -> CapacityRun:
-    """Per session fps and each process's CPU over `seconds`."""
+async def measure_sessions(setup: Setup, sessions: list[Any], seconds: float, settled: float) -> CapacityRun:
+    """Per session fps, each process's CPU and the emulator's counters over `seconds`."""
     workers, nats_pid = setup.worker_pids(), setup.nats_pid()
     nats = [nats_pid] if nats_pid is not None else []
     emulator_pid = setup.emulator.process.pid
+    emulator_before = await setup.emulator.stats()
     before = [(s.frames_received, s.streamed_seconds) for s in sessions]
     started = time.monotonic()
     own, workers_cpu, nats_cpu = time.process_time(), cpu_of(workers), cpu_of(nats)
@@ -338,6 +478,7 @@ async def measure_sessions(setup: Setup, sessions: list[Any], seconds: float) ->
     workers_cpu = (cpu_of(workers) - workers_cpu) / elapsed
     nats_cpu = (cpu_of(nats) - nats_cpu) / elapsed
     emulator_cpu = (process_cpu_seconds(emulator_pid) - emulator_cpu) / elapsed
+    emulator_after = await setup.emulator.stats()
     # A session on a worker whose heartbeats stalled for the whole window counts as 0 fps.
     fps = [
         (f1 - f0) / (s1 - s0) if s1 > s0 else 0.0 for (f0, s0), (f1, s1) in zip(before, after, strict=True)
@@ -354,6 +495,7 @@ async def measure_sessions(setup: Setup, sessions: list[Any], seconds: float) ->
         nats_cpu=nats_cpu if remote else None,
         emulator_cpu=emulator_cpu,
         placement=dict(sorted(placement.items())) if remote else {},
+        emulator=emulator_window(emulator_before, emulator_after, settled),
     )
 
 
@@ -362,6 +504,8 @@ async def latency_run(setup: Setup, args: argparse.Namespace, batch: int) -> Lat
     count = max(1, min(args.steer_sessions, len(STEER_OUTFITS) // 2))
     pairs = [(STEER_OUTFITS[2 * i], STEER_OUTFITS[2 * i + 1]) for i in range(count)]
     sessions: list[Any] = []
+    if args.settle:
+        await setup.emulator.settle()  # transitions are encoded on the render threads recordings use
     try:
         await start_sessions(setup.engine, [request(batch, i, pairs[i][0]) for i in range(count)], sessions)
         sent = await steer_all(setup, sessions, pairs, math.ceil(args.steers / count) + 1)
@@ -437,7 +581,7 @@ async def measure_mode(setup: Setup, args: argparse.Namespace, results: ModeResu
     batch = 0
     for count in sorted(args.sessions):
         batch += 1
-        run = await capacity_run(setup, count, args.seconds, batch)
+        run = await capacity_run(setup, count, args.seconds, batch, args.settle)
         results.capacity.append(run)
         print(
             f"  {setup.mode}, {count} sessions: worst {run.worst:.1f} fps, median {run.median:.1f}, "
@@ -490,6 +634,8 @@ def command_line(args: argparse.Namespace) -> str:
         parts.append("--no-ack")
     if args.all_counts:
         parts.append("--all-counts")
+    if not args.settle:
+        parts.append("--no-settle")
     return " ".join(parts)
 
 
@@ -576,9 +722,63 @@ def report(args: argparse.Namespace, modes: list[ModeResults], wall: float, load
         f"Most sessions with every session >= {args.min_fps:g} fps: {base.mode} **{shown[0]}**, "
         f"{other.mode} **{shown[1]}** (ratio {ratio(held[1], held[0])}; only the counts listed were tried).",
     ]
+    lines += emulator_section(args, modes)
     lines += latency_section(args, modes)
     lines += ack_section(args, modes)
     return "\n".join(lines)
+
+
+def emulator_section(args: argparse.Namespace, modes: list[ModeResults]) -> list[str]:
+    """(a)'s windows as the emulator counted them."""
+    settling = (
+        "Before each batch (and before (b)) the bench waited until the emulator's render threads had nothing "
+        "queued: the recordings of earlier streams, one H.264 encode per outfit change, are written after "
+        "they end, on the threads that also encode transitions."
+        if args.settle
+        else "`--no-settle`: a window may include the emulator writing earlier streams' recordings."
+    )
+    lines = [
+        "",
+        "What the emulator did in each window of (a), from its own counters (snapshots at both ends): "
+        "frames and VP8 bytes its tracks sent per stream, loop restarts for keyframe requests, the RTCP "
+        "feedback its senders received, distinct scene cache keys among the streams (1: all replay one "
+        "encoded loop), and the jobs its render threads finished (scene and transition encodes, "
+        f"recordings) with their CPU. {settling}",
+        "",
+        "| sessions | mode | streams | sent fps min / median | kB/s per stream | keyframe restarts | PLI+FIR "
+        "| NACKed packets | REMB | scene keys | render jobs | render CPU | backlog at start | waited s |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|",
+    ]
+    looks: dict[str, set[str]] = {}
+    for results in modes:
+        for run in results.capacity:
+            window = run.emulator
+            if window is None:
+                continue
+            looks.setdefault(results.mode, set()).update(window.looks)
+            jobs = ", ".join(f"{kind} {n}" for kind, n in window.render_jobs.items()) or "none"
+            fps = f"{min(window.fps, default=0):.1f} / {statistics.median(window.fps or [0]):.1f}"
+            rate = statistics.median(window.bytes_per_second or [0]) / 1000
+            cells = [
+                str(run.sessions),
+                results.mode,
+                str(window.streams),
+                fps,
+                f"{rate:.0f}",
+                str(window.keyframe_restarts),
+                str(window.rtcp.get("pli", 0) + window.rtcp.get("fir", 0)),
+                str(window.rtcp.get("nack_packets", 0)),
+                str(window.rtcp.get("remb", 0)),
+                str(window.scenes),
+                jobs,
+                share(window.render_cpu),
+                str(window.backlog),
+                f"{window.settled_seconds:.1f}",
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+    for mode, seen in looks.items():
+        lines.append(f"\nWhat the emulator received ({mode}): " + "; ".join(sorted(seen)) + ".")
+    return lines
 
 
 def latency_section(args: argparse.Namespace, modes: list[ModeResults]) -> list[str]:
@@ -678,6 +878,12 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="of 704x1280")
     parser.add_argument("--min-fps", type=float, default=None, help="what holds (default: fps - 0.5)")
     parser.add_argument("--all-counts", action="store_true", help="run every count even after one fell short")
+    parser.add_argument(
+        "--settle",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="wait for the emulator's render threads to go idle before each batch of (a) and before (b)",
+    )
     parser.add_argument("--steers", type=int, default=28, help="(b) steers counted per mode (0: skip)")
     parser.add_argument("--steer-sessions", type=int, default=4, help="(b) sessions steering at once")
     parser.add_argument(

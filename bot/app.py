@@ -98,7 +98,7 @@ async def open_workers(
         workers = local.settings
     if workers.nats_url is None:
         return None
-    launcher = RemoteLauncher(workers)
+    launcher = RemoteLauncher(workers, sessions_outlive_bot=not config.workers.local_workers)
     await launcher.open()
     return launcher
 
@@ -215,7 +215,7 @@ async def run_bot(config: BotConfig, config_path: Path | None = None) -> None:
         await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         stopper.cancel()
-        log.info("shutting down: ending every session")
+        log.info("shutting down: ending every session (or handing it over, on remote workers)")
         await bot.close()
         with contextlib.suppress(asyncio.CancelledError):
             await runner

@@ -190,9 +190,13 @@ min_start_seconds = {engine.min_start_seconds}
     )
 
 
-async def start_bot_process(config: Path, **streams: Any) -> asyncio.subprocess.Process:
+async def start_bot_process(
+    config: Path, *, extra_env: dict[str, str] | None = None, **streams: Any
+) -> asyncio.subprocess.Process:
     """`python -m bot run --config …` as a child process, with a fake bot token and the emulator's dev key."""
-    env = dict(os.environ, DISCORD_TOKEN="fake.process.token", ODYSSEY_API_KEY=DEV_API_KEY)
+    env = dict(
+        os.environ, DISCORD_TOKEN="fake.process.token", ODYSSEY_API_KEY=DEV_API_KEY, **(extra_env or {})
+    )
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bot", "run", "--config", str(config), cwd=ROOT, env=env, **streams
     )

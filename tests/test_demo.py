@@ -83,7 +83,8 @@ def check_outputs(summary: dict[str, Any], out: Path) -> None:
     assert post["attachments"][0]["size"] == summary["highlight"]["bytes"]
     [embed] = post["embeds"]
     assert embed["image"]["url"] == "attachment://before-after.png" and "local links" in embed["description"]
-    assert post["components"][0]["components"][0]["label"] == "Get the full video"
+    buttons = [button["label"] for button in post["components"][0]["components"]]
+    assert buttons == ["Try another outfit", "Get the full video"]
     rendered = (out / "final-post.md").read_text()
     assert "| highlight.mp4 | video/mp4 |" in rendered and "**Get the full video**" in rendered
 

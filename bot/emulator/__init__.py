@@ -10,7 +10,8 @@ change plays a keyframe-first crossfade clip into the new loop. Recordings remux
 loops along the stream's timeline.
 
 Tests steer a running emulator through `emu.faults` (see `Faults`), `emu.drop_connections(code)`,
-`emu.drop_peer_connections()`, `emu.fail_streams(reason, message)`, and read `emu.observed`.
+`emu.drop_peer_connections()`, `emu.fail_streams(reason, message)`, and read `emu.observed`. Benchmarks read
+what it sends per stream (`emu.stream_stats()`) and what its render threads did (`emu.library.work`).
 
 Deliberate choices where the real service cannot be observed: the emulator is the WebRTC offerer and sends
 VP8 only; the idle timeout counts time without a running stream, since keepalives arrive every 10 s from any

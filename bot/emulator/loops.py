@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +19,34 @@ from av.video.frame import PictureType
 from bot.emulator.scene import Frame, SceneArt, crossfade, idle_frame
 
 T = TypeVar("T")
+
+
+@dataclass
+class RenderWork:
+    """What the render threads did since start, per kind of job: jobs finished and their CPU seconds.
+
+    Streams replay cached packets, so this is the emulator's CPU beyond RTP and SRTP: benchmarks read it to
+    tell a busy emulator's streams from its rendering, encoding and recording work.
+    """
+
+    jobs: dict[str, int] = field(default_factory=dict)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
+    pending: int = 0  # submitted and not finished (queued or running)
+
+    def add(self, kind: str, cpu_seconds: float) -> None:
+        """Count one finished job of `kind`."""
+        self.jobs[kind] = self.jobs.get(kind, 0) + 1
+        self.cpu_seconds[kind] = self.cpu_seconds.get(kind, 0.0) + cpu_seconds
+
+    def snapshot(self) -> dict[str, object]:
+        """A JSON-ready copy."""
+        return {"jobs": dict(self.jobs), "cpu_seconds": dict(self.cpu_seconds), "pending": self.pending}
+
+
+def _timed(function: Callable[..., T], *args: object) -> tuple[T, float]:
+    began = time.thread_time()
+    result = function(*args)
+    return result, time.thread_time() - began
 
 
 @dataclass(frozen=True)
@@ -130,9 +159,19 @@ class SceneLibrary:
         self._idle: dict[tuple[int, int], asyncio.Future[Scene]] = {}
         self.max_cached_scenes = 12
         self.encoded_scene_count = 0
+        self.work = RenderWork()
 
-    async def _run(self, function: Callable[..., T], *args: object) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+    async def _run(self, kind: str, function: Callable[..., T], *args: object) -> T:
+        # Counted on the event loop, never from the render threads, so the counters need no lock.
+        self.work.pending += 1
+        try:
+            result, cpu = await asyncio.get_running_loop().run_in_executor(
+                self._executor, _timed, function, *args
+            )
+        finally:
+            self.work.pending -= 1
+        self.work.add(kind, cpu)
+        return result
 
     async def close(self) -> None:
         """Cancel queued renders and wait for the running ones to finish."""
@@ -163,7 +202,7 @@ class SceneLibrary:
                 oldest.exception()
 
     async def _build(self, key: str, size: tuple[int, int], prompt: str, image_bytes: bytes | None) -> Scene:
-        return await self._run(self._build_sync, key, size, prompt, image_bytes)
+        return await self._run("scene", self._build_sync, key, size, prompt, image_bytes)
 
     def _build_sync(self, key: str, size: tuple[int, int], prompt: str, image_bytes: bytes | None) -> Scene:
         art = SceneArt.build(size, prompt, image_bytes)
@@ -176,7 +215,7 @@ class SceneLibrary:
         """The dark scene shown while no stream runs (one keyframe and a few tiny frames)."""
         future = self._idle.get(size)
         if future is None:
-            future = asyncio.ensure_future(self._run(self._build_idle, size))
+            future = asyncio.ensure_future(self._run("idle", self._build_idle, size))
             self._idle[size] = future
         return await asyncio.shield(future)
 
@@ -211,7 +250,7 @@ class SceneLibrary:
         Both scenes move in step (same phase), so only the outfit and caption change; the clip ends where
         the new loop begins, so the loop's keyframe follows without a jump.
         """
-        return await self._run(self._transition_sync, old, new, start)
+        return await self._run("transition", self._transition_sync, old, new, start)
 
     def _transition_sync(self, old: Scene, new: Scene, start: int) -> EncodedClip:
         return encode_vp8(self._transition_frames(old, new, start), self.fps, self.bitrate)
@@ -230,13 +269,14 @@ class SceneLibrary:
 
     async def h264_transition(self, old: Scene, new: Scene, start: int) -> bytes:
         """The same transition as `transition`, as a small H.264 MP4 for recordings."""
-        return await self._run(lambda: encode_h264_mp4(self._transition_frames(old, new, start), self.fps))
+        frames = self._transition_frames
+        return await self._run("h264_transition", lambda: encode_h264_mp4(frames(old, new, start), self.fps))
 
     async def h264_loop(self, scene: Scene) -> bytes:
         """The scene's loop as a small H.264 MP4 (encoded on first use, then kept)."""
         async with scene.h264_lock:
             if scene.h264_loop is None:
-                scene.h264_loop = await self._run(self._h264_sync, scene)
+                scene.h264_loop = await self._run("h264_loop", self._h264_sync, scene)
             return scene.h264_loop
 
     def _h264_sync(self, scene: Scene) -> bytes:
@@ -245,6 +285,6 @@ class SceneLibrary:
         art = scene.art
         return encode_h264_mp4((art.frame(i / self.loop_frames) for i in range(self.loop_frames)), self.fps)
 
-    async def run_blocking(self, function: Callable[..., T], *args: object) -> T:
-        """Run other CPU-heavy emulator work (recordings) on the render threads."""
-        return await self._run(function, *args)
+    async def run_blocking(self, kind: str, function: Callable[..., T], *args: object) -> T:
+        """Run other CPU-heavy emulator work (recordings) on the render threads, counted as `kind`."""
+        return await self._run(kind, function, *args)

@@ -208,6 +208,7 @@ class RecordingStore:
                 if end > start or (not parts and index == len(segments) - 1):
                     parts.extend(await self._segment_parts(segment, max(1, end - start)))
             await self._library.run_blocking(
+                "recording",
                 write_files,
                 recording.directory,
                 parts,

@@ -20,7 +20,7 @@ from bot.emulator.cors import cors_middleware
 from bot.emulator.loops import SceneLibrary
 from bot.emulator.recordings import Recording, RecordingStore
 from bot.emulator.simulations import SimulationService
-from bot.emulator.streamer import StreamerConnection, StreamerContext
+from bot.emulator.streamer import StreamerConnection, StreamerContext, StreamStats
 from bot.emulator.tokens import TokenError, decode_jwt, encode_jwt, sign_path, verify_signed_path
 from bot.loopback_ice import restrict_ice_to_loopback
 
@@ -191,6 +191,11 @@ class Emulator:
         """Sessions holding a streamer (optionally for one key)."""
         self._expire_unclaimed_sessions()
         return [s for s in self.sessions.values() if not s.released and api_key in (None, s.api_key)]
+
+    def stream_stats(self) -> list[StreamStats]:
+        """Per live connection: frames and bytes sent, keyframe restarts and the look shown (benchmarks)."""
+        found = (connection.stats() for connection in list(self.connections))
+        return sorted((s for s in found if s is not None), key=lambda s: s.session_id)
 
     def release_session(self, session: Session) -> None:
         """Free a session's streamer slot."""

@@ -91,6 +91,20 @@ class ActiveStream:
         self.events.append({"type": event_type, "t": round(self.elapsed(), 3), **fields})
 
 
+@dataclass(frozen=True)
+class StreamStats:
+    """What one connection's track has sent so far, and the look it is showing (None while idle)."""
+
+    session_id: str
+    frames_sent: int
+    bytes_sent: int
+    keyframe_restarts: int  # loop restarts for the receiver's PLI/FIR
+    scene_key: str | None  # the scene cache key: equal keys share one encoded loop
+    prompt: str | None
+    size: tuple[int, int] | None
+    image_bytes: int | None
+
+
 class QueuedChannel:
     """Sends on a data channel, holding messages until it opens (aiortc raises before that)."""
 
@@ -153,6 +167,22 @@ class StreamerConnection:
         self._seconds_per_transition_frame = 0.02
         self._close_task: asyncio.Future[None] | None = None
         self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(PENDING_REQUEST_LIMIT)
+
+    def stats(self) -> StreamStats | None:
+        """The track's counters and the current look (None before the offer or after the close)."""
+        track, stream = self.track, self.stream
+        if track is None or self.pc is None:
+            return None
+        return StreamStats(
+            session_id=self.session.session_id,
+            frames_sent=track.frames_sent,
+            bytes_sent=track.bytes_sent,
+            keyframe_restarts=track.keyframe_restarts,
+            scene_key=None if stream is None else stream.scene.key,
+            prompt=None if stream is None else stream.scene.prompt,
+            size=None if stream is None else stream.size,
+            image_bytes=None if stream is None or stream.image_bytes is None else len(stream.image_bytes),
+        )
 
     # ---- lifecycle -------------------------------------------------------------------------------------
 

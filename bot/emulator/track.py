@@ -28,6 +28,7 @@ class LoopTrack(MediaStreamTrack):
         super().__init__()
         self.fps = fps
         self.frames_sent = 0
+        self.bytes_sent = 0  # VP8 payload handed to the sender (RTP and SRTP overhead not included)
         self.keyframe_restarts = 0
         self._clip = loop
         self._intro: EncodedClip | None = None
@@ -121,7 +122,9 @@ class LoopTrack(MediaStreamTrack):
             self.keyframe_restarts += 1
             self._intro = None
             self._index = 0
-        packet = av.Packet(self._next_payload())
+        payload = self._next_payload()
+        self.bytes_sent += len(payload)
+        packet = av.Packet(payload)
         packet.pts = self.frames_sent * VIDEO_CLOCK // self.fps
         packet.time_base = Fraction(1, VIDEO_CLOCK)
         self.frames_sent += 1

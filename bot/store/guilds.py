@@ -15,6 +15,9 @@ from bot.store.database import Database, Tx
 from bot.store.quotas import check_limits
 from bot.store.records import AuditEntry, GuildSettings, QuotaLimits
 
+# A month: "try again later" needs days at most; longer would only keep faces for nothing.
+MAX_PHOTO_RETENTION_HOURS = 24 * 30
+
 _SETTING_COLUMNS = (
     "daily_seconds",
     "monthly_seconds",
@@ -23,6 +26,7 @@ _SETTING_COLUMNS = (
     "queue_cap",
     "idle_timeout_seconds",
     "mod_log_channel_id",
+    "photo_retention_hours",
 )
 
 
@@ -40,6 +44,7 @@ def _settings_from_row(guild_id: int, row: aiosqlite.Row | None) -> GuildSetting
         queue_cap=row["queue_cap"],
         idle_timeout_seconds=row["idle_timeout_seconds"],
         mod_log_channel_id=row["mod_log_channel_id"],
+        photo_retention_hours=row["photo_retention_hours"],
         updated_at=row["updated_at"],
     )
 
@@ -70,6 +75,16 @@ class GuildRules:
         if cap is not None and cap < 0:
             raise ValueError("queue cap must be >= 0")
         return await self._set(guild_id, {"queue_cap": cap}, moderator_id, "queue_cap_set")
+
+    async def set_photo_retention(
+        self, guild_id: int, hours: float | None, *, moderator_id: int | None
+    ) -> AuditEntry:
+        """Keep members' last photos this many hours (0: keep none; None: bot default)."""
+        if hours is not None and not 0 <= hours <= MAX_PHOTO_RETENTION_HOURS:
+            raise ValueError(f"photo retention must be between 0 and {MAX_PHOTO_RETENTION_HOURS:g} hours")
+        return await self._set(
+            guild_id, {"photo_retention_hours": hours}, moderator_id, "photo_retention_set"
+        )
 
     async def set_idle_timeout(
         self, guild_id: int, seconds: float | None, *, moderator_id: int | None

@@ -181,7 +181,29 @@ LEDGER_BY_SESSION = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (INITIAL_SCHEMA, LEDGER_BY_SESSION)
+KEPT_PHOTOS = Migration(
+    version=3,
+    description="members' last photos kept for a server's retention time; the setting per server",
+    statements=(
+        # One photo per member and server: the file lives in the data folder, this row says whose it is,
+        # which upload it came from and when it must be gone.
+        """
+        CREATE TABLE kept_photos (
+            guild_id INTEGER NOT NULL,
+            user_id INTEGER NOT NULL,
+            file_name TEXT NOT NULL,
+            upload_sha256 TEXT NOT NULL,
+            kept_at REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            PRIMARY KEY (guild_id, user_id)
+        )
+        """,
+        "CREATE INDEX kept_photos_by_expiry ON kept_photos (expires_at)",
+        "ALTER TABLE guild_settings ADD COLUMN photo_retention_hours REAL",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (INITIAL_SCHEMA, LEDGER_BY_SESSION, KEPT_PHOTOS)
 
 
 def check_migrations(migrations: tuple[Migration, ...]) -> None:

@@ -48,6 +48,8 @@ class GuildSettings:
     queue_cap: int | None = None
     idle_timeout_seconds: float | None = None
     mod_log_channel_id: int | None = None
+    # How long a member's last photo is kept for "try again" (None: the bot's default; 0: none is kept).
+    photo_retention_hours: float | None = None
     updated_at: float | None = None
 
 
@@ -205,6 +207,7 @@ class ForgetResult:
     ledger_rows_deleted: int
     ledger_rows_anonymised: int
     audit_rows_redacted: int
+    photos_deleted: int = 0
 
 
 def dumps_json(value: dict[str, Any] | None) -> str | None:

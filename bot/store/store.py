@@ -15,6 +15,7 @@ from bot.store.blocks import Blocks
 from bot.store.database import Clock, Database
 from bot.store.guilds import GuildRules
 from bot.store.migrations import MIGRATIONS, Migration, migrate, schema_version
+from bot.store.photos import KeptPhotos
 from bot.store.prompts import Prompts
 from bot.store.quotas import QuotaOverrides
 from bot.store.records import UNFINISHED_STATES, ForgetResult
@@ -49,6 +50,7 @@ class Store:
         self.prompts = Prompts(self.db)
         self.usage = UsageLedger(self.db)
         self.audit = AuditLog(self.db)
+        self.photos = KeptPhotos(self.db, path.parent / "photos")
 
     @classmethod
     async def open(
@@ -116,7 +118,8 @@ class Store:
             log.warning("forget: the WAL could not be truncated (database busy)")
 
     async def forget(self, user_id: int, *, now: float | None = None) -> ForgetResult:
-        """Delete a member's own data in every guild: finished sessions with their streams and prompts.
+        """Delete a member's own data in every guild: finished sessions with their streams and prompts, and
+        their kept photos (files included).
 
         Kept on purpose:
         - queued/live sessions (stop them first; the engine is still using them);
@@ -154,6 +157,7 @@ class Store:
                 " AND json_extract(details, '$.prompt') IS NOT NULL",
                 (user_id, user_id),
             )
+        photos_deleted = await self.photos.forget(user_id)
         await self._truncate_wal()
         return ForgetResult(
             sessions_deleted=sessions_deleted,
@@ -161,4 +165,5 @@ class Store:
             ledger_rows_deleted=ledger_deleted,
             ledger_rows_anonymised=ledger_anonymised,
             audit_rows_redacted=audit_redacted,
+            photos_deleted=photos_deleted,
         )

@@ -15,8 +15,9 @@ from typing import Any, Generic, TypeVar, overload
 from bot.media.snippets import SnippetEncoder
 from bot.odyssey import Odyssey
 from bot.store import QuotaLimits, Store
+from bot.store.photos import KeptPhoto
 from bot.store.records import AuditEntry, SessionRecord
-from bot.tryon.errors import NoSuchSession, NotAllowed, TryOnError
+from bot.tryon.errors import NoSuchSession, NotAllowed, PhotoRejected, TryOnError
 from bot.tryon.gate import Gate
 from bot.tryon.launcher import InProcess, ManagedSession, RecoveryPresenterFactory, SessionLauncher
 from bot.tryon.ledger import StoreLedger
@@ -42,6 +43,16 @@ async def checked_photo(data: bytes) -> StreamPhoto:
 
 
 Session = TypeVar("Session", bound=ManagedSession)
+
+NO_PHOTOS_KEPT = "This server keeps no photos, so please attach one: `/tryon start` with `photo`."
+PHOTO_NOT_KEPT = (
+    "No photo of yours is kept here (photos are kept for {hours} hours after a try-on). "
+    "Please attach one: `/tryon start` with `photo`."
+)
+OTHER_PHOTO_KEPT = (
+    "That try-on's photo is no longer kept (only your latest photo is). "
+    "Please attach it again: `/tryon start` with `photo`."
+)
 
 
 @dataclasses.dataclass
@@ -90,6 +101,24 @@ class Engine(Generic[Session]):
     async def start(self, request: SessionRequest, presenter: Presenter) -> SessionSummary:
         """Admit a try-on (checked again, quota reserved); its progress goes to `presenter`."""
         return (await self.manager.admit(request, presenter)).summary()
+
+    async def kept_photo(self, guild_id: int, user_id: int, *, of_session: str | None = None) -> KeptPhoto:
+        """The member's kept photo here (the one `of_session` used, if given); PhotoRejected if none."""
+        kept = await self.services.store.photos.get(guild_id, user_id)
+        if kept is None:
+            hours = self.manager.photo_retention_hours(await self.services.store.guilds.get(guild_id))
+            if hours <= 0:
+                raise PhotoRejected(NO_PHOTOS_KEPT, reason="no_kept_photo")
+            raise PhotoRejected(PHOTO_NOT_KEPT.format(hours=f"{hours:g}"), reason="no_kept_photo")
+        if of_session is not None:
+            record = await self.services.store.sessions.get(of_session)
+            if record is None or record.user_id != user_id or record.photo_sha256 != kept.upload_sha256:
+                raise PhotoRejected(OTHER_PHOTO_KEPT, reason="no_kept_photo")
+        return kept
+
+    async def sweep_photos(self) -> int:
+        """Remove every kept photo past its server's retention time; how many."""
+        return await self.services.store.photos.sweep()
 
     # ----- steering ----------------------------------------------------------------------------------------
 

@@ -92,6 +92,10 @@ class SessionLauncher(Protocol[Session_co]):
     ) -> Sequence[Session_co]:
         """At start-up: the sessions of `records` still running elsewhere (a worker), taken back live."""
 
+    def detach(self, session: ManagedSession) -> bool:
+        """At a graceful stop: let `session` stream on without this process (the next start takes it back);
+        False when it cannot outlive the bot, so the manager ends it."""
+
     async def aclose(self) -> None:
         """Release what the launcher holds (connections, tasks); sessions are ended by the manager."""
 
@@ -127,6 +131,10 @@ class InProcess:
     ) -> list[TryOnSession]:
         """Nothing outlives this process."""
         return []
+
+    def detach(self, session: ManagedSession) -> bool:
+        """Nothing outlives this process."""
+        return False
 
     async def aclose(self) -> None:
         """Nothing to release."""

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from bot.deadline import wait_within
-from bot.store.records import AuditEntry, SessionRecord
+from bot.store.records import AuditEntry, GuildSettings, SessionRecord
 from bot.tryon.errors import AlreadyInSession, NoSuchSession, NotAllowed, QueueFull
 from bot.tryon.launcher import ManagedSession, RecoveryPresenterFactory, SessionLauncher
 from bot.tryon.models import FINISHING_STATES, EndReason, SessionRequest, SessionState
@@ -141,7 +141,7 @@ class SessionManager(Generic[Session]):
                 guild_id=request.guild_id,
                 channel_id=request.channel_id,
                 user_id=request.user_id,
-                photo_sha256=photo.sha256,
+                photo_sha256=request.kept_photo_sha256 or photo.sha256,
                 orientation="portrait" if portrait else "landscape",
                 front_end=request.front_end,
             )
@@ -175,10 +175,27 @@ class SessionManager(Generic[Session]):
             self._sessions[session.id] = session
             self._by_user[request.user_id] = session.id
             position = self.queue.push(session.id, request.guild_id, session, cap=cap)
+        if request.kept_photo_sha256 is None:
+            await self._keep_photo(request, photo, rules)
         wait = self.estimator.wait_seconds(position) if must_wait else 0.0
         await session.report_queue_position(position, wait)
         await self._dispatch()
         return session
+
+    async def _keep_photo(self, request: SessionRequest, photo: StreamPhoto, rules: GuildSettings) -> None:
+        """Keep the checked photo as long as the server says (for "try another outfit"); never fails."""
+        hours = self.photo_retention_hours(rules)
+        try:
+            await self.services.store.photos.keep(
+                request.guild_id, request.user_id, photo.data, photo.sha256, hours=hours
+            )
+        except Exception:
+            log.exception("could not keep the photo of a session of %s", request.user_id)
+
+    def photo_retention_hours(self, rules: GuildSettings) -> float:
+        """How long this server keeps members' last photos."""
+        hours = rules.photo_retention_hours
+        return self.settings.photo_retention_hours if hours is None else hours
 
     async def precheck(
         self, guild_id: int, user_id: int, channel_id: int | None, role_ids: tuple[int, ...], outfit: str
@@ -365,7 +382,8 @@ class SessionManager(Generic[Session]):
             await close_client(client, self.settings.end_timeout_seconds)
 
     async def shutdown(self, grace_seconds: float = 60.0) -> None:
-        """End every session: queued ones are cancelled and refunded, live ones end, settle and report."""
+        """End every session: queued ones are cancelled and refunded; live ones end, settle and report,
+        unless the launcher lets them stream on for the next start to take back (remote workers)."""
         self._closing = True
         async with self._admission:
             waiting = []
@@ -375,7 +393,8 @@ class SessionManager(Generic[Session]):
             await session.cancel_queued()
             self._forget(session)
         for session in list(self._sessions.values()):
-            session.stop(EndReason.SHUTDOWN)
+            if not self.launcher.detach(session):
+                session.stop(EndReason.SHUTDOWN)
         tasks = list(self._running.values())
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=grace_seconds)

@@ -82,6 +82,9 @@ class SessionRequest:
     front_end: dict[str, Any] | None = None
     # Portrait (True) or landscape (False) stream; None: the engine's setting.
     portrait: bool | None = None
+    # Set when `photo` is the member's kept photo: the hash of the upload it was made from (it is not kept
+    # again, so its time is counted from that upload).
+    kept_photo_sha256: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,12 +7,15 @@ writes files. Both get exactly the same events from the same engine code.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from bot.tryon.errors import TryOnError
 
 if TYPE_CHECKING:
     from bot.tryon.models import SessionState
+
+
+BotRestart = Literal["handing_over", "taken_back"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +36,9 @@ class StatusChanged:
     end_reason: str | None = None
     # While connecting: seconds spent waiting for the platform to free a streamer (HTTP 503 queue).
     platform_wait_seconds: float | None = None
+    # The bot restarts while the session streams on a worker: "handing_over" is its last status before it
+    # stops, "taken_back" its first after the restarted bot took the session back.
+    bot_restart: BotRestart | None = None
 
 
 @dataclasses.dataclass(frozen=True)

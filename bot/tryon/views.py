@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from bot.tryon.models import FINISHING_STATES, EndReason, SessionRequest, SessionState, SessionSummary
-from bot.tryon.presenter import StatusChanged
+from bot.tryon.presenter import BotRestart, StatusChanged
 
 
 class SessionView(Protocol):
@@ -45,7 +45,11 @@ def summary_of(session: SessionView) -> SessionSummary:
 
 
 def status_of(
-    session: SessionView, *, continuing: bool = False, platform_wait_seconds: float | None = None
+    session: SessionView,
+    *,
+    continuing: bool = False,
+    platform_wait_seconds: float | None = None,
+    bot_restart: BotRestart | None = None,
 ) -> StatusChanged:
     """The status event for the session as it is now (queue position only while queued)."""
     queued = session.state is SessionState.QUEUED
@@ -61,4 +65,5 @@ def status_of(
         platform_wait_seconds=platform_wait_seconds,
         remaining_seconds=round(session.remaining_seconds, 1),
         end_reason=str(session.end_reason) if ended else None,
+        bot_restart=bot_restart,
     )

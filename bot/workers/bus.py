@@ -30,8 +30,13 @@ async def connect(settings: WorkerSettings, name: str) -> Client:
     async def on_error(error: Exception) -> None:
         log.warning("NATS (%s): %s", name, type(error).__name__)
 
+    connected: list[Client] = []
+
     async def on_disconnected() -> None:
-        log.warning("NATS (%s): disconnected, reconnecting", name)
+        if connected and (connected[0].is_closed or connected[0].is_draining):
+            log.debug("NATS (%s): disconnected (closing)", name)  # our own close: nothing to warn about
+        else:
+            log.warning("NATS (%s): disconnected, reconnecting", name)
 
     async def on_reconnected() -> None:
         log.info("NATS (%s): reconnected", name)
@@ -52,7 +57,8 @@ async def connect(settings: WorkerSettings, name: str) -> Client:
         pending_size=PENDING_BYTES,
     )
     try:
-        return await wait_within(opening, settings.connect_timeout_seconds + 1.0)
+        connected.append(await wait_within(opening, settings.connect_timeout_seconds + 1.0))
+        return connected[0]
     except Exception as error:
         where = server_address(settings.nats_url)
         raise BusUnavailable(f"NATS at {where} is unreachable ({type(error).__name__})") from error

@@ -26,7 +26,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from bot.deadline import wait_within
 from bot.store.records import SessionRecord
 from bot.tryon.errors import NoSuchSession, NotAllowed, OutfitNotApplied, TryOnError
-from bot.tryon.launcher import RecoveryPresenterFactory
+from bot.tryon.launcher import ManagedSession, RecoveryPresenterFactory
 from bot.tryon.models import (
     ALLOWED_TRANSITIONS,
     FINISHING_STATES,
@@ -36,7 +36,14 @@ from bot.tryon.models import (
     SessionState,
     SessionSummary,
 )
-from bot.tryon.presenter import ErrorReported, Presenter, RecordingReady, SnapshotReady, StatusChanged
+from bot.tryon.presenter import (
+    BotRestart,
+    ErrorReported,
+    Presenter,
+    RecordingReady,
+    SnapshotReady,
+    StatusChanged,
+)
 from bot.tryon.recordings import collect_recording_links
 from bot.tryon.runner import close_client
 from bot.tryon.session import SessionServices
@@ -139,8 +146,10 @@ class WorkerWatch:
 class RemoteLauncher:
     """Places sessions on workers over NATS; `open()` connects (or keeps trying in the background)."""
 
-    def __init__(self, settings: WorkerSettings) -> None:
+    def __init__(self, settings: WorkerSettings, *, sessions_outlive_bot: bool = True) -> None:
         self.settings = settings
+        # False for `--local-workers`: those workers stop with the bot, so its sessions end with it too.
+        self.sessions_outlive_bot = sessions_outlive_bot
         self.client: Client | None = None
         self.watch: WorkerWatch | None = None
         self._connecting: asyncio.Task[None] | None = None
@@ -243,6 +252,10 @@ class RemoteLauncher:
             return None
         return answer if answer.get("ok") else None
 
+    def detach(self, session: ManagedSession) -> bool:
+        """At a graceful stop: leave a session streaming on its worker for the next start to take back."""
+        return self.sessions_outlive_bot and isinstance(session, RemoteSession) and session.detach()
+
     def connected(self) -> Client:
         """The NATS client (NotAllowed while unreachable)."""
         if self.client is None:
@@ -314,6 +327,7 @@ class RemoteSession:
         self._placed = asyncio.Event()
         # Taken back after the bot's restart: already running on `worker_id`.
         self._taken_back = False
+        self._detached = False
         self._snapshots: list[asyncio.Future[SnapshotReady]] = []
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -411,6 +425,14 @@ class RemoteSession:
             with contextlib.suppress(ValueError):
                 self._snapshots.remove(arrived)
 
+    def detach(self) -> bool:
+        """Stop following the session but leave it streaming (the bot is stopping; its next start takes the
+        session back); False unless it is live on a worker."""
+        if self.worker_id is None or self.state is not SessionState.STREAMING or self.end_reason is not None:
+            return False
+        self._detached = True
+        return True
+
     def stop(self, reason: EndReason) -> None:
         """Ask the session to end; the first reason wins. The worker is told in the background."""
         if self.end_reason is None:
@@ -456,11 +478,15 @@ class RemoteSession:
             if self._taken_back:
                 assert self.worker_id is not None
                 self.launcher.watch_worker(self.worker_id)
+                await self._report_status(bot_restart="taken_back")
             else:
                 await self._place()
                 if self.end_reason is not None:  # stopped while being placed
                     self._spawn(self._send_stop(self.end_reason))
             await self._follow(follower)
+            if self._detached:
+                await self._report_status(bot_restart="handing_over")
+                return
             if not self._settled:  # the worker ended without its settlement reaching us
                 await self._settle(self.streamed_seconds)
         except TryOnError as error:
@@ -552,7 +578,7 @@ class RemoteSession:
         watch = self.launcher.watch
         assert watch is not None and self.worker_id is not None
         this = asyncio.current_task()
-        while not self._worker_done:
+        while not self._worker_done and not self._detached:
             await self._take_events(follower)
             if this is not None and this.cancelling():
                 # nats-py's fetch can swallow a cancellation (the bot stopping): honour it here.
@@ -755,8 +781,8 @@ class RemoteSession:
         if self.worker_id is None:
             raise NoSuchSession()
 
-    async def _report_status(self) -> None:
-        event = status_of(self)
+    async def _report_status(self, bot_restart: BotRestart | None = None) -> None:
+        event = status_of(self, bot_restart=bot_restart)
         self.last_status = event
         await self._present_safely(self.presenter.status_changed(event))
 

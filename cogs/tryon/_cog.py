@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
@@ -20,7 +21,16 @@ from cogs.tryon.outlet import SessionOutlet
 from cogs.tryon.presenter import DiscordPresenter, presenter_for_bot
 from cogs.tryon.render import history_line, quota_text, recording_links_text, status_line
 from cogs.tryon.results import LOCAL_LINKS_NOTE, full_video_answer, full_video_limit_text, links_are_local
-from cogs.tryon.views import ForgetConfirmation, FullVideoButton, HistoryPages, OutfitModal, SessionButton
+from cogs.tryon.views import (
+    AgainButton,
+    ForgetConfirmation,
+    FullVideoButton,
+    HistoryPages,
+    OutfitModal,
+    PhotoFetcher,
+    SessionButton,
+    StartModal,
+)
 from cogs.utils.checks import is_moderator
 from cogs.utils.delivery import NO_MENTIONS, post_to_mod_log, send_reply
 from cogs.utils.download import download_attachment
@@ -29,6 +39,8 @@ from cogs.utils.formatting import duration
 log = logging.getLogger(__name__)
 
 PHOTO_DOWNLOAD_SECONDS = 20.0
+# Expired photos are never used (reads check the time); the sweep only removes their files.
+PHOTO_SWEEP_SECONDS = 600.0
 # "Get the full video" asks the video service for new links each time: each member may press it this many
 # times per window (all posts together). Kept in memory: a restart or a reload of the cog starts afresh.
 FULL_VIDEO_PRESSES = 3
@@ -43,6 +55,20 @@ PHOTO_TYPES = (
     "image/heif",
     "image/avif",
 )
+
+
+def _is_image(attachment: discord.Attachment) -> bool:
+    return (attachment.content_type or "").split(";")[0] in PHOTO_TYPES
+
+
+def _check_attachment(photo: discord.Attachment) -> None:
+    """Refusals that need no await at all: answered directly, without even a defer."""
+    if photo.content_type is not None and photo.content_type.split(";")[0] not in PHOTO_TYPES:
+        raise PhotoRejected("Please attach a photo (JPEG, PNG or WebP), not another kind of file.")
+    if photo.size > MAX_PHOTO_BYTES:
+        raise PhotoRejected(
+            f"That photo is larger than {MAX_PHOTO_BYTES // 2**20} MiB. Please attach a smaller one."
+        )
 
 
 def _member_roles(interaction: discord.Interaction[TryOnBot]) -> tuple[int, ...]:
@@ -68,6 +94,10 @@ class TryOn(
             FULL_VIDEO_PRESSES, FULL_VIDEO_WINDOW_SECONDS, lambda member_id: member_id
         )
         super().__init__()
+        # Context menus cannot live in a group cog's class body: made here, added to the tree on load.
+        self.try_on_menu = app_commands.ContextMenu(name="Try on with this photo", callback=self._try_on_menu)
+        self.try_on_menu.allowed_contexts = app_commands.AppCommandContext(guild=True)
+        self.try_on_menu.allowed_installs = app_commands.AppInstallationType(guild=True)
 
     @property
     def engine(self) -> Engine[Any]:
@@ -82,9 +112,11 @@ class TryOn(
         take minutes (or wait out an Odyssey outage), so it runs alongside the bot instead of holding up
         start-up.
         """
-        self.bot.add_dynamic_items(SessionButton, FullVideoButton)
+        self.bot.add_dynamic_items(SessionButton, AgainButton, FullVideoButton)
+        self.bot.tree.add_command(self.try_on_menu)
         if not self.bot.has_runtime:
             return
+        self.bot.run_in_background(self._sweep_photos(), name="tryon-sweep-photos")
         taken_back = await self.engine.reattach(self._recovery_presenter)
         if taken_back:
             log.info("took back %d sessions still streaming on workers", taken_back)
@@ -95,8 +127,26 @@ class TryOn(
             self.bot.run_in_background(offer, name="tryon-offer-recovered")
 
     async def cog_unload(self) -> None:
-        """Stop routing presses to this cog."""
-        self.bot.remove_dynamic_items(SessionButton, FullVideoButton)
+        """Stop routing presses and the menu to this cog."""
+        self.bot.remove_dynamic_items(SessionButton, AgainButton, FullVideoButton)
+        self.bot.tree.remove_command(self.try_on_menu.name, type=self.try_on_menu.type)
+
+    async def _sweep_photos(self) -> None:
+        """Remove kept photos past their time: at start-up, then every few minutes."""
+        while True:
+            try:
+                removed = await self.engine.sweep_photos()
+            except Exception:
+                log.exception("could not sweep kept photos")
+            else:
+                if removed:
+                    log.info("removed %d kept photos past their time", removed)
+            await asyncio.sleep(PHOTO_SWEEP_SECONDS)
+
+    async def _try_on_menu(
+        self, interaction: discord.Interaction[TryOnBot], message: discord.Message
+    ) -> None:
+        await self.try_on_message(interaction, message)
 
     def _recovery_presenter(self, record: SessionRecord) -> DiscordPresenter:
         # After a restart there is no interaction token: public sessions hear back in their channel,
@@ -120,7 +170,7 @@ class TryOn(
 
     @app_commands.command(name="start", description="Start a live try-on with your photo and an outfit")
     @app_commands.describe(
-        photo="A clear photo of yourself (JPEG, PNG or WebP)",
+        photo="A clear photo of yourself (JPEG, PNG or WebP); left out: your last photo here, if kept",
         outfit="The outfit to try, e.g. 'a red wool coat with brass buttons'",
         orientation="Tall (portrait, the default) or wide (landscape) video",
         private="Only you see the live status and clips",
@@ -128,19 +178,34 @@ class TryOn(
     async def start(
         self,
         interaction: discord.Interaction[TryOnBot],
-        photo: discord.Attachment,
         outfit: app_commands.Range[str, 1, 300],
+        photo: discord.Attachment | None = None,
         orientation: Literal["portrait", "landscape"] | None = None,
         private: bool = False,
     ) -> None:
-        self._instant_checks(interaction, photo)
+        if photo is not None:
+            _check_attachment(photo)
+        self.engine.check_not_running(interaction.user.id)
+        portrait = None if orientation is None else orientation == "portrait"
+        fetch = self._downloader(photo) if photo is not None else self._kept_photo(interaction, None)
+        await self.begin(interaction, fetch, outfit, private=private, portrait=portrait)
+
+    async def begin(
+        self,
+        interaction: discord.Interaction[TryOnBot],
+        fetch_photo: PhotoFetcher,
+        outfit: str,
+        *,
+        private: bool = False,
+        portrait: bool | None = None,
+    ) -> None:
+        """Start a try-on (command, modal or button); the photo is fetched once the cheap checks pass."""
         # Acknowledge privately before any await on the database or the network: the member hears back at
         # once, refusals replace this private message, and the status message that follows is a message of
         # its own (public unless `private`).
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
-            portrait = None if orientation is None else orientation == "portrait"
-            session = await self._begin(interaction, photo, outfit, private, portrait)
+            session = await self._begin(interaction, fetch_photo, outfit, private, portrait)
         except TryOnError as error:
             try:
                 await interaction.edit_original_response(content=error.message, allowed_mentions=NO_MENTIONS)
@@ -152,25 +217,36 @@ class TryOn(
             content=f"Your try-on `{session.id}` is on its way. {where}", allowed_mentions=NO_MENTIONS
         )
 
-    def _instant_checks(self, interaction: discord.Interaction[TryOnBot], photo: discord.Attachment) -> None:
-        """Refusals that need no await at all: answered directly, without even a defer."""
-        if photo.content_type is not None and photo.content_type.split(";")[0] not in PHOTO_TYPES:
-            raise PhotoRejected("Please attach a photo (JPEG, PNG or WebP), not another kind of file.")
-        if photo.size > MAX_PHOTO_BYTES:
-            raise PhotoRejected(
-                f"That photo is larger than {MAX_PHOTO_BYTES // 2**20} MiB. Please attach a smaller one."
+    def _downloader(self, photo: discord.Attachment) -> PhotoFetcher:
+        async def fetch() -> tuple[bytes, str | None]:
+            data = await download_attachment(
+                photo,
+                origins=self.bot.config.discord.attachment_origins,
+                max_bytes=MAX_PHOTO_BYTES,
+                within=PHOTO_DOWNLOAD_SECONDS,
             )
-        self.engine.check_not_running(interaction.user.id)
+            return data, None
+
+        return fetch
+
+    def _kept_photo(self, interaction: discord.Interaction[TryOnBot], of_session: str | None) -> PhotoFetcher:
+        async def fetch() -> tuple[bytes, str | None]:
+            kept = await self.engine.kept_photo(
+                self._guild_id(interaction), interaction.user.id, of_session=of_session
+            )
+            return kept.data, kept.upload_sha256
+
+        return fetch
 
     async def _begin(
         self,
         interaction: discord.Interaction[TryOnBot],
-        photo: discord.Attachment,
+        fetch_photo: PhotoFetcher,
         outfit: str,
         private: bool,
         portrait: bool | None,
     ) -> SessionSummary:
-        """The engine's checks that need no photo, then the download, then the admission (quota reserved)."""
+        """The engine's checks that need no photo, then the photo, then the admission (quota reserved)."""
         guild_id, user_id, roles = (
             self._guild_id(interaction),
             interaction.user.id,
@@ -178,12 +254,7 @@ class TryOn(
         )
         await self.engine.check_start(guild_id, user_id, interaction.channel_id, roles, outfit)
         await interaction.edit_original_response(content="Checking your photo…", allowed_mentions=NO_MENTIONS)
-        data = await download_attachment(
-            photo,
-            origins=self.bot.config.discord.attachment_origins,
-            max_bytes=MAX_PHOTO_BYTES,
-            within=PHOTO_DOWNLOAD_SECONDS,
-        )
+        data, kept_sha256 = await fetch_photo()
         request = SessionRequest(
             guild_id=guild_id,
             user_id=user_id,
@@ -193,12 +264,45 @@ class TryOn(
             role_ids=roles,
             front_end={"private": private},
             portrait=portrait,
+            kept_photo_sha256=kept_sha256,
         )
         outlet = SessionOutlet(
             self.bot, interaction.channel_id, interaction=interaction, private=private, owner_id=user_id
         )
         presenter = presenter_for_bot(self.bot, outlet, user_id, self._remember_status(private))
         return await self.engine.start(request, presenter)
+
+    # going on: the same photo again, or a photo already posted
+
+    async def try_again(self, interaction: discord.Interaction[TryOnBot], session_id: str) -> None:
+        """ "Try another outfit" on a finished try-on: its owner picks an outfit for the same photo."""
+        record = await self.bot.runtime.store.sessions.get(session_id)
+        if record is None or record.guild_id != interaction.guild_id:
+            raise NoSuchSession()
+        if record.user_id != interaction.user.id:
+            await send_reply(
+                interaction, "Only the member whose try-on this was can try another outfit on it."
+            )
+            return
+        self.engine.check_not_running(interaction.user.id)
+        fetch = self._kept_photo(interaction, session_id)
+        await fetch()  # said now, before the member types an outfit for a photo that is gone
+        await interaction.response.send_modal(StartModal(interaction.user.id, fetch))
+
+    async def try_on_message(
+        self, interaction: discord.Interaction[TryOnBot], message: discord.Message
+    ) -> None:
+        """The "Try on with this photo" menu: the first image of a message the member posted."""
+        image = next((a for a in message.attachments if _is_image(a)), None)
+        if image is None:
+            raise PhotoRejected("That message has no photo attached.", reason="no_photo")
+        if message.author.id != interaction.user.id:
+            raise PhotoRejected(
+                "You can only try outfits on a photo you posted yourself.", reason="not_own_photo"
+            )
+        _check_attachment(image)
+        self.engine.check_not_running(interaction.user.id)
+        await interaction.response.send_modal(StartModal(interaction.user.id, self._downloader(image)))
 
     def _remember_status(self, private: bool) -> Callable[[str, int], Awaitable[None]]:
         async def remember(session_id: str, message_id: int) -> None:
@@ -367,8 +471,14 @@ class TryOn(
                 if result.live_sessions_kept
                 else ""
             )
+            photos = (
+                f" Deleted your kept photo{'s' if result.photos_deleted > 1 else ''} too."
+                if result.photos_deleted
+                else ""
+            )
+            deleted = f"Deleted {result.sessions_deleted} try-on session(s) and their prompts."
             await pressed.response.edit_message(
-                content=f"Deleted {result.sessions_deleted} try-on session(s) and their prompts.{kept}",
+                content=f"{deleted}{photos}{kept}",
                 view=None,
             )
 

@@ -59,8 +59,9 @@ class DiscordPresenter:
             await self._remember_status(event.session_id, self.outlet.status_message_id)
 
     async def status_changed(self, event: StatusChanged) -> None:
-        """Coalesce into the status message; a final state is written before this returns."""
-        if event.state in TERMINAL_STATES:
+        """Coalesce into the status message; a final state (or the last before a restart) is written before
+        this returns."""
+        if event.state in TERMINAL_STATES or event.bot_restart == "handing_over":
             await self.updater.close(event)
         else:
             self.updater.publish(event)

@@ -27,6 +27,10 @@ _ENDINGS = {
     "shutdown": "the bot is restarting",
     "connection_lost": "the connection to the video service was lost",
 }
+_RESTART_NOTES = {
+    "handing_over": "\nThe bot is restarting: your try-on keeps streaming; the buttons work again shortly.",
+    "taken_back": "\nThe bot restarted; your try-on kept streaming and nothing was lost.",
+}
 LIVE_STATES = (SessionState.QUEUED, SessionState.CONNECTING, SessionState.STREAMING)
 
 
@@ -44,7 +48,9 @@ def status_line(event: StatusChanged) -> str:
         return "Connecting to the video service…"
     if state is SessionState.STREAMING:
         prefix = "Continuing on a fresh stream" if event.continuing else "Streaming live"
-        return f"{prefix} · {duration(event.elapsed_seconds)}"
+        return (
+            f"{prefix} · {duration(event.elapsed_seconds)}{_RESTART_NOTES.get(event.bot_restart or '', '')}"
+        )
     if state in FINISHING_STATES:
         return "Finishing up and fetching your recording…"
     why = _ENDINGS.get(event.end_reason or "", "")

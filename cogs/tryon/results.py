@@ -19,7 +19,7 @@ import discord
 
 from bot.tryon.presenter import RecordingLinks, RecordingReady
 from cogs.tryon.render import recording_links_text
-from cogs.tryon.views import results_controls
+from cogs.tryon.views import final_post_controls
 from cogs.utils.formatting import duration, timestamp
 
 HIGHLIGHT_FILE = "highlight.mp4"
@@ -89,7 +89,7 @@ def final_post(
             left_out.append(name)
     attached = {name for name, _ in files}
     embed = results_embed(event, attached, made_at=time.time() if made_at is None else made_at)
-    return FinalPost(f"<@{owner_id}>", embed, files, results_controls(event.session_id), left_out)
+    return FinalPost(f"<@{owner_id}>", embed, files, final_post_controls(event.session_id), left_out)
 
 
 def results_embed(event: RecordingReady, attached: set[str], *, made_at: float) -> discord.Embed:

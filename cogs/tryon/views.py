@@ -16,6 +16,9 @@ from cogs.utils.delivery import report_error, send_reply
 if TYPE_CHECKING:
     from cogs.tryon._cog import TryOn
 
+# Fetches the photo of a try-on: its bytes, and the upload's hash when it is the member's kept photo.
+PhotoFetcher = Callable[[], Awaitable[tuple[bytes, str | None]]]
+
 log = logging.getLogger(__name__)
 
 ACTIONS = {"outfit": "New outfit", "snap": "Snapshot", "stop": "Stop"}
@@ -67,6 +70,34 @@ class SessionButton(
         await _guarded(interaction, _cog(interaction).press(interaction, self.action, self.session_id))
 
 
+class AgainButton(
+    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
+    template=r"tryon:again:(?P<session>[A-Za-z0-9_-]{1,40})",
+):
+    """ "Try another outfit" on a finished try-on's post: a new session with the same (kept) photo."""
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label="Try another outfit",
+                style=discord.ButtonStyle.primary,
+                custom_id=f"tryon:again:{session_id}",
+            )
+        )
+        self.session_id = session_id
+
+    @classmethod
+    async def from_custom_id(  # type: ignore[override]
+        cls, interaction: discord.Interaction[TryOnBot], item: discord.ui.Button[Any], match: re.Match[str]
+    ) -> AgainButton:
+        """Rebuild the button from a press (after a restart too)."""
+        return cls(match["session"])
+
+    async def callback(self, interaction: discord.Interaction[TryOnBot]) -> None:  # type: ignore[override]
+        """Ask the owner for the outfit (everyone else is refused privately)."""
+        await _guarded(interaction, _cog(interaction).try_again(interaction, self.session_id))
+
+
 async def _guarded(interaction: discord.Interaction[TryOnBot], work: Awaitable[bool | None]) -> bool:
     # A dynamic item's errors reach neither the command tree's handler nor a view's `on_error` (discord.py
     # only logs them); render them like every other error.
@@ -114,9 +145,10 @@ class FullVideoButton(
         await _guarded(interaction, _cog(interaction).send_full_video(interaction, self.session_id))
 
 
-def results_controls(session_id: str) -> discord.ui.View:
-    """The final post's buttons."""
+def final_post_controls(session_id: str) -> discord.ui.View:
+    """The buttons of a try-on's final post: "Try another outfit" (its member) and "Get the full video"."""
     view = discord.ui.View(timeout=None)
+    view.add_item(AgainButton(session_id))
     view.add_item(FullVideoButton(session_id))
     return view
 
@@ -146,6 +178,34 @@ class OutfitModal(discord.ui.Modal):
     async def on_submit(self, interaction: discord.Interaction[TryOnBot]) -> None:  # type: ignore[override]
         """Apply the outfit to the session."""
         await _cog(interaction).apply_outfit(interaction, self.session_id, self.outfit.value)
+
+    async def on_error(self, interaction: discord.Interaction[TryOnBot], error: Exception) -> None:  # type: ignore[override]
+        """Members' errors as written, anything else with an id (as for commands)."""
+        await report_error(interaction, error)
+
+
+class StartModal(discord.ui.Modal):
+    """Asks for the outfit of a new try-on whose photo is already known (kept, or in a message)."""
+
+    outfit: discord.ui.TextInput[StartModal] = discord.ui.TextInput(
+        label="Outfit", placeholder="a red wool coat with brass buttons", min_length=1, max_length=300
+    )
+
+    def __init__(self, user_id: int, fetch_photo: PhotoFetcher) -> None:
+        super().__init__(title="Try on", custom_id=f"tryon:start-modal:{user_id}", timeout=600)
+        self.user_id = user_id
+        self.fetch_photo = fetch_photo
+
+    async def interaction_check(self, interaction: discord.Interaction[TryOnBot]) -> bool:  # type: ignore[override]
+        """Only the member it was shown to."""
+        if interaction.user.id != self.user_id:
+            await send_reply(interaction, "Only the member who opened this can use it.")
+            return False
+        return True
+
+    async def on_submit(self, interaction: discord.Interaction[TryOnBot]) -> None:  # type: ignore[override]
+        """Start the try-on."""
+        await _cog(interaction).begin(interaction, self.fetch_photo, self.outfit.value)
 
     async def on_error(self, interaction: discord.Interaction[TryOnBot], error: Exception) -> None:  # type: ignore[override]
         """Members' errors as written, anything else with an id (as for commands)."""

@@ -112,7 +112,7 @@ async def test_the_final_post_keeps_the_highlight_and_a_bystander_gets_fresh_lin
     assert embed["image"]["url"] == "attachment://before-after.png"
     assert "2 outfits" in embed["description"] and "local links" in embed["description"]
     assert [a["filename"] for a in post.attachments] == list(files) and not post.ephemeral
-    assert post.custom_ids() == [f"tryon:full:{session_id}"]
+    assert post.custom_ids() == [f"tryon:again:{session_id}", f"tryon:full:{session_id}"]
     assert f"<@{user_id(alice)}>" in post.content
 
     # The links the post was made with expire...
@@ -227,7 +227,7 @@ async def test_an_upload_over_the_limit_is_posted_again_with_what_fits(
     assert (
         "Highlight" not in posted.text and posted.embeds[0]["image"]["url"] == "attachment://before-after.png"
     )
-    assert posted.custom_ids() == ["tryon:full:sess1"]
+    assert posted.custom_ids() == ["tryon:again:sess1", "tryon:full:sess1"]
     assert presenter.upload_budget_bytes < len(highlight.data)
 
     # Refused for another reason, the post goes once more without files: the links and button matter most.
@@ -238,4 +238,4 @@ async def test_an_upload_over_the_limit_is_posted_again_with_what_fits(
     last = fake_discord.channel_messages(channel_id)[-1]
     assert last.attachments == [] and "[video](https://cdn.example/v.mp4)" in last.text
     assert "image" not in last.embeds[0] and "thumbnail" not in last.embeds[0]
-    assert last.custom_ids() == ["tryon:full:sess2"]
+    assert last.custom_ids() == ["tryon:again:sess2", "tryon:full:sess2"]

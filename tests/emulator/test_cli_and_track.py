@@ -106,6 +106,7 @@ async def test_track_paces_loops_intros_and_restarts_at_keyframe_on_request() ->
     track.request_keyframe()
     packet = await track.recv()
     assert bytes(packet) == b"loop\x00" and track.keyframe_restarts == 1
+    assert (track.frames_sent, track.bytes_sent) == (8, 8 * 5)  # every payload here is 5 bytes
     assert packet.pts == 7 * 90_000 // 100 and packet.time_base.denominator == 90_000
     track.stop()
 

@@ -66,6 +66,14 @@ async def test_recording_files_are_real_and_match_the_stream(emulator: Emulator)
         assert thumbnail.format == "JPEG" and thumbnail.size == (frames[0].width, frames[0].height)
         events = [json.loads(line) for line in (await http.get(recording["events_url"])).text.splitlines()]
         assert [e["type"] for e in events] == ["stream_started", "update", "stream_ended"]
+    # What the render threads did, by kind: the idle picture for the offer, both loops and the crossfade for
+    # the stream (VP8), the crossfade and the loops shown in the recording (H.264; the second loop only if
+    # it played after the crossfade), then the files.
+    work = emulator.library.work
+    jobs = dict(work.jobs)
+    assert 1 <= jobs.pop("h264_loop") <= 2
+    assert jobs == {"idle": 1, "scene": 2, "transition": 1, "h264_transition": 1, "recording": 1}
+    assert work.pending == 0 and all(seconds > 0 for seconds in work.cpu_seconds.values())
 
 
 async def test_listing_is_paginated_recent_first_and_per_key(emulator_factory) -> None:

@@ -56,6 +56,9 @@ async def test_full_stream_changes_frames_with_the_prompt(emulator: Emulator) ->
         assert ack["prompt"] == "a blue shirt"
         await garment_becomes(peer, 2)  # blue
         assert garment_mean(await peer.frame())[2] > 100  # and stays blue
+        [stats] = emulator.stream_stats()
+        assert (stats.prompt, stats.size, stats.image_bytes) == ("a blue shirt", (176, 320), None)
+        assert stats.scene_key and stats.frames_sent > 0 and stats.bytes_sent > stats.frames_sent
         peer.send({"type": "interactive_stream_end"})
         await peer.expect("stream_ended")
         async with asyncio.timeout(10):

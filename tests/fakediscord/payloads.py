@@ -356,6 +356,22 @@ def slash_command(
     return payload
 
 
+def message_command(ctx: InteractionContext, name: str, message: Payload) -> Payload:
+    """An APPLICATION_COMMAND interaction of a message context menu (`name`) used on `message`."""
+    data: Payload = {
+        "id": str(snowflake()),
+        "name": name,
+        "type": 3,
+        "target_id": message["id"],
+        "resolved": {"messages": {message["id"]: message}},
+    }
+    if ctx.guild_id is not None:
+        data["guild_id"] = str(ctx.guild_id)
+    payload = ctx.base(2)
+    payload["data"] = data
+    return payload
+
+
 def component(
     ctx: InteractionContext, custom_id: str, message: Payload, *, component_type: int = 2
 ) -> Payload:
