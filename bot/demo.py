@@ -2,7 +2,9 @@
 
 Without ODYSSEY_API_KEY it runs against the embedded emulator on 127.0.0.1 (with a short stream cap, so a
 roll-over is shown); with it, against Odyssey. The engine is the bot's own: fair queue, session state
-machine, quota ledger in SQLite (`out/tryon.sqlite3`), GIF snippets, roll-over, recording links.
+machine, quota ledger in SQLite (`out/tryon.sqlite3`), GIF snippets, roll-over, recording links, and the
+session's highlight MP4 with its stills. `out/final-post.json` and `out/final-post.md` show the final post a
+member would see in Discord, built by the bot's own renderer (`cogs/tryon/results.py`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import contextlib
 import itertools
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -21,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from bot.media.snippets import DISCORD_UPLOAD_LIMIT
 from bot.odyssey import OdysseyError
 from bot.store import Store
 from bot.tryon.console import ConsolePresenter
@@ -32,6 +36,7 @@ from bot.tryon.presenter import RecordingLinks
 from bot.tryon.prompts import check_prompt
 from bot.tryon.session import TryOnSession
 from bot.tryon.settings import EngineSettings
+from cogs.tryon.results import final_post
 
 if TYPE_CHECKING:
     from bot.emulator import EmulatorConfig
@@ -168,6 +173,7 @@ async def try_on(
         message = presenter.errors[-1].message if presenter.errors else f"the session ended {session.state}"
         raise DemoError(message)
     downloads = await download_recordings(presenter, out)
+    await write_final_post(presenter, out)
     summary = await summarise(engine, session, presenter, downloads, time.monotonic() - started)
     await asyncio.to_thread((out / "summary.json").write_text, json.dumps(summary, indent=2) + "\n")
     print_summary(summary, out)
@@ -217,6 +223,45 @@ async def download_one(
     return saved
 
 
+async def write_final_post(presenter: ConsolePresenter, out: Path) -> None:
+    """The final post as Discord would receive it (JSON) and as a member would read it (Markdown)."""
+    if not presenter.recordings:
+        return
+    post = final_post(presenter.recordings[-1], DEMO_USER, DISCORD_UPLOAD_LIMIT)
+    preview = post.preview()
+    await asyncio.to_thread((out / "final-post.json").write_text, json.dumps(preview, indent=2) + "\n")
+    await asyncio.to_thread((out / "final-post.md").write_text, final_post_markdown(preview))
+
+
+def final_post_markdown(preview: dict[str, Any]) -> str:
+    """A readable rendering of `FinalPost.preview()`: attachments, embed, buttons."""
+    [embed] = preview["embeds"]
+    lines = [f"Message text: `{preview['content']}` (the member's mention)", "", "Attachments:", ""]
+    lines += ["| file | type | size |", "|---|---|---:|"]
+    lines += [
+        f"| {a['filename']} | {a['content_type']} | {a['size'] / 1024:.0f} KiB |"
+        for a in preview["attachments"]
+    ]
+    if preview["left_out"]:
+        lines += ["", f"Left out (over the upload limit): {', '.join(preview['left_out'])}"]
+    lines += ["", "Embed:", "", f"> **{embed['title']}**", ">"]
+    # Discord shows <t:…:R> in the reader's own terms ("2 minutes ago", later "3 days ago").
+    description = re.sub(
+        r"<t:(\d+):R>", r"`<t:\1:R>` (shown as a relative time)", embed.get("description", "")
+    )
+    lines += [f"> {line}" for line in description.splitlines()]
+    for part in ("thumbnail", "image"):
+        if part in embed:
+            lines += [">", f"> {part}: `{embed[part]['url']}`"]
+    lines += [">", f"> _{embed['footer']['text']}_", "", "Buttons:", ""]
+    lines += [
+        f"- **{button['label']}** (`{button['custom_id']}`)"
+        for row in preview["components"]
+        for button in row["components"]
+    ]
+    return "\n".join(lines) + "\n"
+
+
 async def summarise(
     engine: Engine[TryOnSession],
     session: TryOnSession,
@@ -256,6 +301,12 @@ async def summarise(
         ],
         "snapshots": [str(f.path) for f in presenter.snapshots],
         "before_after": str(presenter.before_after) if presenter.before_after else None,
+        "thumbnail": str(presenter.thumbnail) if presenter.thumbnail else None,
+        "highlight": (
+            {"path": str(presenter.highlight.path), "bytes": presenter.highlight.size_bytes}
+            if presenter.highlight
+            else None
+        ),
         "recordings": downloads,
         "wall_seconds": round(wall_seconds, 1),
     }
@@ -280,4 +331,8 @@ def print_summary(summary: dict[str, Any], out: Path) -> None:
         print(f"  recording {recording.get('video')} (thumbnail {recording.get('thumbnail')})")
     if summary["before_after"]:
         print(f"  before/after still: {summary['before_after']}")
+    if summary["highlight"]:
+        highlight = summary["highlight"]
+        print(f"  highlight video: {highlight['path']} ({highlight['bytes'] / 1024:.0f} KiB)")
+    print(f"  the final post as Discord would show it: {out / 'final-post.md'} (and final-post.json)")
     print(f"  finished in {summary['wall_seconds']:.1f} s")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import av
 import pytest
 
 from bot.config import BotConfig, DiscordSettings, OdysseySettings, StoreSettings
@@ -40,6 +42,14 @@ def fast_engine(**overrides: Any) -> EngineSettings:
     }
     values.update(overrides)
     return EngineSettings(**values)
+
+
+def mp4_video(data: bytes) -> tuple[str, int, int, int]:
+    """An MP4's video: codec name, width, height and the number of frames it decodes to."""
+    with av.open(io.BytesIO(data), "r") as container:
+        video = container.streams.video[0]
+        frames = len(list(container.decode(video)))
+        return video.codec_context.name, video.width, video.height, frames
 
 
 def bearer(token: str) -> dict[str, str]:

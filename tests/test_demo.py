@@ -18,6 +18,7 @@ from bot.store import Store
 from bot.tryon.engine import build_engine, client_factory
 from bot.tryon.models import SessionState
 from bot.tryon.settings import EngineSettings
+from tests.helpers import mp4_video
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -69,6 +70,23 @@ def check_outputs(summary: dict[str, Any], out: Path) -> None:
         assert Path(recording["video"]).read_bytes()[4:8] == b"ftyp"
     assert summary["charged_seconds"] == pytest.approx(summary["streamed_seconds"], abs=0.05)
     assert (out / "tryon.sqlite3").exists()
+    # The highlight of the whole session, and the final post as Discord would get it.
+    highlight = Path(summary["highlight"]["path"])
+    assert highlight.name.endswith("-highlight.mp4") and mp4_video(highlight.read_bytes())[0] == "h264"
+    post = json.loads((out / "final-post.json").read_text())
+    files = [(a["filename"], a["content_type"]) for a in post["attachments"]]
+    assert files == [
+        ("highlight.mp4", "video/mp4"),
+        ("thumbnail.jpg", "image/jpeg"),
+        ("before-after.png", "image/png"),
+    ]
+    assert post["attachments"][0]["size"] == summary["highlight"]["bytes"]
+    [embed] = post["embeds"]
+    assert embed["image"]["url"] == "attachment://before-after.png" and "local links" in embed["description"]
+    buttons = [button["label"] for button in post["components"][0]["components"]]
+    assert buttons == ["Try another outfit", "Get the full video"]
+    rendered = (out / "final-post.md").read_text()
+    assert "| highlight.mp4 | video/mp4 |" in rendered and "**Get the full video**" in rendered
 
 
 async def test_a_session_that_ends_early_is_summarised_not_misreported(

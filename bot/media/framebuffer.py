@@ -67,7 +67,7 @@ def scaled_size(width: int, height: int, max_width: int) -> tuple[int, int]:
     return max(target_width, 2), max(target_height, 2)
 
 
-def _scale_to_yuv420p(frame: av.VideoFrame, out: np.ndarray) -> np.ndarray:
+def scale_into_yuv420p(frame: av.VideoFrame, out: np.ndarray) -> np.ndarray:
     """Scale into `out` (height * 3 // 2, width): the Y plane, then U, then V, each packed row after row."""
     width, height = out.shape[1], out.shape[0] * 2 // 3
     scaled = frame.reformat(width, height, "yuv420p", interpolation="AREA")
@@ -175,7 +175,7 @@ class FrameBuffer:
             # Kept frames are allocated here on the loop thread: buffers allocated in worker threads land in
             # per-thread malloc arenas, which fragment and grew RSS well past the data actually held.
             planes = np.empty((height * 3 // 2, width), np.uint8)
-            await asyncio.to_thread(_scale_to_yuv420p, source, planes)
+            await asyncio.to_thread(scale_into_yuv420p, source, planes)
         finally:
             self._scaling = False
         if generation != self._generation:

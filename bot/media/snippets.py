@@ -15,11 +15,13 @@ import numpy as np
 
 from bot.deadline import wait_within
 from bot.media.framebuffer import KeptFrame, scaled_size
+from bot.media.highlight import ReelFrame
 from bot.media.worker import ClipJob, JobResult, PixelFormat, SnippetKind, init_worker, run_job
 
 DISCORD_UPLOAD_LIMIT = 10 * 1024 * 1024
 
-ClipFrames = Sequence[KeptFrame] | Sequence[np.ndarray]
+ClipFrames = Sequence[KeptFrame] | Sequence[np.ndarray] | Sequence[ReelFrame]
+Pixels = np.ndarray | tuple[bytes, ...]
 
 
 class SnippetTooLargeError(Exception):
@@ -54,15 +56,20 @@ class _Plan:
     step: int  # keep every `step`-th frame
 
 
-def _stack(frames: ClipFrames) -> tuple[np.ndarray, PixelFormat, int, int]:
-    """One contiguous array for the worker, plus its pixel format and frame size (width, height)."""
+def _stack(frames: ClipFrames) -> tuple[Pixels, PixelFormat, int, int]:
+    """One contiguous array (or the JPEGs) for the worker, plus its pixel format and frame size."""
     first = frames[0]
+    if isinstance(first, ReelFrame):
+        reel = [frame for frame in frames if isinstance(frame, ReelFrame)]
+        if len(reel) != len(frames):
+            raise ValueError("a clip of highlight frames cannot mix in other kinds of frames")
+        return tuple(frame.jpeg for frame in reel), "jpeg", first.width, first.height
     if isinstance(first, KeptFrame):
         kept = [frame for frame in frames if isinstance(frame, KeptFrame)]
         if len(kept) == len(frames) and all(k.yuv420p.shape == first.yuv420p.shape for k in kept):
             return np.stack([k.yuv420p for k in kept]), "yuv420p", first.width, first.height
         # Sizes changed mid-clip (a new stream with another resolution): bring all to the first size.
-        rgb = [f.to_rgb(first.width, first.height) if isinstance(f, KeptFrame) else f for f in frames]
+        rgb = [_rgb_of(f, first.width, first.height) for f in frames]
         return np.stack(rgb), "rgb24", first.width, first.height
     arrays = [np.asarray(frame) for frame in frames]
     if any(
@@ -71,6 +78,12 @@ def _stack(frames: ClipFrames) -> tuple[np.ndarray, PixelFormat, int, int]:
         raise ValueError("array frames must all be uint8 RGB of one shape (height, width, 3)")
     height, width = arrays[0].shape[:2]
     return np.stack(arrays), "rgb24", width, height
+
+
+def _rgb_of(frame: KeptFrame | np.ndarray | ReelFrame, width: int, height: int) -> np.ndarray:
+    if isinstance(frame, ReelFrame):
+        raise ValueError("a clip of kept frames cannot mix in highlight frames")
+    return frame.to_rgb(width, height) if isinstance(frame, KeptFrame) else frame
 
 
 def _stop_workers(pool: ProcessPoolExecutor) -> None:

@@ -1,4 +1,4 @@
-"""Still images cut from a session: the member's photo beside the last frame."""
+"""Still images cut from a session: the member's photo beside the last frame, and a small thumbnail."""
 
 from __future__ import annotations
 
@@ -24,4 +24,15 @@ def before_after_png(photo: bytes, latest: KeptFrame, height: int = 480) -> byte
     canvas.paste(scaled[1], (scaled[0].width, 0))
     out = io.BytesIO()
     canvas.save(out, format="PNG", optimize=False)
+    return out.getvalue()
+
+
+def thumbnail_jpeg(latest: KeptFrame, width: int = 240, quality: int = 85) -> bytes:
+    """The last frame, `width` pixels wide (never upscaled), as JPEG (CPU work: run it in a thread)."""
+    image = PIL.Image.fromarray(latest.to_rgb())
+    if image.width > width:
+        height = max(1, round(image.height * width / image.width))
+        image = image.resize((width, height), PIL.Image.Resampling.BOX)
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=quality)
     return out.getvalue()

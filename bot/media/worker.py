@@ -17,8 +17,10 @@ from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from bot.media.framebuffer import YUV_TO_RGB_INTERPOLATION
 from bot.media.gif_encoder import encode_rgba_clip
+from bot.media.highlight import jpeg_to_yuv420p
 
-PixelFormat = Literal["yuv420p", "rgb24"]
+# "jpeg": the highlight reel's frames, yuv420p planes stored as 4:2:0 JPEGs, decoded here.
+PixelFormat = Literal["yuv420p", "rgb24", "jpeg"]
 SnippetKind = Literal["gif", "mp4"]
 
 
@@ -26,7 +28,7 @@ SnippetKind = Literal["gif", "mp4"]
 class ClipJob:
     """One encoding request; cheap to pickle (one stacked array plus a few numbers)."""
 
-    pixels: np.ndarray  # yuv420p: (n, h * 3 // 2, w); rgb24: (n, h, w, 3)
+    pixels: np.ndarray | tuple[bytes, ...]  # yuv420p: (n, h * 3 // 2, w); rgb24: (n, h, w, 3); jpeg: bytes
     pixel_format: PixelFormat
     width: int  # output size
     height: int
@@ -45,15 +47,23 @@ class JobResult:
 
 
 def _scaled_frames(job: ClipJob, pixel_format: str) -> list[av.VideoFrame]:
-    """Convert and scale in one libswscale pass per frame."""
-    to_rgb = job.pixel_format == "yuv420p" and pixel_format != "yuv420p"
+    """Convert and scale in one libswscale pass per frame (frames of any size come out at the job's)."""
+    source_format = "rgb24" if job.pixel_format == "rgb24" else "yuv420p"
+    to_rgb = source_format == "yuv420p" and pixel_format != "yuv420p"
     interpolation = YUV_TO_RGB_INTERPOLATION if to_rgb else "AREA"
     return [
-        av.VideoFrame.from_ndarray(pixels, format=job.pixel_format).reformat(
+        av.VideoFrame.from_ndarray(_planes(job, pixels), format=source_format).reformat(
             job.width, job.height, pixel_format, interpolation=interpolation
         )
         for pixels in job.pixels
     ]
+
+
+def _planes(job: ClipJob, pixels: np.ndarray | bytes) -> np.ndarray:
+    if job.pixel_format == "jpeg":
+        return jpeg_to_yuv420p(bytes(pixels))
+    assert isinstance(pixels, np.ndarray)
+    return pixels
 
 
 def _encode_gif(job: ClipJob) -> bytes:

@@ -1,4 +1,5 @@
-"""A Presenter for terminals: prints one line per event and writes snippets and stills to a folder."""
+"""A Presenter for terminals: prints one line per event and writes snippets, stills and the highlight to a
+folder."""
 
 from __future__ import annotations
 
@@ -39,6 +40,8 @@ class ConsolePresenter:
         self.recordings: list[RecordingReady] = []
         self.errors: list[ErrorReported] = []
         self.before_after: Path | None = None
+        self.highlight: WrittenFile | None = None
+        self.thumbnail: Path | None = None
         # Files on disk: the engine's own snippet budget is the only limit.
         self.upload_budget_bytes: int | None = None
         self._shown_outfit: str | None = None
@@ -99,16 +102,23 @@ class ConsolePresenter:
         self._say(f"snapshot: {path}")
 
     async def recording_ready(self, event: RecordingReady) -> None:
-        """List the recording links (and write the before/after still)."""
+        """List the recording links; write the highlight video, the before/after still and the thumbnail."""
         self.recordings.append(event)
         kind = "recovered recording" if event.recovered else "recording"
         for links in event.recordings:
             self._say(f"{kind} of stream {links.stream_id}: {links.video_url}")
+        prefix = f"tryon-{event.session_id}"
+        if event.highlight is not None:
+            highlight = event.highlight
+            path = await self._write(f"{prefix}-highlight.mp4", highlight.data)
+            caption = f"{highlight.duration_seconds:.1f} s, {highlight.outfits} outfit(s)"
+            self.highlight = WrittenFile(path, len(highlight.data), caption)
+            self._say(f"highlight: {path} ({len(highlight.data) / 1024:.0f} KiB, {caption})")
         if event.before_after_png is not None:
-            self.before_after = await self._write(
-                f"tryon-{event.session_id}-before-after.png", event.before_after_png
-            )
+            self.before_after = await self._write(f"{prefix}-before-after.png", event.before_after_png)
             self._say(f"before/after: {self.before_after}")
+        if event.thumbnail_jpeg is not None:
+            self.thumbnail = await self._write(f"{prefix}-thumbnail.jpg", event.thumbnail_jpeg)
 
     async def error(self, event: ErrorReported) -> None:
         """Print the member-facing sentence."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, Generic, TypeVar, overload
 
 from bot.media.snippets import SnippetEncoder
@@ -188,11 +188,24 @@ class Engine(Generic[Session]):
     # ----- afterwards --------------------------------------------------------------------------------------
 
     async def recording_links(
-        self, session_id: str, *, guild_id: int, user_id: int, moderator: bool
+        self,
+        session_id: str,
+        *,
+        guild_id: int,
+        user_id: int,
+        moderator: bool,
+        shown_to_channel: Callable[[SessionRecord], bool] | None = None,
     ) -> list[RecordingLinks]:
-        """Fresh links to a session's recordings, for its owner or a moderator of its guild."""
+        """Fresh links to a session's recordings, for its owner or a moderator of its guild.
+
+        `shown_to_channel` tells from the session's record whether the front end showed its results to
+        everyone in its channel; if so, any member of the guild may have fresh links too.
+        """
         record = await self.services.store.sessions.find(guild_id, session_id)
-        if record is None or (record.user_id != user_id and not moderator):
+        if record is None and shown_to_channel is not None:
+            raise NoSuchSession("That try-on is no longer kept here (its member may have deleted it).")
+        public = record is not None and shown_to_channel is not None and shown_to_channel(record)
+        if record is None or (record.user_id != user_id and not moderator and not public):
             raise NoSuchSession("No try-on of yours has that id in this server.")
         return await self.manager.recording_links(session_id, guild_id=guild_id)
 

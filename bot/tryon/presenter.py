@@ -76,8 +76,23 @@ class RecordingLinks:
 
 
 @dataclasses.dataclass(frozen=True)
+class Highlight:
+    """A short H.264 MP4 of the whole session, every outfit in turn, made to fit the upload budget."""
+
+    data: bytes
+    duration_seconds: float
+    width: int
+    height: int
+    # Outfits it shows (one chapter each).
+    outfits: int
+
+
+@dataclasses.dataclass(frozen=True)
 class RecordingReady:
-    """The recordings of a finished session: one entry per stream (roll-overs make several)."""
+    """The results of a finished session: recording links (one entry per stream), highlight and stills.
+
+    The links expire; the highlight and stills are bytes to keep (upload them: they never expire).
+    """
 
     session_id: str
     recordings: tuple[RecordingLinks, ...]
@@ -85,6 +100,10 @@ class RecordingReady:
     before_after_png: bytes | None = None
     # True when offered after a crash or restart rather than at a normal end.
     recovered: bool = False
+    # The highlight video (None when no frames were kept, e.g. after a restart, or it did not fit).
+    highlight: Highlight | None = None
+    # A small JPEG of the last frame.
+    thumbnail_jpeg: bytes | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,10 +120,11 @@ class ErrorReported:
 class Presenter(Protocol):
     """Receives the events of one session; every method must return quickly and never raise on purpose."""
 
-    # The most bytes a snippet may have to be shown here (e.g. the upload limit); None: the engine's own.
+    # The most bytes one message's files may have to be shown here (e.g. the upload limit): a snippet, or
+    # the highlight with the stills of the final message. None: the engine's own budgets.
     @property
     def upload_budget_bytes(self) -> int | None:
-        """The byte budget of a snippet for this front end."""
+        """The byte budget of one message's files for this front end."""
 
     async def status_changed(self, event: StatusChanged) -> None:
         """The state, position or progress changed."""

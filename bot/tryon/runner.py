@@ -17,6 +17,7 @@ from typing import Protocol, TypeVar
 
 from bot.deadline import wait_within
 from bot.media.framebuffer import FrameBuffer
+from bot.media.highlight import HighlightReel
 from bot.odyssey import Odyssey, OdysseyError
 from bot.odyssey.errors import STREAM_ENDING_REASONS
 from bot.tryon.errors import NoSuchSession
@@ -105,6 +106,7 @@ class StreamRunner:
         stopped: asyncio.Event,
         label: str,
         clock: Callable[[], float] = time.monotonic,
+        reel: HighlightReel | None = None,
     ) -> None:
         self._host = host
         self._clients = clients
@@ -112,6 +114,8 @@ class StreamRunner:
         self._photo = photo
         self._portrait = portrait
         self._buffer = buffer
+        # Samples the frames the buffer keeps for the session's highlight.
+        self._reel = reel
         self._stopped = stopped
         self._label = label  # for logs: the session id
         self._clock = clock
@@ -315,7 +319,9 @@ class StreamRunner:
     async def _pump_frames(self, client: Odyssey) -> None:
         async for stream_frame in client.frames:
             self.frames_received += 1
-            await self._buffer.add(stream_frame)
+            kept = await self._buffer.add(stream_frame)
+            if kept is not None and self._reel is not None:
+                await self._reel.add(kept)
 
     def _stop_counting(self, live: LiveStream) -> float:
         """Stop counting `live`'s seconds (once) and return them; it is no longer the current stream."""

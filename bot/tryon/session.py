@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from bot.deadline import wait_within
 from bot.media.framebuffer import FrameBuffer
+from bot.media.highlight import HighlightReel
 from bot.media.snippets import SnippetEncoder, SnippetTooLargeError
-from bot.media.stills import before_after_png
+from bot.media.stills import before_after_png, thumbnail_jpeg
 from bot.odyssey import OdysseyError, OdysseyStreamError, OdysseyUsageError
 from bot.tryon.errors import NoSuchSession, OutfitNotApplied, TryOnError
 from bot.tryon.models import (
@@ -28,6 +29,7 @@ from bot.tryon.models import (
 )
 from bot.tryon.presenter import (
     ErrorReported,
+    Highlight,
     Presenter,
     RecordingLinks,
     RecordingReady,
@@ -44,6 +46,9 @@ if TYPE_CHECKING:
     from bot.tryon.ledger import SessionLedger
 
 log = logging.getLogger(__name__)
+
+# The final message's JSON and multipart framing travel in the same request as its files.
+UPLOAD_OVERHEAD_BYTES = 64 * 1024
 
 
 @dataclasses.dataclass
@@ -93,6 +98,13 @@ class TryOnSession:
             window_seconds=self.settings.buffer_seconds,
             max_width=self.settings.snippet_width,
         )
+        # A sample of the whole session for its highlight video; memory bound: highlight_memory_bytes.
+        self.reel = HighlightReel(
+            fps=min(self.settings.highlight_fps, self.settings.snippet_fps),  # it samples the buffer's frames
+            max_frames=self.settings.highlight_max_frames,
+            max_bytes=self.settings.highlight_memory_bytes,
+            max_width=self.settings.highlight_width,
+        )
         self._clock = clock
         self._stop = asyncio.Event()
         self.streams = StreamRunner(
@@ -105,6 +117,7 @@ class TryOnSession:
             stopped=self._stop,
             label=session_id,
             clock=clock,
+            reel=self.reel,
         )
         # The pending prompts a stream about to start carries.
         self._carried_prompt_ids: list[int] = []
@@ -192,6 +205,7 @@ class TryOnSession:
                 raise OutfitNotApplied() from exc
             # The snippet starts at the acknowledgement: frames before it still show the old outfit.
             mark = self._timeline_now()
+            self.reel.begin_chapter(outfit)
             for prompt_id in prompt_ids:
                 await ledger.prompt_status(prompt_id, "applied")
             await self._report_status()
@@ -261,6 +275,7 @@ class TryOnSession:
         finally:
             await self._close_background()
             self.buffer.clear()
+            self.reel.clear()
             self.finished.set()
 
     async def _stream_until_stopped(self) -> None:
@@ -324,6 +339,7 @@ class TryOnSession:
         self._carried_prompt_ids = []
         if stream.index == 0:
             self._last_activity = stream.started
+            self.reel.begin_chapter(stream.prompt)  # before the stream's first frame is pumped
 
     async def stream_running(self, stream: LiveStream) -> None:
         """The first stream: the session is streaming; a later one: tell the member it carries on."""
@@ -364,7 +380,8 @@ class TryOnSession:
     # ----- endings ---------------------------------------------------------------------------------------
 
     async def _finish(self) -> None:
-        """The normal end after streaming: settle usage, collect the recordings, report them."""
+        """The normal end after streaming: settle usage, collect the recordings and make the highlight and
+        stills meanwhile, report them."""
         if self.end_reason is None:
             self.end_reason = EndReason.CONNECTION_LOST
         # Every stream is closed: the slot may go to the next member while the recordings are fetched.
@@ -372,11 +389,52 @@ class TryOnSession:
         await self._transition(SessionState.ENDING)
         await self._settle()
         await self._transition(SessionState.FINALISING)
-        recordings = await self._collect_recordings()
-        before_after = await self._before_after()
-        event = RecordingReady(self.id, tuple(recordings), before_after_png=before_after)
+        recordings, event = await asyncio.gather(self._collect_recordings(), self._results())
+        event = dataclasses.replace(event, recordings=tuple(recordings))
         await self._present(self.presenter.recording_ready(event))
         await self._transition(SessionState.DONE)
+
+    async def _results(self) -> RecordingReady:
+        """The stills and the highlight (without links yet); whatever fails is left out, never raised."""
+        before_after = await self._before_after()
+        thumbnail = await self._thumbnail()
+        # The highlight comes first in the message's upload budget; the stills go along if they fit.
+        budget = self._upload_budget(self.settings.highlight_budget_bytes) - UPLOAD_OVERHEAD_BYTES
+        highlight = await self._highlight(budget - len(thumbnail or b""))
+        return RecordingReady(
+            self.id, (), before_after_png=before_after, highlight=highlight, thumbnail_jpeg=thumbnail
+        )
+
+    async def _highlight(self, budget_bytes: int) -> Highlight | None:
+        """The session's highlight MP4, encoded in the snippet pool; None without frames or room for it."""
+        frames = self.reel.frames()
+        if len(frames) < 2 or budget_bytes <= 0:
+            return None
+        try:
+            clip = await self.services.encoder.encode_mp4(
+                frames,
+                fps=self.reel.fps,
+                budget_bytes=budget_bytes,
+                max_width=self.settings.highlight_width,
+                crf=self.settings.highlight_crf,
+            )
+        except SnippetTooLargeError:
+            log.warning("session %s: the highlight does not fit %d bytes", self.id, budget_bytes)
+            return None
+        except Exception:
+            log.exception("session %s: highlight encoding failed", self.id)
+            return None
+        return Highlight(clip.data, clip.duration_seconds, clip.width, clip.height, self.reel.outfits)
+
+    async def _thumbnail(self) -> bytes | None:
+        latest = self.buffer.latest()
+        if latest is None:
+            return None
+        try:
+            return await asyncio.to_thread(thumbnail_jpeg, latest)
+        except (OSError, ValueError):
+            log.warning("session %s: no thumbnail", self.id, exc_info=True)
+            return None
 
     async def _collect_recordings(self) -> list[RecordingLinks]:
         """Poll every stream's recording; once the bot shuts down, wait only a little longer."""
@@ -481,11 +539,10 @@ class TryOnSession:
         except Exception:
             log.exception("session %s: presenter failed", self.id)
 
-    def _snippet_budget(self) -> int:
-        """The engine's snippet budget, lowered to what the presenter can show."""
+    def _upload_budget(self, own: int) -> int:
+        """One of the engine's byte budgets, lowered to what the presenter can show in one message."""
         shown = self.presenter.upload_budget_bytes
-        budget = self.settings.snippet_budget_bytes
-        return budget if shown is None else min(budget, shown)
+        return own if shown is None else min(own, shown)
 
     def _timeline_now(self) -> float:
         latest = self.buffer.latest()
@@ -513,7 +570,7 @@ class TryOnSession:
             snippet = await self.services.encoder.encode_gif(
                 frames,
                 fps=self.buffer.sample_fps,
-                budget_bytes=self._snippet_budget(),
+                budget_bytes=self._upload_budget(self.settings.snippet_budget_bytes),
                 max_width=self.settings.snippet_width,
             )
         except SnippetTooLargeError:

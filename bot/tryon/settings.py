@@ -41,6 +41,15 @@ class EngineSettings:
     snippet_budget_bytes: int = 10 * MIB
     # Frames kept in the frame buffer, in seconds of stream.
     buffer_seconds: float = 6.0
+    # The highlight video of the whole session (bot/media/highlight.py): frames sampled per second, at most
+    # this many frames (a session longer than that becomes a time-lapse), their width, the JPEG bytes held
+    # while streaming (its memory bound), the encoder's quality (H.264 CRF) and its largest upload.
+    highlight_fps: int = 6
+    highlight_max_frames: int = 90
+    highlight_width: int = 360
+    highlight_memory_bytes: int = 3 * MIB
+    highlight_crf: int = 23
+    highlight_budget_bytes: int = 8 * MIB
     # Network waits of the Odyssey client calls made by the engine.
     connect_timeout_seconds: float = 60.0
     start_timeout_seconds: float = 30.0
@@ -73,20 +82,27 @@ class EngineSettings:
             raise ValueError("photo_retention_hours must be between 0 and 720")
         if self.buffer_seconds < self.snippet_seconds:
             raise ValueError("buffer_seconds must hold at least one snippet (snippet_seconds)")
+        if self.highlight_fps < 1 or self.highlight_max_frames < 2 or self.highlight_width < 16:
+            raise ValueError("highlight settings must be positive (at least 2 frames, 16 px wide)")
+        if self.highlight_memory_bytes <= 0 or self.highlight_budget_bytes <= 0:
+            raise ValueError("highlight_memory_bytes and highlight_budget_bytes must be positive")
         if self.frame_memory_bytes >= SESSION_FRAME_MEMORY_LIMIT_BYTES:
             raise ValueError(
-                f"buffer_seconds x snippet_fps x snippet_width keep {self.frame_memory_bytes / MIB:.1f} MiB "
-                f"of frames per session; the limit is {SESSION_FRAME_MEMORY_LIMIT_BYTES / MIB:.0f} MiB"
+                f"buffer_seconds x snippet_fps x snippet_width plus highlight_memory_bytes keep "
+                f"{self.frame_memory_bytes / MIB:.1f} MiB of frames per session; the limit is "
+                f"{SESSION_FRAME_MEMORY_LIMIT_BYTES / MIB:.0f} MiB"
             )
 
     @property
     def frame_memory_bytes(self) -> int:
-        """Worst-case frame memory of one live session: the full window of portrait frames plus one source."""
+        """Worst-case frame memory of one live session: the full window of portrait frames, one source, and
+        the highlight reel (its JPEG bound plus the frame it is compressing)."""
         full_width, full_height = FULL_FRAME_SIZE
         width = min(self.snippet_width, full_width)
         height = math.ceil(full_height * width / full_width / 2) * 2
         frames = math.ceil(self.buffer_seconds * self.snippet_fps) + 1  # as FrameBuffer.max_frames
-        return frames * width * height * 3 // 2 + FULL_FRAME_BYTES
+        kept_frame = width * height * 3 // 2
+        return frames * kept_frame + FULL_FRAME_BYTES + self.highlight_memory_bytes + kept_frame
 
     @property
     def rollover_after_seconds(self) -> float:

@@ -1,7 +1,9 @@
 """The bot <-> worker wire format: subjects, and each message as a kind, JSON fields and optional bytes.
 
 A message travels as NATS headers (`Tryon-Kind`, `Tryon-Fields` with the JSON) and a payload holding only
-its bytes (a snippet, a still, the photo), so a 10 MiB GIF is sent as it is, never base64'd.
+its bytes (a snippet, a still, the photo), so a 10 MiB GIF is sent as it is, never base64'd. A message with
+several files (the recording event: highlight MP4, before/after PNG, thumbnail) carries them one after
+another in the payload, their sizes in the fields.
 
 Commands are request/reply with deadlines: `<prefix>.worker.<id>.start` (accept or refuse a session; the
 worker claims it first, see `claims.py`) and `<prefix>.session.<sid>.<outfit|snapshot|stop>`. Events go
@@ -21,6 +23,7 @@ from bot.tryon.errors import TryOnError
 from bot.tryon.models import SessionRequest, SessionState
 from bot.tryon.presenter import (
     ErrorReported,
+    Highlight,
     RecordingLinks,
     RecordingReady,
     SnapshotReady,
@@ -202,26 +205,62 @@ def snapshot_from(message: Message) -> SnapshotReady:
     return SnapshotReady(data=message.data, **message.fields)
 
 
+# The files of a recording event, in their order in the payload.
+RECORDING_FILES = ("before_after_png", "highlight", "thumbnail_jpeg")
+
+
 def recording_message(event: RecordingReady) -> Message:
-    """The recording links as an event (the before/after still as the payload)."""
+    """The results as an event: links in the fields; highlight and stills one after another as the payload."""
+    highlight = event.highlight
+    files = {
+        "before_after_png": event.before_after_png,
+        "highlight": None if highlight is None else highlight.data,
+        "thumbnail_jpeg": event.thumbnail_jpeg,
+    }
     fields = {
         "session_id": event.session_id,
         "recordings": [dataclasses.asdict(links) for links in event.recordings],
         "recovered": event.recovered,
-        "has_still": event.before_after_png is not None,
+        "has_still": event.before_after_png is not None,  # read by bots of an earlier version
+        "file_sizes": {name: None if data is None else len(data) for name, data in files.items()},
+        "highlight": None
+        if highlight is None
+        else {k: v for k, v in dataclasses.asdict(highlight).items() if k != "data"},
     }
-    return Message("recording", fields, event.before_after_png or b"")
+    return Message("recording", fields, b"".join(data for data in files.values() if data is not None))
 
 
 def recording_from(message: Message) -> RecordingReady:
-    """The recording links an event carries."""
+    """The results an event carries; ProtocolError if its files do not add up to its payload."""
     fields = message.fields
+    files = _split_files(message)
+    about = fields.get("highlight")
+    highlight = files.get("highlight")
     return RecordingReady(
         session_id=fields["session_id"],
         recordings=tuple(RecordingLinks(**links) for links in fields["recordings"]),
-        before_after_png=message.data if fields["has_still"] else None,
+        before_after_png=files.get("before_after_png"),
         recovered=fields["recovered"],
+        highlight=None if highlight is None or about is None else Highlight(data=highlight, **about),
+        thumbnail_jpeg=files.get("thumbnail_jpeg"),
     )
+
+
+def _split_files(message: Message) -> dict[str, bytes]:
+    sizes = message.fields.get("file_sizes")
+    if sizes is None:  # a worker of an earlier version: the payload is the before/after still, if any
+        return {"before_after_png": message.data} if message.fields["has_still"] else {}
+    files, offset = {}, 0
+    for name in RECORDING_FILES:
+        size = sizes.get(name)
+        if size is None:
+            continue
+        if not isinstance(size, int) or size < 0 or offset + size > len(message.data):
+            raise ProtocolError(f"the recording event's {name} does not fit its payload")
+        files[name], offset = message.data[offset : offset + size], offset + size
+    if offset != len(message.data):
+        raise ProtocolError("the recording event's payload is longer than its files")
+    return files
 
 
 def error_message(event: ErrorReported) -> Message:

@@ -20,9 +20,11 @@ from bot.tryon.photos import MAX_PHOTO_BYTES
 from cogs.tryon.outlet import SessionOutlet
 from cogs.tryon.presenter import DiscordPresenter, presenter_for_bot
 from cogs.tryon.render import history_line, quota_text, recording_links_text, status_line
+from cogs.tryon.results import LOCAL_LINKS_NOTE, full_video_answer, full_video_limit_text, links_are_local
 from cogs.tryon.views import (
     AgainButton,
     ForgetConfirmation,
+    FullVideoButton,
     HistoryPages,
     OutfitModal,
     PhotoFetcher,
@@ -39,6 +41,10 @@ log = logging.getLogger(__name__)
 PHOTO_DOWNLOAD_SECONDS = 20.0
 # Expired photos are never used (reads check the time); the sweep only removes their files.
 PHOTO_SWEEP_SECONDS = 600.0
+# "Get the full video" asks the video service for new links each time: each member may press it this many
+# times per window (all posts together). Kept in memory: a restart or a reload of the cog starts afresh.
+FULL_VIDEO_PRESSES = 3
+FULL_VIDEO_WINDOW_SECONDS = 300.0
 PHOTO_TYPES = (
     "image/jpeg",
     "image/png",
@@ -70,6 +76,11 @@ def _member_roles(interaction: discord.Interaction[TryOnBot]) -> tuple[int, ...]
     return tuple(role.id for role in user.roles) if isinstance(user, discord.Member) else ()
 
 
+def _posted_publicly(record: SessionRecord) -> bool:
+    """Whether the session's messages went to its channel (not private): its final post is for everyone."""
+    return not (record.front_end or {}).get("private", False)
+
+
 @app_commands.allowed_contexts(guilds=True, dms=False, private_channels=False)
 @app_commands.allowed_installs(guilds=True, users=False)
 class TryOn(
@@ -79,6 +90,9 @@ class TryOn(
 
     def __init__(self, bot: TryOnBot) -> None:
         self.bot = bot
+        self.full_video_presses: commands.CooldownMapping[int] = commands.CooldownMapping.from_cooldown(
+            FULL_VIDEO_PRESSES, FULL_VIDEO_WINDOW_SECONDS, lambda member_id: member_id
+        )
         super().__init__()
         # Context menus cannot live in a group cog's class body: made here, added to the tree on load.
         self.try_on_menu = app_commands.ContextMenu(name="Try on with this photo", callback=self._try_on_menu)
@@ -98,7 +112,7 @@ class TryOn(
         take minutes (or wait out an Odyssey outage), so it runs alongside the bot instead of holding up
         start-up.
         """
-        self.bot.add_dynamic_items(SessionButton, AgainButton)
+        self.bot.add_dynamic_items(SessionButton, AgainButton, FullVideoButton)
         self.bot.tree.add_command(self.try_on_menu)
         if not self.bot.has_runtime:
             return
@@ -114,7 +128,7 @@ class TryOn(
 
     async def cog_unload(self) -> None:
         """Stop routing presses and the menu to this cog."""
-        self.bot.remove_dynamic_items(SessionButton, AgainButton)
+        self.bot.remove_dynamic_items(SessionButton, AgainButton, FullVideoButton)
         self.bot.tree.remove_command(self.try_on_menu.name, type=self.try_on_menu.type)
 
     async def _sweep_photos(self) -> None:
@@ -373,6 +387,23 @@ class TryOn(
             self.engine.check_live(session_id, guild_id=self._guild_id(interaction))
             await interaction.response.send_modal(OutfitModal(session_id, interaction.user.id))
 
+    async def send_full_video(self, interaction: discord.Interaction[TryOnBot], session_id: str) -> None:
+        """ "Get the full video" on a final post: fresh links, privately, to anyone who can see the post."""
+        retry_after = self.full_video_presses.update_rate_limit(interaction.user.id)
+        if retry_after is not None:
+            text = full_video_limit_text(FULL_VIDEO_PRESSES, FULL_VIDEO_WINDOW_SECONDS, retry_after)
+            await send_reply(interaction, text)
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        links = await self.engine.recording_links(
+            session_id,
+            guild_id=self._guild_id(interaction),
+            user_id=interaction.user.id,
+            moderator=is_moderator(interaction),
+            shown_to_channel=_posted_publicly,
+        )
+        await send_reply(interaction, embed=full_video_answer(session_id, links))
+
     # reading
 
     @app_commands.command(name="status", description="Where your try-on stands")
@@ -425,8 +456,10 @@ class TryOn(
         links = await self.engine.recording_links(
             id, guild_id=guild_id, user_id=interaction.user.id, moderator=is_moderator(interaction)
         )
+        local = f"\n{LOCAL_LINKS_NOTE}" if links_are_local(links) else ""
         await send_reply(
-            interaction, f"Session `{id}` (links expire in about an hour):\n{recording_links_text(links)}"
+            interaction,
+            f"Session `{id}` (links expire in about an hour):\n{recording_links_text(links)}{local}",
         )
 
     @app_commands.command(name="forget", description="Delete your stored try-on data")

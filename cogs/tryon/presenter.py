@@ -12,9 +12,10 @@ from bot.app import TryOnBot
 from bot.tryon.models import FINISHING_STATES, TERMINAL_STATES, SessionState
 from bot.tryon.presenter import ErrorReported, RecordingReady, SnapshotReady, SnippetReady, StatusChanged
 from cogs.tryon.outlet import SessionOutlet
-from cogs.tryon.render import recording_embed, status_embed
+from cogs.tryon.render import status_embed
+from cogs.tryon.results import final_post
 from cogs.tryon.updater import CoalescingUpdater
-from cogs.tryon.views import final_post_controls, session_controls
+from cogs.tryon.views import session_controls
 from cogs.utils.delivery import describe_failure
 from cogs.utils.formatting import quote_safely
 
@@ -43,7 +44,7 @@ class DiscordPresenter:
 
     @property
     def upload_budget_bytes(self) -> int:
-        """What Discord accepts here: the interaction's upload limit, lowered after a 413."""
+        """What Discord accepts in one message here: the interaction's upload limit, lowered after a 413."""
         return self.outlet.filesize_limit
 
     async def _show_status(self, event: StatusChanged) -> None:
@@ -96,23 +97,24 @@ class DiscordPresenter:
         return "Discord did not accept the upload"
 
     async def recording_ready(self, event: RecordingReady) -> None:
-        """The final message: recording links, thumbnail, and the before/after still."""
-        still = event.before_after_png
-        mention = f"<@{self.owner_id}>"
-        controls = final_post_controls(event.session_id)
-        if still and len(still) <= self.outlet.filesize_limit:
-            embed = recording_embed(event, with_still=True)
+        """The final message: the highlight video and stills uploaded with it, links, "Get the full video".
+
+        A refused upload is tried again with what still fits (after a 413 the limit is lowered below the
+        largest file), and at last without files: the links and the button matter most.
+        """
+        post = final_post(event, self.owner_id, self.outlet.filesize_limit)
+        while post.files:
             try:
                 await self.outlet.post(
-                    mention,
-                    embed=embed,
-                    files=[discord.File(io.BytesIO(still), "before-after.png")],
-                    view=controls,
+                    post.content, embed=post.embed, files=post.discord_files(), view=post.view
                 )
                 return
             except (discord.HTTPException, TimeoutError) as error:
-                self._upload_refused(error, len(still))  # the links matter; they go without the still
-        await self._post(mention, embed=recording_embed(event, with_still=False), view=controls)
+                limit = self.outlet.filesize_limit
+                self._upload_refused(error, max(len(data) for _, data in post.files))
+                too_large = self.outlet.filesize_limit < limit
+                post = final_post(event, self.owner_id, self.outlet.filesize_limit if too_large else 0)
+        await self._post(post.content, embed=post.embed, view=post.view)
 
     async def error(self, event: ErrorReported) -> None:
         """What went wrong, in the member's words; unexpected failures carry an id for the logs."""

@@ -6,7 +6,7 @@ import discord
 
 from bot.store.records import SessionRecord
 from bot.tryon.models import FINISHING_STATES, SessionState
-from bot.tryon.presenter import RecordingLinks, RecordingReady, StatusChanged
+from bot.tryon.presenter import RecordingLinks, StatusChanged
 from bot.tryon.quota import Remaining
 from cogs.utils.formatting import duration, quote_safely, timestamp
 
@@ -80,34 +80,23 @@ def status_embed(event: StatusChanged, owner_id: int) -> discord.Embed:
     return embed
 
 
-def recording_links_text(recordings: tuple[RecordingLinks, ...] | list[RecordingLinks]) -> str:
+def recording_links_text(
+    recordings: tuple[RecordingLinks, ...] | list[RecordingLinks], *, video_only: bool = False
+) -> str:
     """Markdown links for every stream's recording (several after roll-overs)."""
     lines = []
     for index, links in enumerate(recordings, start=1):
         parts = []
         if links.video_url:
             parts.append(f"[video]({links.video_url})")
-        if links.preview_url:
+        if links.preview_url and not video_only:
             parts.append(f"[preview]({links.preview_url})")
-        if links.thumbnail_url:
+        if links.thumbnail_url and not video_only:
             parts.append(f"[thumbnail]({links.thumbnail_url})")
         length = f" ({duration(links.duration_seconds)})" if links.duration_seconds else ""
         label = f"Part {index}" if len(recordings) > 1 else "Recording"
         lines.append(f"{label}{length}: {' · '.join(parts) or 'not available'}")
     return "\n".join(lines) or "No recording is available."
-
-
-def recording_embed(event: RecordingReady, *, with_still: bool) -> discord.Embed:
-    """The final message: links (they expire in about an hour), thumbnail, before/after still."""
-    title = "Your try-on recording" + (" (recovered after a restart)" if event.recovered else "")
-    embed = discord.Embed(title=title, description=recording_links_text(event.recordings))
-    thumbnail = next((r.thumbnail_url for r in event.recordings if r.thumbnail_url), None)
-    if thumbnail:
-        embed.set_thumbnail(url=thumbnail)
-    if with_still:
-        embed.set_image(url="attachment://before-after.png")
-    embed.set_footer(text=f"Links expire in about an hour; /tryon show id:{event.session_id} makes new ones.")
-    return embed
 
 
 def quota_text(remaining: Remaining) -> str:

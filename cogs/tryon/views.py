@@ -1,4 +1,5 @@
-"""Buttons and modals of `/tryon`: persistent session controls, the outfit modal, confirmation, pages."""
+"""Buttons and modals of `/tryon`: persistent session controls and the final post's "Get the full video",
+the outfit modal, confirmation, pages."""
 
 from __future__ import annotations
 
@@ -97,13 +98,6 @@ class AgainButton(
         await _guarded(interaction, _cog(interaction).try_again(interaction, self.session_id))
 
 
-def final_post_controls(session_id: str) -> discord.ui.View:
-    """The buttons of a try-on's final post."""
-    view = discord.ui.View(timeout=None)
-    view.add_item(AgainButton(session_id))
-    return view
-
-
 async def _guarded(interaction: discord.Interaction[TryOnBot], work: Awaitable[bool | None]) -> bool:
     # A dynamic item's errors reach neither the command tree's handler nor a view's `on_error` (discord.py
     # only logs them); render them like every other error.
@@ -120,6 +114,42 @@ def session_controls(session_id: str, *, streaming: bool) -> discord.ui.View:
     view.add_item(SessionButton("outfit", session_id))
     view.add_item(SessionButton("snap", session_id, disabled=not streaming))
     view.add_item(SessionButton("stop", session_id))
+    return view
+
+
+class FullVideoButton(
+    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
+    template=r"tryon:full:(?P<session>[A-Za-z0-9_-]{1,40})",
+):
+    """ "Get the full video" on a final post: anyone who sees the post may press it, after restarts too."""
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label="Get the full video",
+                style=discord.ButtonStyle.primary,
+                custom_id=f"tryon:full:{session_id}",
+            )
+        )
+        self.session_id = session_id
+
+    @classmethod
+    async def from_custom_id(  # type: ignore[override]
+        cls, interaction: discord.Interaction[TryOnBot], item: discord.ui.Button[Any], match: re.Match[str]
+    ) -> FullVideoButton:
+        """Rebuild the button from a press (after a restart too)."""
+        return cls(match["session"])
+
+    async def callback(self, interaction: discord.Interaction[TryOnBot]) -> None:  # type: ignore[override]
+        """Fresh links, privately (the cog checks who may see them and how often)."""
+        await _guarded(interaction, _cog(interaction).send_full_video(interaction, self.session_id))
+
+
+def final_post_controls(session_id: str) -> discord.ui.View:
+    """The buttons of a try-on's final post: "Try another outfit" (its member) and "Get the full video"."""
+    view = discord.ui.View(timeout=None)
+    view.add_item(AgainButton(session_id))
+    view.add_item(FullVideoButton(session_id))
     return view
 
 

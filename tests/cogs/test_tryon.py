@@ -162,8 +162,10 @@ async def test_whole_try_on_through_discord(
         40,
     )
     assert "[video](" in final.text and f"<@{alice.member['user']['id']}>" in final.content  # type: ignore[index]
-    assert [a["filename"] for a in final.attachments] == ["before-after.png"]
+    names = [a["filename"] for a in final.attachments]
+    assert names == ["highlight.mp4", "thumbnail.jpg", "before-after.png"]
     assert final.embeds[0]["image"]["url"] == "attachment://before-after.png"
+    assert final.custom_ids() == [f"tryon:again:{session_id}", f"tryon:full:{session_id}"]
     edits = fake_discord.requests_to("PATCH", rf"/messages/{status.id}$")
     assert all("allowed_mentions" in r.json for r in edits)
 

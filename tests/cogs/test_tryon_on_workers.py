@@ -16,7 +16,7 @@ from bot.workers.remote import RemoteLauncher, RemoteSession
 from bot.workers.settings import WorkerSettings
 from tests.fakediscord import BotDriver, FakeDiscord
 from tests.fakediscord import payloads as p
-from tests.helpers import make_bot_config, photo_option, session_id_of, until, wait_status
+from tests.helpers import make_bot_config, mp4_video, photo_option, session_id_of, until, wait_status
 
 Ctx = Callable[..., p.InteractionContext]
 
@@ -88,7 +88,17 @@ async def test_a_whole_try_on_runs_on_a_local_worker(
         ),
         40,
     )
-    assert [a["filename"] for a in final.attachments] == ["before-after.png"]
+    # The highlight and the stills were made on the worker and came over NATS with the links.
+    names = [a["filename"] for a in final.attachments]
+    assert names == ["highlight.mp4", "thumbnail.jpg", "before-after.png"]
+    upload = next(r for r in fake_discord.requests if any(f.filename == "highlight.mp4" for f in r.files))
+    codec, _, _, frames = mp4_video(upload.files[0].data)
+    record = await bot.runtime.store.sessions.get(session_id)
+    assert codec == "h264" and record is not None and frames >= 0.6 * 4 * record.streamed_seconds
+    assert "2 outfits" in final.text and final.embeds[0]["thumbnail"]["url"] == "attachment://thumbnail.jpg"
+    bob = as_member("bob")
+    fresh = await driver.press(bob, final, f"tryon:full:{session_id}").reply(within=30)
+    assert fresh.ephemeral and "[Full video" in fresh.text and "local links" in fresh.text
 
     store = bot.runtime.store
     await until(lambda: not engine.manager.sessions(), 20)

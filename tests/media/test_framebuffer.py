@@ -92,13 +92,13 @@ async def test_frames_are_scaled_to_compact_even_sizes() -> None:
 
 async def test_scaling_runs_off_the_event_loop_thread(monkeypatch: pytest.MonkeyPatch) -> None:
     threads: list[int] = []
-    real_scale = framebuffer._scale_to_yuv420p
+    real_scale = framebuffer.scale_into_yuv420p
 
     def recording_scale(frame: av.VideoFrame, out: np.ndarray) -> np.ndarray:
         threads.append(threading.get_ident())
         return real_scale(frame, out)
 
-    monkeypatch.setattr(framebuffer, "_scale_to_yuv420p", recording_scale)
+    monkeypatch.setattr(framebuffer, "scale_into_yuv420p", recording_scale)
     buffer = FrameBuffer()
     await feed(buffer, fps=12, seconds=0.5)
     assert threads and threading.get_ident() not in threads
@@ -168,7 +168,7 @@ def test_scaling_into_a_preallocated_array_matches_pyav(width: int, height: int)
     source = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
     expected = source.reformat(width, height, "yuv420p", interpolation="AREA").to_ndarray()
     out = np.empty((height * 3 // 2, width), np.uint8)
-    assert np.array_equal(framebuffer._scale_to_yuv420p(source, out), expected)
+    assert np.array_equal(framebuffer.scale_into_yuv420p(source, out), expected)
 
 
 async def test_a_live_session_buffer_stays_under_30_mb_with_the_engine_defaults() -> None:

@@ -30,7 +30,7 @@ from bot.tryon.errors import (
 from bot.tryon.models import EndReason, SessionRequest, SessionState, StreamPhoto
 from bot.tryon.presenter import StatusChanged
 from bot.tryon.session import TryOnSession
-from tests.helpers import PHOTO, fast_engine, until
+from tests.helpers import PHOTO, fast_engine, mp4_video, until
 
 GUILD_A, GUILD_B = 111, 222
 
@@ -115,6 +115,14 @@ async def test_stream_steer_roll_over_end_and_settle(
     assert [links.stream_id for links in recordings.recordings] == [s.odyssey_stream_id for s in streams]
     assert all(links.video_url for links in recordings.recordings)
     assert recordings.before_after_png is not None and recordings.before_after_png.startswith(b"\x89PNG")
+    assert recordings.thumbnail_jpeg is not None and recordings.thumbnail_jpeg.startswith(b"\xff\xd8")
+    # The highlight covers the whole session: all three outfits, over both sides of the roll-over.
+    highlight = recordings.highlight
+    assert highlight is not None and highlight.outfits == 3
+    codec, width, _, frames = mp4_video(highlight.data)
+    assert codec == "h264" and width == highlight.width == 96
+    assert frames == round(highlight.duration_seconds * 4)  # the buffer's 4 fps (fast_engine)
+    assert highlight.duration_seconds >= 0.8 * session.streamed_seconds
     # Usage: charged exactly once, for the seconds streamed (not the wall time of the whole session).
     ledger = await store.usage.for_session(session.id)
     charges = [entry for entry in ledger if entry.kind == "charge"]

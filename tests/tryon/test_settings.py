@@ -9,9 +9,16 @@ from bot.tryon.settings import MIB, SESSION_FRAME_MEMORY_LIMIT_BYTES, EngineSett
 
 def test_the_defaults_keep_a_session_under_30_mib_of_frames() -> None:
     settings = EngineSettings()
-    # 73 kept 360x656 frames (~354 KB each) plus one 704x1280 source frame (~1.35 MB).
-    assert settings.frame_memory_bytes == 73 * 360 * 656 * 3 // 2 + 704 * 1280 * 3 // 2
+    # 73 kept 360x656 frames (~354 KB each), one 704x1280 source frame (~1.35 MB), and the highlight reel:
+    # 3 MiB of JPEG frames plus the one it is compressing.
+    kept_frame = 360 * 656 * 3 // 2
+    assert settings.frame_memory_bytes == 73 * kept_frame + 704 * 1280 * 3 // 2 + 3 * MIB + kept_frame
     assert settings.frame_memory_bytes < SESSION_FRAME_MEMORY_LIMIT_BYTES == 30 * MIB
+
+
+def test_the_highlight_memory_counts_toward_the_bound() -> None:
+    with pytest.raises(ValueError, match="MiB of frames per session"):
+        EngineSettings(highlight_memory_bytes=4 * MIB)
 
 
 @pytest.mark.parametrize(
