@@ -426,7 +426,14 @@ async def test_forget_removes_the_members_rows_and_every_byte_of_their_prompts(
     bob_session = await stored_session(store, world.guild_id, user_id(bob), state="done")
     await store.prompts.add(bob_session.id, "bob's plain coat", status="applied")
     assert marker.encode() in _database_bytes(store)
-    assert await tables_mentioning(store, user_id(alice)) == {"sessions", "usage_ledger", "audit_log"}
+    assert await tables_mentioning(store, user_id(alice)) == {
+        "sessions",
+        "usage_ledger",
+        "audit_log",
+        "kept_photos",
+    }
+    kept_photo = tmp_path / "photos" / f"{world.guild_id}-{user_id(alice)}.jpg"
+    assert kept_photo.exists()
 
     question = await driver.command(alice, "tryon forget").reply()
     await driver.view_attached(question)
@@ -447,8 +454,9 @@ async def test_forget_removes_the_members_rows_and_every_byte_of_their_prompts(
     # The moderators' record of the refused prompt stays, without her words.
     audit = await store.audit.list(world.guild_id, action="prompt_refused")
     assert len(audit) == 1 and "prompt" not in audit[0].details and audit[0].details.get("redacted")
-    # Her id remains only where the guild's accounting and moderation records need it.
+    # Her id remains only where the guild's accounting and moderation records need it; her photo is gone.
     assert await tables_mentioning(store, alice_id) == {"usage_ledger", "audit_log"}
+    assert not kept_photo.exists()
     # Not one byte of her prompts is left in the database file, its WAL or anywhere in the data folder.
     assert marker.encode() not in _database_bytes(store)
     assert await asyncio.to_thread(_files_containing, tmp_path, marker.encode()) == []
