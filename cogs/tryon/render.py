@@ -41,6 +41,10 @@ def status_line(event: StatusChanged) -> str:
         )
         return f"Waiting in line: position **{event.queue_position}**{wait}."
     if state is SessionState.CONNECTING:
+        if event.platform_wait_seconds is not None:
+            # Odyssey answers 503 while every streamer is busy; the client asks again every second.
+            waited = duration(event.platform_wait_seconds)
+            return f"The video service is busy: waiting in its queue for a free streamer ({waited} so far)…"
         return "Connecting to the video service…"
     if state is SessionState.STREAMING:
         prefix = "Continuing on a fresh stream" if event.continuing else "Streaming live"

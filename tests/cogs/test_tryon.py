@@ -184,6 +184,30 @@ async def test_whole_try_on_through_discord(
             assert message.get("allowed_mentions") == {"parse": []}, request.route
 
 
+async def test_status_shows_the_platform_queue_wait_while_it_lasts(
+    driver: BotDriver,
+    world: p.GuildWorld,
+    as_member: Ctx,
+    bot: TryOnBot,
+    fake_discord: FakeDiscord,
+    emulator: Emulator,
+) -> None:
+    emulator.faults.fail_503_times = 5  # every streamer busy: Odyssey answers 503 and the client waits
+    alice = as_member("alice")
+    start = driver.command(alice, "tryon start", photo=photo_option(fake_discord), outfit="a tweed cape")
+    queued = await wait_status(fake_discord, start.token, "waiting in its queue")
+    assert "so far" in queued.text and "Connecting" not in queued.text
+    asked = await driver.command(alice, "tryon status").reply()
+    assert "waiting in its queue" in asked.content
+    # The wait grows while it lasts (the client asks again every second)...
+    await wait_status(fake_discord, start.token, "(2 s so far)", "(3 s so far)")
+    # ...and gives way to the stream once a streamer is free.
+    streaming = await wait_status(fake_discord, start.token, "Streaming live")
+    assert "queue" not in streaming.text
+    await driver.command(alice, "tryon stop").reply()
+    await wait_status(fake_discord, start.token, "Done after", within=40)
+
+
 async def test_status_moves_to_the_channel_after_the_token_expires(
     driver: BotDriver, world: p.GuildWorld, as_member: Ctx, bot: TryOnBot, fake_discord: FakeDiscord
 ) -> None:
