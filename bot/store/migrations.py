@@ -181,7 +181,23 @@ LEDGER_BY_SESSION = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (INITIAL_SCHEMA, LEDGER_BY_SESSION)
+MEMBERS_IN_CHARGE = Migration(
+    version=3,
+    description="notices sent once (per guild or bot-wide)",
+    statements=(
+        # guild_id 0 (NO_GUILD): bot-wide. `sent_at` tells whether a notice repeated per window is due again.
+        """
+        CREATE TABLE notices (
+            guild_id INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            sent_at REAL NOT NULL,
+            PRIMARY KEY (guild_id, kind)
+        )
+        """,
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (INITIAL_SCHEMA, LEDGER_BY_SESSION, MEMBERS_IN_CHARGE)
 
 
 def check_migrations(migrations: tuple[Migration, ...]) -> None:

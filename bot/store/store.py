@@ -15,6 +15,7 @@ from bot.store.blocks import Blocks
 from bot.store.database import Clock, Database
 from bot.store.guilds import GuildRules
 from bot.store.migrations import MIGRATIONS, Migration, migrate, schema_version
+from bot.store.notices import Notices
 from bot.store.prompts import Prompts
 from bot.store.quotas import QuotaOverrides
 from bot.store.records import UNFINISHED_STATES, ForgetResult
@@ -49,6 +50,7 @@ class Store:
         self.prompts = Prompts(self.db)
         self.usage = UsageLedger(self.db)
         self.audit = AuditLog(self.db)
+        self.notices = Notices(self.db)
 
     @classmethod
     async def open(

@@ -1,4 +1,4 @@
-"""`/tryon`: what members can do — start, steer, snapshot, stop, status, quota, history, show, forget."""
+"""`/tryon`: what members can do: start, steer, snapshot, stop, status, quota, history, show, forget, help."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from bot.tryon.engine import Engine
 from bot.tryon.errors import NoSuchSession, PhotoRejected, TryOnError
 from bot.tryon.models import SessionRequest, SessionSummary
 from bot.tryon.photos import MAX_PHOTO_BYTES
+from cogs.tryon.guide import FIRST_TRY_ON_NOTICE, GuideFacts, help_embed
 from cogs.tryon.outlet import SessionOutlet
 from cogs.tryon.presenter import DiscordPresenter, presenter_for_bot
 from cogs.tryon.render import history_line, quota_text, recording_links_text, status_line
@@ -135,9 +136,26 @@ class TryOn(
                 await post_to_mod_log(self.bot, error.audit_entry)
             return
         where = "Only you can see it." if private else "Its status is posted below."
-        await interaction.edit_original_response(
-            content=f"Your try-on `{session.id}` is on its way. {where}", allowed_mentions=NO_MENTIONS
-        )
+        content = f"Your try-on `{session.id}` is on its way. {where}"
+        guide = await self._first_try_on_guide(self._guild_id(interaction))
+        if guide is not None:
+            content += (
+                "\nThe first try-on in this server: here is how it works (`/tryon help` shows it again)."
+            )
+        await interaction.edit_original_response(content=content, embed=guide, allowed_mentions=NO_MENTIONS)
+
+    async def _first_try_on_guide(self, guild_id: int) -> discord.Embed | None:
+        """The guide, the first time a try-on starts in this server (claimed in SQLite: once, ever)."""
+        try:
+            first = await self.bot.runtime.store.notices.claim(guild_id, FIRST_TRY_ON_NOTICE)
+        except Exception:  # the session runs either way; the guide is a courtesy
+            log.exception("could not record the first try-on notice of guild %s", guild_id)
+            return None
+        return help_embed(self._guide_facts()) if first else None
+
+    def _guide_facts(self) -> GuideFacts:
+        engine = self.bot.config.engine
+        return GuideFacts(idle_seconds=engine.idle_seconds, max_session_seconds=engine.max_session_seconds)
 
     def _instant_checks(self, interaction: discord.Interaction[TryOnBot], photo: discord.Attachment) -> None:
         """Refusals that need no await at all: answered directly, without even a defer."""
@@ -325,6 +343,10 @@ class TryOn(
         await send_reply(
             interaction, f"Session `{id}` (links expire in about an hour):\n{recording_links_text(links)}"
         )
+
+    @app_commands.command(name="help", description="How try-on works, good photos, what is kept, forgetting")
+    async def help(self, interaction: discord.Interaction[TryOnBot]) -> None:
+        await send_reply(interaction, embed=help_embed(self._guide_facts()))
 
     @app_commands.command(name="forget", description="Delete your stored try-on data")
     async def forget(self, interaction: discord.Interaction[TryOnBot]) -> None:

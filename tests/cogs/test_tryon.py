@@ -40,10 +40,68 @@ async def test_commands_are_guild_only(bot: TryOnBot, fake_discord: FakeDiscord)
     assert tryon["contexts"] == [0] and tryon["integration_types"] == [0]
     assert "default_member_permissions" not in tryon or tryon["default_member_permissions"] is None
     names = {o["name"] for o in tryon["options"]}
-    assert names == {"start", "outfit", "snapshot", "stop", "status", "quota", "history", "show", "forget"}
+    assert names == {
+        "start",
+        "outfit",
+        "snapshot",
+        "stop",
+        "status",
+        "quota",
+        "history",
+        "show",
+        "forget",
+        "help",
+    }
     start = next(o for o in tryon["options"] if o["name"] == "start")
     orientation = next(o for o in start["options"] if o["name"] == "orientation")
     assert [c["value"] for c in orientation["choices"]] == ["portrait", "landscape"]
+
+
+async def test_help_tells_what_the_bot_does_photo_limits_what_is_kept_and_forgetting(
+    driver: BotDriver, as_member: Ctx
+) -> None:
+    shown = await driver.command(as_member("alice"), "tryon help").reply()
+    assert shown.ephemeral and shown.embeds[0]["title"] == "How try-on works"
+    text = shown.text
+    for fact in ("One person", "Face and body visible", "Good light", "25 MiB", "256 px", "50 megapixels"):
+        assert fact in text, fact
+    assert "What is kept, and for how long" in text and "/tryon forget" in text
+
+
+async def test_the_first_try_on_of_a_server_shows_the_guide_once_even_across_a_restart(
+    driver: BotDriver,
+    world: p.GuildWorld,
+    as_member: Ctx,
+    bot: TryOnBot,
+    fake_discord: FakeDiscord,
+    bot_config: BotConfig,
+) -> None:
+    alice = as_member("alice")
+    first = driver.command(alice, "tryon start", photo=photo_option(fake_discord), outfit="a plaid kilt")
+    await wait_status(fake_discord, first.token, "Streaming live")
+    original = fake_discord.original_message(first.token)
+    assert original is not None and original.ephemeral
+    assert "first try-on in this server" in original.content
+    assert original.embeds and original.embeds[0]["title"] == "How try-on works"
+    await driver.command(alice, "tryon stop").reply()
+    await wait_status(fake_discord, first.token, "Done after", within=40)
+    await bot.close()
+
+    restarted = TryOnBot(bot_config)  # the same SQLite file: the notice is on record
+    try:
+        again = BotDriver(fake_discord, restarted)
+        await again.login()
+        again.add_guild(world)
+        bob = again.context(world, world.add_member("bob"))
+        second = again.command(bob, "tryon start", photo=photo_option(fake_discord), outfit="a wax jacket")
+        await wait_status(fake_discord, second.token, "Streaming live")
+        original = fake_discord.original_message(second.token)
+        assert original is not None and "is on its way" in original.content
+        assert "first try-on" not in original.content and not original.embeds
+        await again.command(bob, "tryon stop").reply()
+        await wait_status(fake_discord, second.token, "Done after", within=40)
+    finally:
+        await restarted.close()
 
 
 async def test_fast_refusals_answer_at_once_and_spend_nothing(
