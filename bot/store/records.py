@@ -197,6 +197,28 @@ class AuditEntry:
 
 
 @dataclass(frozen=True)
+class BotPost:
+    """A public message the bot posted for a member's try-on (a channel's or a DM's)."""
+
+    message_id: int
+    channel_id: int
+    guild_id: int
+    session_id: str
+    user_id: int
+    posted_at: float
+
+
+@dataclass(frozen=True)
+class MemberSettings:
+    """A member's own defaults for new try-ons; None: not chosen (the server's default applies)."""
+
+    user_id: int
+    private: bool | None = None
+    orientation: str | None = None  # "portrait" or "landscape"
+    snippets: bool | None = None
+
+
+@dataclass(frozen=True)
 class ForgetResult:
     """What `Store.forget` removed for a member."""
 
@@ -205,6 +227,7 @@ class ForgetResult:
     ledger_rows_deleted: int
     ledger_rows_anonymised: int
     audit_rows_redacted: int
+    member_settings_deleted: int = 0
 
 
 def dumps_json(value: dict[str, Any] | None) -> str | None:

@@ -130,6 +130,14 @@ class Engine(Generic[Session]):
                 "Only the member who started this try-on (or a moderator) can use these buttons."
             )
 
+    def is_live(self, session_id: str) -> bool:
+        """Whether the session is queued or live (answerable without any await)."""
+        try:
+            self.manager.get(session_id)
+        except NoSuchSession:
+            return False
+        return True
+
     def check_live(self, session_id: str, *, guild_id: int) -> None:
         """NoSuchSession unless the session is queued or live in this guild (answerable without any await)."""
         self.manager.get(session_id, guild_id=guild_id)

@@ -161,6 +161,7 @@ class SessionManager(Generic[Session]):
                 role_ids=request.role_ids,
                 front_end=request.front_end,
                 portrait=request.portrait,
+                snippets=request.snippets,
             )
             allowance = reservation.seconds_allowed
             session = self.launcher.create(

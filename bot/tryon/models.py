@@ -82,6 +82,8 @@ class SessionRequest:
     front_end: dict[str, Any] | None = None
     # Portrait (True) or landscape (False) stream; None: the engine's setting.
     portrait: bool | None = None
+    # Clips after each outfit (off: the member or the server chose none; snapshots still work).
+    snippets: bool = True
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
@@ -11,16 +12,29 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import TryOnBot
-from bot.store.records import SessionRecord
+from bot.store.records import MemberSettings, SessionRecord
 from bot.tryon.engine import Engine
-from bot.tryon.errors import NoSuchSession, PhotoRejected, TryOnError
+from bot.tryon.errors import NoSuchSession, NotAllowed, PhotoRejected, TryOnError
 from bot.tryon.models import SessionRequest, SessionSummary
 from bot.tryon.photos import MAX_PHOTO_BYTES
 from cogs.tryon.guide import FIRST_TRY_ON_NOTICE, GuideFacts, help_embed
 from cogs.tryon.outlet import SessionOutlet
+from cogs.tryon.posts import removal_text, remove_posts
 from cogs.tryon.presenter import DiscordPresenter, presenter_for_bot
-from cogs.tryon.render import history_line, quota_text, recording_links_text, status_line
-from cogs.tryon.views import ForgetConfirmation, HistoryPages, OutfitModal, SessionButton
+from cogs.tryon.render import (
+    history_line,
+    member_settings_text,
+    quota_text,
+    recording_links_text,
+    status_line,
+)
+from cogs.tryon.views import (
+    DeletePostsButton,
+    ForgetConfirmation,
+    HistoryPages,
+    OutfitModal,
+    SessionButton,
+)
 from cogs.utils.checks import is_moderator
 from cogs.utils.delivery import NO_MENTIONS, post_to_mod_log, send_reply
 from cogs.utils.download import download_attachment
@@ -29,6 +43,8 @@ from cogs.utils.formatting import duration
 log = logging.getLogger(__name__)
 
 PHOTO_DOWNLOAD_SECONDS = 20.0
+# Audit action written when a moderator deletes the posts of someone else's try-on.
+POSTS_DELETED = "posts_deleted"
 PHOTO_TYPES = (
     "image/jpeg",
     "image/png",
@@ -44,6 +60,26 @@ PHOTO_TYPES = (
 def _member_roles(interaction: discord.Interaction[TryOnBot]) -> tuple[int, ...]:
     user = interaction.user
     return tuple(role.id for role in user.roles) if isinstance(user, discord.Member) else ()
+
+
+@dataclasses.dataclass(frozen=True)
+class StartChoices:
+    """How a new try-on runs: what the command said, else the member's settings, else the defaults."""
+
+    private: bool
+    portrait: bool | None  # None: the engine's default orientation
+    snippets: bool
+
+    @classmethod
+    def resolve(cls, prefs: MemberSettings, *, private: bool | None, orientation: str | None) -> StartChoices:
+        """The command's options win over the member's `/tryon settings`, which win over the defaults."""
+        chosen_private = private if private is not None else prefs.private
+        chosen_orientation = orientation if orientation is not None else prefs.orientation
+        return cls(
+            private=bool(chosen_private),
+            portrait=None if chosen_orientation is None else chosen_orientation == "portrait",
+            snippets=prefs.snippets is not False,
+        )
 
 
 @app_commands.allowed_contexts(guilds=True, dms=False, private_channels=False)
@@ -70,7 +106,7 @@ class TryOn(
         take minutes (or wait out an Odyssey outage), so it runs alongside the bot instead of holding up
         start-up.
         """
-        self.bot.add_dynamic_items(SessionButton)
+        self.bot.add_dynamic_items(SessionButton, DeletePostsButton)
         if not self.bot.has_runtime:
             return
         taken_back = await self.engine.reattach(self._recovery_presenter)
@@ -84,7 +120,7 @@ class TryOn(
 
     async def cog_unload(self) -> None:
         """Stop routing presses to this cog."""
-        self.bot.remove_dynamic_items(SessionButton)
+        self.bot.remove_dynamic_items(SessionButton, DeletePostsButton)
 
     def _recovery_presenter(self, record: SessionRecord) -> DiscordPresenter:
         # After a restart there is no interaction token: public sessions hear back in their channel,
@@ -97,7 +133,7 @@ class TryOn(
             private=bool(front_end.get("private")),
             owner_id=record.user_id,
         )
-        return presenter_for_bot(self.bot, outlet, record.user_id)
+        return presenter_for_bot(self.bot, outlet, record.user_id, guild_id=record.guild_id)
 
     @staticmethod
     def _guild_id(interaction: discord.Interaction[TryOnBot]) -> int:
@@ -110,8 +146,8 @@ class TryOn(
     @app_commands.describe(
         photo="A clear photo of yourself (JPEG, PNG or WebP)",
         outfit="The outfit to try, e.g. 'a red wool coat with brass buttons'",
-        orientation="Tall (portrait, the default) or wide (landscape) video",
-        private="Only you see the live status and clips",
+        orientation="Tall (portrait) or wide (landscape) video (default: your /tryon settings)",
+        private="Only you see the live status and clips (default: your /tryon settings)",
     )
     async def start(
         self,
@@ -119,7 +155,7 @@ class TryOn(
         photo: discord.Attachment,
         outfit: app_commands.Range[str, 1, 300],
         orientation: Literal["portrait", "landscape"] | None = None,
-        private: bool = False,
+        private: bool | None = None,
     ) -> None:
         self._instant_checks(interaction, photo)
         # Acknowledge privately before any await on the database or the network: the member hears back at
@@ -127,15 +163,16 @@ class TryOn(
         # its own (public unless `private`).
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
-            portrait = None if orientation is None else orientation == "portrait"
-            session = await self._begin(interaction, photo, outfit, private, portrait)
+            prefs = await self.bot.runtime.store.members.get(interaction.user.id)
+            choices = StartChoices.resolve(prefs, private=private, orientation=orientation)
+            session = await self._begin(interaction, photo, outfit, choices)
         except TryOnError as error:
             try:
                 await interaction.edit_original_response(content=error.message, allowed_mentions=NO_MENTIONS)
             finally:
                 await post_to_mod_log(self.bot, error.audit_entry)
             return
-        where = "Only you can see it." if private else "Its status is posted below."
+        where = "Only you can see it." if choices.private else "Its status is posted below."
         content = f"Your try-on `{session.id}` is on its way. {where}"
         guide = await self._first_try_on_guide(self._guild_id(interaction))
         if guide is not None:
@@ -172,8 +209,7 @@ class TryOn(
         interaction: discord.Interaction[TryOnBot],
         photo: discord.Attachment,
         outfit: str,
-        private: bool,
-        portrait: bool | None,
+        choices: StartChoices,
     ) -> SessionSummary:
         """The engine's checks that need no photo, then the download, then the admission (quota reserved)."""
         guild_id, user_id, roles = (
@@ -196,13 +232,20 @@ class TryOn(
             photo=data,
             outfit=outfit,
             role_ids=roles,
-            front_end={"private": private},
-            portrait=portrait,
+            front_end={"private": choices.private},
+            portrait=choices.portrait,
+            snippets=choices.snippets,
         )
         outlet = SessionOutlet(
-            self.bot, interaction.channel_id, interaction=interaction, private=private, owner_id=user_id
+            self.bot,
+            interaction.channel_id,
+            interaction=interaction,
+            private=choices.private,
+            owner_id=user_id,
         )
-        presenter = presenter_for_bot(self.bot, outlet, user_id, self._remember_status(private))
+        presenter = presenter_for_bot(
+            self.bot, outlet, user_id, self._remember_status(choices.private), guild_id=guild_id
+        )
         return await self.engine.start(request, presenter)
 
     def _remember_status(self, private: bool) -> Callable[[str, int], Awaitable[None]]:
@@ -348,28 +391,82 @@ class TryOn(
     async def help(self, interaction: discord.Interaction[TryOnBot]) -> None:
         await send_reply(interaction, embed=help_embed(self._guide_facts()))
 
-    @app_commands.command(name="forget", description="Delete your stored try-on data")
+    @app_commands.command(name="forget", description="Delete your stored try-on data and the bot's posts")
     async def forget(self, interaction: discord.Interaction[TryOnBot]) -> None:
-        async def confirmed(pressed: discord.Interaction[TryOnBot]) -> None:
-            result = await self.bot.runtime.store.forget(pressed.user.id)
-            kept = (
-                f" {result.live_sessions_kept} running session(s) were kept."
-                if result.live_sessions_kept
-                else ""
-            )
-            await pressed.response.edit_message(
-                content=f"Deleted {result.sessions_deleted} try-on session(s) and their prompts.{kept}",
-                view=None,
-            )
-
-        question = ForgetConfirmation(interaction.user.id, confirmed)
+        question = ForgetConfirmation(interaction.user.id, self._forget)
         question.origin = interaction
         await send_reply(
             interaction,
-            "Delete your stored try-ons, prompts and recording links in every server? Usage this month is "
-            "kept (it counts toward quotas) but no longer linked to the sessions.",
+            "Delete your stored try-ons, prompts, recording links and settings in every server, and the "
+            "bot's posts of your try-ons? Usage this month is kept (it counts toward quotas) but no longer "
+            "linked to the sessions.",
             view=question,
         )
+
+    async def _forget(self, pressed: discord.Interaction[TryOnBot]) -> None:
+        """Remove the member's posts (but a running try-on's), then their data; say what was done."""
+        await pressed.response.defer()  # deleting posts takes a call each: the answer replaces the question
+        store, user_id = self.bot.runtime.store, pressed.user.id
+        running = self.engine.current(user_id)
+        posts = await store.posts.for_member(
+            user_id, except_sessions=() if running is None else (running.id,)
+        )
+        removal = await remove_posts(self.bot, store, posts)
+        result = await store.forget(user_id)
+        kept = (
+            f" {result.live_sessions_kept} running session(s) were kept." if result.live_sessions_kept else ""
+        )
+        await pressed.edit_original_response(
+            content=f"Deleted {result.sessions_deleted} try-on session(s) and their prompts.{kept}\n"
+            + removal_text(removal),
+            view=None,
+            allowed_mentions=NO_MENTIONS,
+        )
+
+    async def delete_posts(self, interaction: discord.Interaction[TryOnBot], session_id: str) -> None:
+        """Delete pressed by the owner or a moderator: remove the try-on's posts, say what was removed."""
+        if self.engine.is_live(session_id):
+            raise NotAllowed("This try-on is still running. Stop it first, then delete its posts.")
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        guild_id, store = self._guild_id(interaction), self.bot.runtime.store
+        posts = await store.posts.for_session(guild_id, session_id)
+        removal = await remove_posts(self.bot, store, posts)
+        await send_reply(interaction, removal_text(removal))
+        owner_id = posts[0].user_id if posts else None
+        if owner_id is not None and owner_id != interaction.user.id:
+            entry = await store.audit.record(
+                guild_id,
+                POSTS_DELETED,
+                actor_id=interaction.user.id,
+                target_user_id=owner_id,
+                target=session_id,
+                details={"removed": len(removal.removed), "refused": len(removal.refused)},
+            )
+            await post_to_mod_log(self.bot, entry)
+
+    @app_commands.command(name="settings", description="Your defaults for new try-ons (every server)")
+    @app_commands.describe(
+        private="Only you see new try-ons' status and clips",
+        orientation="Tall (portrait) or wide (landscape) video",
+        snippets="A short clip after each outfit",
+    )
+    async def settings(
+        self,
+        interaction: discord.Interaction[TryOnBot],
+        private: bool | None = None,
+        orientation: Literal["portrait", "landscape"] | None = None,
+        snippets: bool | None = None,
+    ) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        members = self.bot.runtime.store.members
+        user_id = interaction.user.id
+        if private is None and orientation is None and snippets is None:
+            prefs = await members.get(user_id)
+            heading = "Your try-on settings"
+        else:
+            prefs = await members.update(user_id, private=private, orientation=orientation, snippets=snippets)
+            heading = "Saved. Your try-on settings"
+        await send_reply(interaction, f"**{heading}** (for new try-ons):\n{member_settings_text(prefs)}")
 
 
 async def setup(bot: TryOnBot) -> None:

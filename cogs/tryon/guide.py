@@ -35,7 +35,8 @@ def help_embed(facts: GuideFacts) -> discord.Embed:
             "Try outfits on your own photo as live AI video. `/tryon start` with a photo of yourself and an "
             "outfit (e.g. *a red wool coat with brass buttons*): the bot streams a video of you wearing it, "
             "posts short clips as the outfit changes, and the recording when you stop. Change the outfit "
-            "with **New outfit** or `/tryon outfit`; **Stop** or `/tryon stop` ends it."
+            "with **New outfit** or `/tryon outfit`; **Stop** or `/tryon stop` ends it. `/tryon settings` "
+            "sets your defaults: private, orientation, clips."
         ),
         colour=discord.Colour.blurple(),
     )
@@ -73,8 +74,9 @@ def _what_is_kept() -> str:
     return (
         "• **Your photo** goes to the video platform (Odyssey) for the live video; the bot stores only its "
         "fingerprint (SHA-256), not the photo.\n"
-        "• **Each try-on**: when and where, its outfits, how long it streamed, and its recording ids (so "
-        "`/tryon show` can make fresh links). Kept until you run `/tryon forget`.\n"
+        "• **Each try-on**: when and where, its outfits, how long it streamed, its recording ids (so "
+        "`/tryon show` can make fresh links) and the ids of the bot's public posts of it. Kept until you "
+        "run `/tryon forget`.\n"
         "• **Recordings** are stored by Odyssey; the links the bot posts expire in about an hour.\n"
         "• **Usage** (minutes, sessions) of this month is kept for quotas even after forgetting, no longer "
         "linked to your try-ons; older months are deleted when you forget.\n"
@@ -84,6 +86,8 @@ def _what_is_kept() -> str:
 
 def _how_to_forget() -> str:
     return (
-        "`/tryon forget` deletes your try-ons, outfits and recording ids in every server, and removes your "
+        "**Delete** under a finished try-on removes the bot's posts of it (you or a moderator). "
+        "`/tryon forget` deletes your try-ons, outfits, recording ids and settings in every server, removes "
+        "the bot's posts of your try-ons that it can still reach (and says which it could not), and your "
         "words from moderator logs. A try-on still running is kept: stop it first."
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import discord
 
-from bot.store.records import SessionRecord
+from bot.store.records import MemberSettings, SessionRecord
 from bot.tryon.models import FINISHING_STATES, SessionState
 from bot.tryon.presenter import RecordingLinks, RecordingReady, StatusChanged
 from bot.tryon.quota import Remaining
@@ -132,4 +132,15 @@ def history_line(record: SessionRecord) -> str:
     return (
         f"`{record.id}` · {timestamp(record.created_at, 'f')} · {record.state} · "
         f"{duration(record.streamed_seconds)}"
+    )
+
+
+def member_settings_text(prefs: MemberSettings) -> str:
+    """A member's `/tryon settings`, one line each, saying which are the defaults."""
+    private = "default (public)" if prefs.private is None else ("yes" if prefs.private else "no")
+    orientation = prefs.orientation or "default (portrait)"
+    snippets = "default (on)" if prefs.snippets is None else ("on" if prefs.snippets else "off")
+    return (
+        f"**Private:** {private}\n**Orientation:** {orientation}\n**Clips after each outfit:** {snippets}\n"
+        "The options of `/tryon start` win over these; `/tryon forget` deletes them."
     )

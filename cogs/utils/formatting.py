@@ -88,6 +88,7 @@ _ACTION_WORDS = {
     "blocklist_remove": "unblocked the word",
     "mod_log_set": "set the mod-log channel",
     "session_stopped": "stopped session",
+    "posts_deleted": "deleted the posts of try-on",
     "usage_adjust": "adjusted usage of",
     "prompt_refused": "had a prompt refused",
 }

@@ -51,6 +51,7 @@ async def test_commands_are_guild_only(bot: TryOnBot, fake_discord: FakeDiscord)
         "show",
         "forget",
         "help",
+        "settings",
     }
     start = next(o for o in tryon["options"] if o["name"] == "start")
     orientation = next(o for o in start["options"] if o["name"] == "orientation")
@@ -205,7 +206,7 @@ async def test_whole_try_on_through_discord(
     stopped = await driver.press(alice, status, f"tryon:stop:{session_id}").reply()
     assert stopped.ephemeral and "Ending" in stopped.content
     done = await wait_status(fake_discord, start.token, "Done after", within=40)
-    assert done.components == []
+    assert done.custom_ids() == [f"tryon:delete:{session_id}"]  # only Delete is left
     final = await fake_discord.wait_for(
         lambda: next(
             (
@@ -363,8 +364,9 @@ async def test_quota_history_and_forget(
     assert "Only the member who opened this" in intruder.content
     assert len(await bot.runtime.store.sessions.history(world.guild_id, alice_id, limit=50)) == 7
     confirm = driver.press(alice, ask, "tryon:forget:yes")
-    callback = await confirm.response()
-    assert callback.json["type"] == 7 and "Deleted 7 try-on session(s)" in callback.json["data"]["content"]
+    assert (await confirm.response()).json["type"] == 6  # acknowledged; the answer replaces the question
+    await fake_discord.wait_for(lambda: "Deleted 7 try-on session(s)" in ask.content)
+    assert ask.components == [] and "Removed 0 of the bot's posts." in ask.content
     assert await bot.runtime.store.sessions.history(world.guild_id, alice_id) == []
 
 
@@ -435,7 +437,8 @@ async def test_restart_settles_interrupted_sessions_and_tells_the_channel(
         )
         assert "interrupted by a restart" in notice[-1].content
         status = fake_discord.channel_messages(channel_id)[0]
-        assert status.embeds and "Interrupted by a restart" in status.text and status.components == []
+        assert status.embeds and "Interrupted by a restart" in status.text
+        assert status.custom_ids() == [f"tryon:delete:{record.id}"]
     finally:
         await restarted.close()
 
@@ -449,7 +452,8 @@ async def test_shutdown_ends_and_settles_live_sessions(
     store = bot.runtime.store
     await bot.close()  # what SIGINT/SIGTERM lead to in `python -m bot run`
     final = status_message(fake_discord, start.token)
-    assert final is not None and "the bot is restarting" in final.text and final.components == []
+    assert final is not None and "the bot is restarting" in final.text
+    assert final.custom_ids() == [f"tryon:delete:{session_id}"]
     reopened = await Store.open(store.path)
     try:
         record = await reopened.sessions.get(session_id)
@@ -469,7 +473,7 @@ async def test_rate_limited_status_edits_are_retried_and_end_right(
     await driver.command(alice, "tryon stop").reply()
     done = await wait_status(fake_discord, start.token, "Done after", within=40)
     assert len(fake_discord.rate_limited) == 2
-    assert done.components == []
+    assert done.custom_ids() == [f"tryon:delete:{session_id_of(status)}"]
 
 
 async def test_snippets_respect_the_interaction_upload_limit(

@@ -87,7 +87,7 @@ async def test_a_whole_try_on_runs_on_a_local_worker(
     stopped = await driver.press(alice, status, f"tryon:stop:{session_id}").reply()
     assert "Ending" in stopped.content
     done = await wait_status(fake_discord, start.token, "Done after", within=40)
-    assert done.components == []
+    assert done.custom_ids() == [f"tryon:delete:{session_id}"]
     final = await fake_discord.wait_for(
         lambda: next(
             (m for m in fake_discord.messages_for(start.token) if "[video](" in m.text and m.attachments),
