@@ -183,7 +183,7 @@ LEDGER_BY_SESSION = Migration(
 
 MEMBERS_IN_CHARGE = Migration(
     version=3,
-    description="notices sent once, the bot's posts of each try-on, members' own settings",
+    description="notices sent once, the bot's posts of each try-on, members' and servers' new settings",
     statements=(
         # guild_id 0 (NO_GUILD): bot-wide. `sent_at` tells whether a notice repeated per window is due again.
         """
@@ -219,6 +219,13 @@ MEMBERS_IN_CHARGE = Migration(
             updated_at REAL NOT NULL
         )
         """,
+        # A server's moderators' settings, NULL: the bot's default. photo_retention_hours: how long a
+        # member's photo may be kept for another try-on (default 24, 0: none).
+        "ALTER TABLE guild_settings ADD COLUMN photo_retention_hours REAL",
+        "ALTER TABLE guild_settings ADD COLUMN snippets_enabled INTEGER",
+        "ALTER TABLE guild_settings ADD COLUMN private_by_default INTEGER",
+        "ALTER TABLE guild_settings ADD COLUMN paused INTEGER",
+        "ALTER TABLE guild_settings ADD COLUMN pause_message TEXT",
     ),
 )
 

@@ -8,6 +8,8 @@ from typing import Any
 
 # Discord snowflakes are never 0, so 0 stands for "no guild" (DMs, the console demo).
 NO_GUILD = 0
+# How long a member's photo may be kept for another try-on unless a server's moderators say otherwise.
+DEFAULT_PHOTO_RETENTION_HOURS = 24.0
 
 QUEUED_STATE = "queued"
 LIVE_STATES: tuple[str, ...] = ("connecting", "streaming", "ending", "finalising")
@@ -49,6 +51,18 @@ class GuildSettings:
     idle_timeout_seconds: float | None = None
     mod_log_channel_id: int | None = None
     updated_at: float | None = None
+    # How long a member's photo may be kept for another try-on (None: DEFAULT_PHOTO_RETENTION_HOURS).
+    photo_retention_hours: float | None = None
+    snippets_enabled: bool | None = None  # None: on
+    private_by_default: bool | None = None  # None: public
+    paused: bool | None = None  # None: not paused
+    pause_message: str | None = None
+
+    @property
+    def photo_retention(self) -> float:
+        """Hours a photo may be kept (0: not at all)."""
+        hours = self.photo_retention_hours
+        return DEFAULT_PHOTO_RETENTION_HOURS if hours is None else hours
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import TryOnBot
-from bot.store.records import MemberSettings, SessionRecord
+from bot.store.records import GuildSettings, MemberSettings, SessionRecord
 from bot.tryon.engine import Engine
 from bot.tryon.errors import NoSuchSession, NotAllowed, PhotoRejected, TryOnError
 from bot.tryon.models import SessionRequest, SessionSummary
@@ -71,9 +71,22 @@ class StartChoices:
     snippets: bool
 
     @classmethod
-    def resolve(cls, prefs: MemberSettings, *, private: bool | None, orientation: str | None) -> StartChoices:
-        """The command's options win over the member's `/tryon settings`, which win over the defaults."""
-        chosen_private = private if private is not None else prefs.private
+    def resolve(
+        cls,
+        prefs: MemberSettings,
+        server: GuildSettings,
+        *,
+        private: bool | None,
+        orientation: str | None,
+    ) -> StartChoices:
+        """The command's options win over the member's `/tryon settings`, then the server's, the defaults.
+
+        (A server with clips off has none whatever the member chose: the engine decides that.)
+        """
+        chosen_private = next(
+            (choice for choice in (private, prefs.private, server.private_by_default) if choice is not None),
+            False,
+        )
         chosen_orientation = orientation if orientation is not None else prefs.orientation
         return cls(
             private=bool(chosen_private),
@@ -163,8 +176,10 @@ class TryOn(
         # its own (public unless `private`).
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
-            prefs = await self.bot.runtime.store.members.get(interaction.user.id)
-            choices = StartChoices.resolve(prefs, private=private, orientation=orientation)
+            store = self.bot.runtime.store
+            prefs = await store.members.get(interaction.user.id)
+            server = await store.guilds.get(self._guild_id(interaction))
+            choices = StartChoices.resolve(prefs, server, private=private, orientation=orientation)
             session = await self._begin(interaction, photo, outfit, choices)
         except TryOnError as error:
             try:
@@ -174,25 +189,30 @@ class TryOn(
             return
         where = "Only you can see it." if choices.private else "Its status is posted below."
         content = f"Your try-on `{session.id}` is on its way. {where}"
-        guide = await self._first_try_on_guide(self._guild_id(interaction))
+        guide = await self._first_try_on_guide(self._guild_id(interaction), server)
         if guide is not None:
             content += (
                 "\nThe first try-on in this server: here is how it works (`/tryon help` shows it again)."
             )
         await interaction.edit_original_response(content=content, embed=guide, allowed_mentions=NO_MENTIONS)
 
-    async def _first_try_on_guide(self, guild_id: int) -> discord.Embed | None:
+    async def _first_try_on_guide(self, guild_id: int, server: GuildSettings) -> discord.Embed | None:
         """The guide, the first time a try-on starts in this server (claimed in SQLite: once, ever)."""
         try:
             first = await self.bot.runtime.store.notices.claim(guild_id, FIRST_TRY_ON_NOTICE)
         except Exception:  # the session runs either way; the guide is a courtesy
             log.exception("could not record the first try-on notice of guild %s", guild_id)
             return None
-        return help_embed(self._guide_facts()) if first else None
+        return help_embed(self._guide_facts(server)) if first else None
 
-    def _guide_facts(self) -> GuideFacts:
+    def _guide_facts(self, server: GuildSettings) -> GuideFacts:
         engine = self.bot.config.engine
-        return GuideFacts(idle_seconds=engine.idle_seconds, max_session_seconds=engine.max_session_seconds)
+        idle = server.idle_timeout_seconds
+        return GuideFacts(
+            idle_seconds=engine.idle_seconds if idle is None else idle,
+            max_session_seconds=engine.max_session_seconds,
+            photo_retention_hours=server.photo_retention,
+        )
 
     def _instant_checks(self, interaction: discord.Interaction[TryOnBot], photo: discord.Attachment) -> None:
         """Refusals that need no await at all: answered directly, without even a defer."""
@@ -389,7 +409,9 @@ class TryOn(
 
     @app_commands.command(name="help", description="How try-on works, good photos, what is kept, forgetting")
     async def help(self, interaction: discord.Interaction[TryOnBot]) -> None:
-        await send_reply(interaction, embed=help_embed(self._guide_facts()))
+        await interaction.response.defer(ephemeral=True, thinking=True)  # the server's settings are read
+        server = await self.bot.runtime.store.guilds.get(self._guild_id(interaction))
+        await send_reply(interaction, embed=help_embed(self._guide_facts(server)))
 
     @app_commands.command(name="forget", description="Delete your stored try-on data and the bot's posts")
     async def forget(self, interaction: discord.Interaction[TryOnBot]) -> None:

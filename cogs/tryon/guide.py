@@ -24,6 +24,8 @@ class GuideFacts:
 
     idle_seconds: float
     max_session_seconds: float
+    # How long the bot may keep a member's photo for another try-on (this server's setting; 0: not at all).
+    photo_retention_hours: float
     max_outfit_chars: int = 300
 
 
@@ -42,7 +44,7 @@ def help_embed(facts: GuideFacts) -> discord.Embed:
     )
     embed.add_field(name="A good photo", value=_photo_guidance(), inline=False)
     embed.add_field(name="A good outfit", value=_outfit_guidance(facts), inline=False)
-    embed.add_field(name="What is kept, and for how long", value=_what_is_kept(), inline=False)
+    embed.add_field(name="What is kept, and for how long", value=_what_is_kept(facts), inline=False)
     embed.add_field(name="Forgetting", value=_how_to_forget(), inline=False)
     embed.set_footer(text="/tryon help shows this again at any time.")
     return embed
@@ -70,10 +72,17 @@ def _outfit_guidance(facts: GuideFacts) -> str:
     )
 
 
-def _what_is_kept() -> str:
+def _what_is_kept(facts: GuideFacts) -> str:
+    hours = facts.photo_retention_hours
+    kept = (
+        f"the bot keeps it at most {hours:g} h (this server's setting), only in its own data folder, so you "
+        "can try another outfit without uploading it again"
+        if hours > 0
+        else "the bot does not keep it (this server's setting)"
+    )
     return (
-        "• **Your photo** goes to the video platform (Odyssey) for the live video; the bot stores only its "
-        "fingerprint (SHA-256), not the photo.\n"
+        f"• **Your photo** goes to the video platform (Odyssey) for the live video; {kept}. Its fingerprint "
+        "(SHA-256) is stored with the try-on.\n"
         "• **Each try-on**: when and where, its outfits, how long it streamed, its recording ids (so "
         "`/tryon show` can make fresh links) and the ids of the bot's public posts of it. Kept until you "
         "run `/tryon forget`.\n"
@@ -87,7 +96,8 @@ def _what_is_kept() -> str:
 def _how_to_forget() -> str:
     return (
         "**Delete** under a finished try-on removes the bot's posts of it (you or a moderator). "
-        "`/tryon forget` deletes your try-ons, outfits, recording ids and settings in every server, removes "
+        "`/tryon forget` deletes your try-ons, outfits, recording ids, settings and any kept photo in every "
+        "server, removes "
         "the bot's posts of your try-ons that it can still reach (and says which it could not), and your "
         "words from moderator logs. A try-on still running is kept: stop it first."
     )

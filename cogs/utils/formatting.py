@@ -80,6 +80,7 @@ _ACTION_WORDS = {
     "quota_role_cleared": "reset the quota of role",
     "queue_cap_set": "set the queue cap",
     "idle_timeout_set": "set the idle timeout",
+    "guild_settings_set": "changed the server's try-on settings",
     "block": "blocked",
     "unblock": "unblocked",
     "channel_allowed": "allowed try-on in",

@@ -67,3 +67,26 @@ async def test_member_settings_change_one_at_a_time_survive_a_reopen_and_are_for
         assert await reopened.members.get(10) == both
         assert (await reopened.forget(10)).member_settings_deleted == 1
         assert await reopened.members.get(10) == MemberSettings(user_id=10)
+
+
+async def test_guild_settings_update_checks_audits_only_changes_and_survive_a_reopen(store: Store) -> None:
+    entry = await store.guilds.update(
+        GUILD,
+        {"photo_retention_hours": 0, "paused": True, "pause_message": "  see   #news  "},
+        moderator_id=7,
+    )
+    assert entry is not None and entry.action == "guild_settings_set"
+    assert entry.details == {"photo_retention_hours": 0.0, "paused": True, "pause_message": "see #news"}
+    assert await store.guilds.update(GUILD, {"paused": True}, moderator_id=7) is None  # nothing changed
+    for bad in ({"queue_cap": -1}, {"idle_timeout_seconds": 5}, {"paused": "yes"}, {"pause_message": ""}):
+        with pytest.raises(ValueError):
+            await store.guilds.update(GUILD, bad, moderator_id=7)
+    with pytest.raises(ValueError, match="not a server setting"):
+        await store.guilds.update(GUILD, {"mod_log_channel_id": 1}, moderator_id=7)
+    async with await Store.open(store.path) as reopened:
+        settings = await reopened.guilds.get(GUILD)
+        assert settings.paused is True and settings.pause_message == "see #news"
+        assert settings.photo_retention_hours == 0 and settings.photo_retention == 0
+        assert (await reopened.guilds.get(GUILD + 1)).photo_retention == 24  # the default
+        await reopened.guilds.update(GUILD, {"paused": None}, moderator_id=7)
+        assert (await reopened.guilds.get(GUILD)).paused is None
