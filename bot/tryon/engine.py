@@ -16,6 +16,7 @@ from bot.media.snippets import SnippetEncoder
 from bot.odyssey import Odyssey
 from bot.store import QuotaLimits, Store
 from bot.store.records import AuditEntry, SessionRecord
+from bot.tryon.account import AccountWatch, AlertListener
 from bot.tryon.errors import NoSuchSession, NotAllowed, TryOnError
 from bot.tryon.gate import Gate
 from bot.tryon.launcher import InProcess, ManagedSession, RecoveryPresenterFactory, SessionLauncher
@@ -175,6 +176,10 @@ class Engine(Generic[Session]):
             raise NoSuchSession("No try-on of yours has that id in this server.")
         return await self.manager.recording_links(session_id, guild_id=guild_id)
 
+    def on_account_problem(self, listener: AlertListener) -> None:
+        """Call `listener` when the Odyssey account itself fails (told once per window, not per member)."""
+        self.services.account.listen(listener)
+
     async def reattach(self, presenter_for: RecoveryPresenterFactory) -> int:
         """At start-up, before `interrupt_crashed`: take back sessions workers kept streaming; how many."""
         return len(await self.manager.reattach(presenter_for))
@@ -196,6 +201,7 @@ class Engine(Generic[Session]):
         finally:
             await self.manager.launcher.aclose()
             await self.services.encoder.aclose()
+            await self.services.account.aclose()
 
 
 @overload
@@ -248,8 +254,9 @@ def build_engine(
     """
     settings = settings or EngineSettings()
     quota = QuotaPolicy(store, quota_defaults or QuotaLimits(), min_start_seconds=settings.min_start_seconds)
+    account = AccountWatch(store)
     services = EngineServices(
-        ledger=StoreLedger(store, quota),
+        ledger=StoreLedger(store, quota, account),
         store=store,
         quota=quota,
         encoder=encoder or SnippetEncoder(),
@@ -257,5 +264,6 @@ def build_engine(
         settings=settings,
         check_photo=checked_photo,
         gate=Gate(store, quota),
+        account=account,
     )
     return Engine(SessionManager(services, launcher or InProcess()), services)

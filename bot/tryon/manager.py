@@ -29,6 +29,7 @@ from bot.tryon.session import SessionServices
 
 if TYPE_CHECKING:
     from bot.store import Store
+    from bot.tryon.account import AccountWatch
     from bot.tryon.gate import Gate
     from bot.tryon.models import StreamPhoto
     from bot.tryon.quota import QuotaPolicy
@@ -49,6 +50,8 @@ class EngineServices(SessionServices):
     check_photo: Callable[[bytes], Awaitable[StreamPhoto]]
     # Checks outfits (and starts) and records refusals.
     gate: Gate
+    # Tells moderators and the owner of problems of the Odyssey account itself.
+    account: AccountWatch
 
 
 Session = TypeVar("Session", bound=ManagedSession)

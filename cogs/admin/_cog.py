@@ -13,7 +13,9 @@ from bot.app import TryOnBot
 from bot.store import Store
 from bot.store.records import AuditEntry, GuildSettings, QuotaLimits
 from bot.store.store import month_start
+from bot.tryon.account import AccountAlert
 from bot.tryon.prompts import normalise_blocklist_entry
+from cogs.admin.alerts import announce_account_problem
 from cogs.utils.checks import is_moderator
 from cogs.utils.delivery import post_to_mod_log, send_reply
 from cogs.utils.formatting import audit_line, duration, limits_text, quote_safely, timestamp
@@ -81,6 +83,14 @@ class TryOnAdmin(
     def __init__(self, bot: TryOnBot) -> None:
         self.bot = bot
         super().__init__()
+
+    async def cog_load(self) -> None:
+        """Deliver the engine's alerts about the Odyssey account (to mod-logs and the owner)."""
+        if self.bot.has_runtime:
+            self.bot.runtime.engine.on_account_problem(self._account_problem)
+
+    async def _account_problem(self, alert: AccountAlert) -> None:
+        await announce_account_problem(self.bot, alert)
 
     async def interaction_check(self, interaction: discord.Interaction[TryOnBot]) -> bool:  # type: ignore[override]
         """Enforce Manage Server at run time (server admins can override `default_permissions`), then defer.

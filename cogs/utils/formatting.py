@@ -81,6 +81,7 @@ _ACTION_WORDS = {
     "queue_cap_set": "set the queue cap",
     "idle_timeout_set": "set the idle timeout",
     "guild_settings_set": "changed the server's try-on settings",
+    "odyssey_account_problem": "reports a problem with its Odyssey account",
     "block": "blocked",
     "unblock": "unblocked",
     "channel_allowed": "allowed try-on in",
