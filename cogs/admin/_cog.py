@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
+import io
 import time
 from typing import Any, Literal
 
@@ -10,8 +13,9 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import TryOnBot
+from bot.media.charts import UsageChart, usage_chart_png
 from bot.store import Store
-from bot.store.records import AuditEntry, GuildSettings, QuotaLimits
+from bot.store.records import AuditEntry, GuildSettings, QuotaLimits, UsageReport
 from bot.store.store import month_start
 from bot.tryon.account import AccountAlert
 from bot.tryon.prompts import normalise_blocklist_entry
@@ -487,7 +491,30 @@ class TryOnAdmin(
             f"{d.day}: {duration(d.seconds)}, {d.sessions} sessions" for d in report.by_day[-14:]
         )
         embed.add_field(name="By day", value=by_day or "no usage", inline=False)
-        await send_reply(interaction, embed=embed)
+        chart = self._usage_chart(interaction, report, days, now)
+        png = await asyncio.to_thread(usage_chart_png, chart)  # drawing is CPU work: off the event loop
+        embed.set_image(url="attachment://usage.png")
+        await send_reply(interaction, embed=embed, file=discord.File(io.BytesIO(png), "usage.png"))
+
+    @staticmethod
+    def _usage_chart(
+        interaction: discord.Interaction[TryOnBot], report: UsageReport, days: int, now: float
+    ) -> UsageChart:
+        """Minutes on every UTC day of the window (none: 0) and per top member, by name where known."""
+        minutes_by_day = {day.day: day.seconds / 60 for day in report.by_day}
+        today = dt.datetime.fromtimestamp(now, tz=dt.UTC).date()
+        dates = [today - dt.timedelta(days=back) for back in range(days - 1, -1, -1)]
+        guild = interaction.guild
+
+        def name(user_id: int) -> str:
+            member = guild.get_member(user_id) if guild is not None else None
+            return member.display_name if member is not None else f"user …{str(user_id)[-4:]}"
+
+        return UsageChart(
+            title=f"Try-on minutes per day, last {days} days",
+            days=[(f"{d:%m-%d}", minutes_by_day.get(d.isoformat(), 0.0)) for d in dates],
+            members=[(name(m.user_id), m.seconds / 60) for m in report.top_members],
+        )
 
     @app_commands.command(
         name="modlog", description="Post moderator actions and refused prompts to a channel"
