@@ -13,7 +13,7 @@ from bot.emulator import Emulator
 from bot.store import Store
 from tests.fakediscord import FakeDiscord
 from tests.fakediscord import payloads as p
-from tests.helpers import PHOTO, start_bot_process, until, write_run_config
+from tests.helpers import PHOTO, start_bot_process, status_message, until, write_run_config
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -58,8 +58,8 @@ async def test_sigterm_ends_and_settles_every_session(
             output, _ = await process.communicate()
         assert process.returncode == 0, output.decode(errors="replace")[-3000:]
         assert b"shutting down" in output
-        status = next(m for m in fake_discord.messages_for(start["token"]) if m.embeds)
-        assert "the bot is restarting" in status.text
+        status = status_message(fake_discord, start["token"])  # (the first try-on's guide is an embed too)
+        assert status is not None and "the bot is restarting" in status.text
     finally:
         if process.returncode is None:
             process.kill()
