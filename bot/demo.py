@@ -74,6 +74,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: cannot write under {args.out}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        # asyncio.run cancelled the demo, which ended its session and closed the engine and the emulator.
+        print("interrupted: the try-on was ended", file=sys.stderr)
         return 130
     return 0
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import signal
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,7 +21,7 @@ from bot.store import Store
 from bot.tryon.engine import build_engine, client_factory
 from bot.tryon.models import SessionState
 from bot.tryon.settings import EngineSettings
-from tests.helpers import mp4_video
+from tests.helpers import ROOT, mp4_video
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -135,3 +138,30 @@ def test_an_output_folder_that_cannot_be_made_is_one_error_line(
     [line] = captured.err.strip().splitlines()
     assert line.startswith(f"error: cannot write under {taken}")
     assert "Traceback" not in captured.err + captured.out
+
+
+async def test_ctrl_c_ends_the_demo_with_one_line(tmp_path: Path) -> None:
+    env = {key: value for key, value in os.environ.items() if key != "ODYSSEY_API_KEY"}
+    # Its own process group, as a shell gives a foreground job: Ctrl-C signals the whole group.
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "demo", "--out", str(tmp_path / "out"),
+        cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,
+    )  # fmt: skip
+    assert process.stdout is not None and process.stderr is not None
+    try:
+        async with asyncio.timeout(90):
+            # The first snippet means the encoder's worker process runs (it starts with the first job).
+            while b"snippet:" not in (line := await process.stdout.readline()):
+                assert line, "the demo ended before its first snippet"
+        os.killpg(process.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+        async with asyncio.timeout(60):
+            rest, errors = await process.communicate()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    output = (rest + errors).decode(errors="replace")
+    assert process.returncode == 130, output[-3000:]
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output, output[-3000:]
+    assert errors.decode().strip().splitlines() == ["interrupted: the try-on was ended"]

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import multiprocessing
-from collections.abc import Sequence
+import multiprocessing.context
+import signal
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -86,6 +89,36 @@ def _rgb_of(frame: KeptFrame | np.ndarray | ReelFrame, width: int, height: int) 
     return frame.to_rgb(width, height) if isinstance(frame, KeptFrame) else frame
 
 
+@contextlib.contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """Block SIGINT in this thread meanwhile; a process started meanwhile starts with it blocked.
+
+    The signal mask survives fork and exec, so a Ctrl-C arriving while the worker's interpreter starts
+    (before `init_worker` ignores SIGINT) stays pending and is then discarded. Signals are not lost here:
+    one arriving meanwhile is delivered to this process when the mask is restored (or to another thread).
+    """
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+class _QuietSpawnProcess(multiprocessing.context.SpawnProcess):
+    """A spawned pool worker that never sees the terminal's Ctrl-C (its parent shuts it down)."""
+
+    def start(self) -> None:
+        """Start the process with SIGINT blocked; `init_worker` then ignores it."""
+        with _sigint_blocked():
+            super().start()
+
+
+class _QuietSpawnContext(multiprocessing.context.SpawnContext):
+    """The spawn start method, with pool workers that ignore SIGINT from their first instruction."""
+
+    Process = _QuietSpawnProcess
+
+
 def _stop_workers(pool: ProcessPoolExecutor) -> None:
     """Kill a pool's worker processes and wait for the pool to wind down (blocking)."""
     # ProcessPoolExecutor has no public way to stop a running job before Python 3.14 (terminate_workers).
@@ -122,8 +155,10 @@ class SnippetEncoder:
         self.closed = False
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        context = multiprocessing.get_context("spawn")  # fork would copy the event loop's threads and sockets
-        return ProcessPoolExecutor(max_workers=self.max_workers, mp_context=context, initializer=init_worker)
+        # Spawn: fork would copy the event loop's threads and sockets.
+        return ProcessPoolExecutor(
+            max_workers=self.max_workers, mp_context=_QuietSpawnContext(), initializer=init_worker
+        )
 
     async def encode_gif(
         self, frames: ClipFrames, fps: float, budget_bytes: int = DISCORD_UPLOAD_LIMIT, max_width: int = 360

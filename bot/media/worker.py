@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 import threading
 import time
@@ -97,9 +98,14 @@ PARENT_CHECK_SECONDS = 0.5
 def init_worker() -> None:
     """Worker start-up: one BLAS thread (OpenBLAS's idle threads spin and cost more CPU than they save).
 
-    The worker also exits on its own once the bot process is gone: a bot killed with SIGKILL cannot stop
-    its pool, and the workers would otherwise run on as orphans.
+    SIGINT is ignored: Ctrl-C in a terminal reaches the whole process group, and the bot, not each worker,
+    decides how to stop (it shuts the pool down). The worker was started with SIGINT blocked (see
+    `bot.media.snippets`), so a Ctrl-C during its start-up is discarded here instead of raising
+    KeyboardInterrupt in it. The worker also exits on its own once the bot process is gone: a bot killed
+    with SIGKILL cannot stop its pool, and the workers would otherwise run on as orphans.
     """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # discards a SIGINT pending since the start, too
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     threadpool_limits(limits=1, user_api="blas")
     parent = os.getppid()
     threading.Thread(target=_exit_with_parent, args=(parent,), name="parent-watch", daemon=True).start()

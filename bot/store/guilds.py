@@ -1,4 +1,5 @@
-"""Guild settings and rules: default quotas, queue cap, idle timeout, mod-log, channel allowlist, blocklist.
+"""Guild settings and rules: default quotas, queue cap, idle timeout, photo retention, clips, privacy, pause,
+mod-log, channel allowlist, blocklist.
 
 Every change takes the moderator's id and writes its audit entry in the same transaction; mutators return
 that entry (for the mod-log channel), or None when nothing changed.
@@ -6,6 +7,7 @@ that entry (for the mod-log channel), or None when nothing changed.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiosqlite
@@ -14,9 +16,6 @@ from bot.store.audit import write_audit
 from bot.store.database import Database, Tx
 from bot.store.quotas import check_limits
 from bot.store.records import AuditEntry, GuildSettings, QuotaLimits
-
-# A month: "try again later" needs days at most; longer would only keep faces for nothing.
-MAX_PHOTO_RETENTION_HOURS = 24 * 30
 
 _SETTING_COLUMNS = (
     "daily_seconds",
@@ -27,7 +26,63 @@ _SETTING_COLUMNS = (
     "idle_timeout_seconds",
     "mod_log_channel_id",
     "photo_retention_hours",
+    "snippets_enabled",
+    "private_by_default",
+    "paused",
+    "pause_message",
 )
+PAUSE_MESSAGE_CHARS = 200
+
+
+def _number(low: float, high: float, unit: str, kind: type = float) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+            raise ValueError(f"must be a number from {low:g} to {high:g} {unit}")
+        return kind(value)
+
+    return check
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("must be on or off")
+    return value
+
+
+def _message(value: Any) -> str:
+    text = " ".join(str(value).split())
+    if not 1 <= len(text) <= PAUSE_MESSAGE_CHARS:
+        raise ValueError(f"must be 1 to {PAUSE_MESSAGE_CHARS} characters")
+    return text
+
+
+# What moderators may set with `update`, and what each accepts (None always means: the bot's default).
+SETTING_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "queue_cap": _number(0, 100, "members", int),
+    "idle_timeout_seconds": _number(10, 3600, "seconds"),
+    "photo_retention_hours": _number(0, 720, "hours"),
+    "snippets_enabled": _flag,
+    "private_by_default": _flag,
+    "paused": _flag,
+    "pause_message": _message,
+}
+
+
+def check_settings(changes: Mapping[str, Any]) -> dict[str, Any]:
+    """The changes, cleaned; ValueError naming the setting when one is unknown or out of range."""
+    checked: dict[str, Any] = {}
+    for name, value in changes.items():
+        if name not in SETTING_CHECKS:
+            raise ValueError(f"{name}: not a server setting")
+        try:
+            checked[name] = None if value is None else SETTING_CHECKS[name](value)
+        except ValueError as error:
+            raise ValueError(f"{name} {error}") from None
+    return checked
+
+
+def _flag_of(value: int | None) -> bool | None:
+    return None if value is None else bool(value)
 
 
 def _settings_from_row(guild_id: int, row: aiosqlite.Row | None) -> GuildSettings:
@@ -44,8 +99,12 @@ def _settings_from_row(guild_id: int, row: aiosqlite.Row | None) -> GuildSetting
         queue_cap=row["queue_cap"],
         idle_timeout_seconds=row["idle_timeout_seconds"],
         mod_log_channel_id=row["mod_log_channel_id"],
-        photo_retention_hours=row["photo_retention_hours"],
         updated_at=row["updated_at"],
+        photo_retention_hours=row["photo_retention_hours"],
+        snippets_enabled=_flag_of(row["snippets_enabled"]),
+        private_by_default=_flag_of(row["private_by_default"]),
+        paused=_flag_of(row["paused"]),
+        pause_message=row["pause_message"],
     )
 
 
@@ -76,16 +135,6 @@ class GuildRules:
             raise ValueError("queue cap must be >= 0")
         return await self._set(guild_id, {"queue_cap": cap}, moderator_id, "queue_cap_set")
 
-    async def set_photo_retention(
-        self, guild_id: int, hours: float | None, *, moderator_id: int | None
-    ) -> AuditEntry:
-        """Keep members' last photos this many hours (0: keep none; None: bot default)."""
-        if hours is not None and not 0 <= hours <= MAX_PHOTO_RETENTION_HOURS:
-            raise ValueError(f"photo retention must be between 0 and {MAX_PHOTO_RETENTION_HOURS:g} hours")
-        return await self._set(
-            guild_id, {"photo_retention_hours": hours}, moderator_id, "photo_retention_set"
-        )
-
     async def set_idle_timeout(
         self, guild_id: int, seconds: float | None, *, moderator_id: int | None
     ) -> AuditEntry:
@@ -93,6 +142,21 @@ class GuildRules:
         if seconds is not None and seconds <= 0:
             raise ValueError("idle timeout must be > 0")
         return await self._set(guild_id, {"idle_timeout_seconds": seconds}, moderator_id, "idle_timeout_set")
+
+    async def update(
+        self, guild_id: int, changes: Mapping[str, Any], *, moderator_id: int | None
+    ) -> AuditEntry | None:
+        """Set several settings at once (None: back to the bot's default), checked by `SETTING_CHECKS`.
+
+        One audit entry names what changed; None (and nothing written) when nothing would change.
+        ValueError, naming the setting, for an unknown name or a value out of range.
+        """
+        checked = check_settings(changes)
+        current = await self.get(guild_id)
+        changed = {name: value for name, value in checked.items() if getattr(current, name) != value}
+        if not changed:
+            return None
+        return await self._set(guild_id, changed, moderator_id, "guild_settings_set")
 
     async def set_mod_log_channel(
         self, guild_id: int, channel_id: int | None, *, moderator_id: int | None

@@ -212,7 +212,59 @@ EVENTS_APPLIED = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (INITIAL_SCHEMA, LEDGER_BY_SESSION, KEPT_PHOTOS, EVENTS_APPLIED)
+MEMBERS_IN_CHARGE = Migration(
+    version=5,
+    description="notices sent once, the bot's posts of each try-on, members' and servers' new settings",
+    statements=(
+        # guild_id 0 (NO_GUILD): bot-wide. `sent_at` tells whether a notice repeated per window is due again.
+        """
+        CREATE TABLE notices (
+            guild_id INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            sent_at REAL NOT NULL,
+            PRIMARY KEY (guild_id, kind)
+        )
+        """,
+        # Every public message the bot posted for a try-on, so Delete and forget can remove them. No
+        # foreign key to sessions: forgetting deletes the session row but keeps the posts it could not
+        # remove (no permission), to try again later.
+        """
+        CREATE TABLE bot_posts (
+            message_id INTEGER PRIMARY KEY,
+            channel_id INTEGER NOT NULL,
+            guild_id INTEGER NOT NULL,
+            session_id TEXT NOT NULL,
+            user_id INTEGER NOT NULL,
+            posted_at REAL NOT NULL
+        )
+        """,
+        "CREATE INDEX bot_posts_by_session ON bot_posts (session_id)",
+        "CREATE INDEX bot_posts_by_user ON bot_posts (user_id)",
+        # A member's own defaults for new try-ons (every server); NULL: not chosen, the server's default.
+        """
+        CREATE TABLE member_settings (
+            user_id INTEGER PRIMARY KEY,
+            private INTEGER,
+            orientation TEXT CHECK (orientation IN ('portrait', 'landscape')),
+            snippets INTEGER,
+            updated_at REAL NOT NULL
+        )
+        """,
+        # A server's moderators' settings, NULL: the bot's default (photo_retention_hours came in version 3).
+        "ALTER TABLE guild_settings ADD COLUMN snippets_enabled INTEGER",
+        "ALTER TABLE guild_settings ADD COLUMN private_by_default INTEGER",
+        "ALTER TABLE guild_settings ADD COLUMN paused INTEGER",
+        "ALTER TABLE guild_settings ADD COLUMN pause_message TEXT",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    INITIAL_SCHEMA,
+    LEDGER_BY_SESSION,
+    KEPT_PHOTOS,
+    EVENTS_APPLIED,
+    MEMBERS_IN_CHARGE,
+)
 
 
 def check_migrations(migrations: tuple[Migration, ...]) -> None:

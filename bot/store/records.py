@@ -8,6 +8,8 @@ from typing import Any
 
 # Discord snowflakes are never 0, so 0 stands for "no guild" (DMs, the console demo).
 NO_GUILD = 0
+# How long a member's photo may be kept for another try-on unless a server's moderators say otherwise.
+DEFAULT_PHOTO_RETENTION_HOURS = 24.0
 
 QUEUED_STATE = "queued"
 LIVE_STATES: tuple[str, ...] = ("connecting", "streaming", "ending", "finalising")
@@ -48,9 +50,19 @@ class GuildSettings:
     queue_cap: int | None = None
     idle_timeout_seconds: float | None = None
     mod_log_channel_id: int | None = None
-    # How long a member's last photo is kept for "try again" (None: the bot's default; 0: none is kept).
-    photo_retention_hours: float | None = None
     updated_at: float | None = None
+    # How long a member's photo may be kept for another try-on (None: DEFAULT_PHOTO_RETENTION_HOURS).
+    photo_retention_hours: float | None = None
+    snippets_enabled: bool | None = None  # None: on
+    private_by_default: bool | None = None  # None: public
+    paused: bool | None = None  # None: not paused
+    pause_message: str | None = None
+
+    @property
+    def photo_retention(self) -> float:
+        """Hours a photo may be kept (0: not at all)."""
+        hours = self.photo_retention_hours
+        return DEFAULT_PHOTO_RETENTION_HOURS if hours is None else hours
 
 
 @dataclass(frozen=True)
@@ -201,6 +213,28 @@ class AuditEntry:
 
 
 @dataclass(frozen=True)
+class BotPost:
+    """A public message the bot posted for a member's try-on (a channel's or a DM's)."""
+
+    message_id: int
+    channel_id: int
+    guild_id: int
+    session_id: str
+    user_id: int
+    posted_at: float
+
+
+@dataclass(frozen=True)
+class MemberSettings:
+    """A member's own defaults for new try-ons; None: not chosen (the server's default applies)."""
+
+    user_id: int
+    private: bool | None = None
+    orientation: str | None = None  # "portrait" or "landscape"
+    snippets: bool | None = None
+
+
+@dataclass(frozen=True)
 class ForgetResult:
     """What `Store.forget` removed for a member."""
 
@@ -210,6 +244,7 @@ class ForgetResult:
     ledger_rows_anonymised: int
     audit_rows_redacted: int
     photos_deleted: int = 0
+    member_settings_deleted: int = 0
 
 
 def dumps_json(value: dict[str, Any] | None) -> str | None:

@@ -14,8 +14,11 @@ from bot.store.audit import AuditLog
 from bot.store.blocks import Blocks
 from bot.store.database import Clock, Database
 from bot.store.guilds import GuildRules
+from bot.store.members import MemberPreferences
 from bot.store.migrations import MIGRATIONS, Migration, migrate, schema_version
+from bot.store.notices import Notices
 from bot.store.photos import KeptPhotos
+from bot.store.posts import Posts
 from bot.store.prompts import Prompts
 from bot.store.quotas import QuotaOverrides
 from bot.store.records import UNFINISHED_STATES, ForgetResult
@@ -51,6 +54,9 @@ class Store:
         self.usage = UsageLedger(self.db)
         self.audit = AuditLog(self.db)
         self.photos = KeptPhotos(self.db, path.parent / "photos")
+        self.notices = Notices(self.db)
+        self.posts = Posts(self.db)
+        self.members = MemberPreferences(self.db)
 
     @classmethod
     async def open(
@@ -128,6 +134,9 @@ class Store:
           can no longer affect any quota window and are deleted.
         - moderators' records (blocks, overrides, audit entries), because they are the guild's, not the
           member's; the member's own words in them (`details["prompt"]`, e.g. refused prompts) are removed.
+        - the record of the bot's posts (`bot_posts`): the front end removes the posts from Discord first
+          and drops the rows of those gone (`posts.remove`); the ones it could not remove stay listed so a
+          later forget can try again. The member's own settings are deleted.
 
         Deleted content is zeroed in the file (`secure_delete`), and the WAL, which still holds the pages as
         they were before, is checkpointed and truncated, so the words are gone from the bytes on disk too.
@@ -151,6 +160,7 @@ class Store:
                 f"UPDATE usage_ledger SET session_id = NULL WHERE user_id = ? AND session_id IN ({marks})",
                 (user_id, *gone_ids),
             )
+            settings_deleted = await tx.execute("DELETE FROM member_settings WHERE user_id = ?", (user_id,))
             audit_redacted = await tx.execute(
                 "UPDATE audit_log SET details = json_set(json_remove(details, '$.prompt'), '$.redacted', 1)"
                 " WHERE (actor_id = ? OR target_user_id = ?)"
@@ -166,4 +176,5 @@ class Store:
             ledger_rows_anonymised=ledger_anonymised,
             audit_rows_redacted=audit_redacted,
             photos_deleted=photos_deleted,
+            member_settings_deleted=settings_deleted,
         )

@@ -17,6 +17,7 @@ from bot.odyssey import Odyssey
 from bot.store import QuotaLimits, Store
 from bot.store.photos import KeptPhoto
 from bot.store.records import AuditEntry, SessionRecord
+from bot.tryon.account import AccountWatch, AlertListener
 from bot.tryon.errors import NoSuchSession, NotAllowed, PhotoRejected, TryOnError
 from bot.tryon.gate import Gate
 from bot.tryon.launcher import InProcess, ManagedSession, RecoveryPresenterFactory, SessionLauncher
@@ -106,7 +107,7 @@ class Engine(Generic[Session]):
         """The member's kept photo here (the one `of_session` used, if given); PhotoRejected if none."""
         kept = await self.services.store.photos.get(guild_id, user_id)
         if kept is None:
-            hours = self.manager.photo_retention_hours(await self.services.store.guilds.get(guild_id))
+            hours = (await self.services.store.guilds.get(guild_id)).photo_retention
             if hours <= 0:
                 raise PhotoRejected(NO_PHOTOS_KEPT, reason="no_kept_photo")
             raise PhotoRejected(PHOTO_NOT_KEPT.format(hours=f"{hours:g}"), reason="no_kept_photo")
@@ -159,6 +160,14 @@ class Engine(Generic[Session]):
                 "Only the member who started this try-on (or a moderator) can use these buttons."
             )
 
+    def is_live(self, session_id: str) -> bool:
+        """Whether the session is queued or live (answerable without any await)."""
+        try:
+            self.manager.get(session_id)
+        except NoSuchSession:
+            return False
+        return True
+
     def check_live(self, session_id: str, *, guild_id: int) -> None:
         """NoSuchSession unless the session is queued or live in this guild (answerable without any await)."""
         self.manager.get(session_id, guild_id=guild_id)
@@ -209,6 +218,10 @@ class Engine(Generic[Session]):
             raise NoSuchSession("No try-on of yours has that id in this server.")
         return await self.manager.recording_links(session_id, guild_id=guild_id)
 
+    def on_account_problem(self, listener: AlertListener) -> None:
+        """Call `listener` when the Odyssey account itself fails (told once per window, not per member)."""
+        self.services.account.listen(listener)
+
     async def reattach(self, presenter_for: RecoveryPresenterFactory) -> int:
         """At start-up, before `interrupt_crashed`: take back sessions workers kept streaming; how many."""
         return len(await self.manager.reattach(presenter_for))
@@ -230,6 +243,7 @@ class Engine(Generic[Session]):
         finally:
             await self.manager.launcher.aclose()
             await self.services.encoder.aclose()
+            await self.services.account.aclose()
 
 
 @overload
@@ -282,8 +296,9 @@ def build_engine(
     """
     settings = settings or EngineSettings()
     quota = QuotaPolicy(store, quota_defaults or QuotaLimits(), min_start_seconds=settings.min_start_seconds)
+    account = AccountWatch(store)
     services = EngineServices(
-        ledger=StoreLedger(store, quota),
+        ledger=StoreLedger(store, quota, account),
         store=store,
         quota=quota,
         encoder=encoder or SnippetEncoder(),
@@ -291,5 +306,6 @@ def build_engine(
         settings=settings,
         check_photo=checked_photo,
         gate=Gate(store, quota),
+        account=account,
     )
     return Engine(SessionManager(services, launcher or InProcess()), services)

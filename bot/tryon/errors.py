@@ -151,3 +151,10 @@ class ChannelNotAllowed(TryOnError):
     default_message = (
         "Try-on isn't enabled in this channel. Please use one of the channels the moderators allow."
     )
+
+
+class Paused(TryOnError):
+    """The server's moderators paused try-on here; the message is theirs."""
+
+    default_reason = "paused"
+    default_message = "Try-on is paused in this server by its moderators. Please try again later."

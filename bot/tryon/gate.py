@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from bot.store import Store
-from bot.tryon.errors import Blocked, ChannelNotAllowed, PromptRejected
+from bot.store import GuildSettings, Store
+from bot.tryon.errors import Blocked, ChannelNotAllowed, Paused, PromptRejected
 from bot.tryon.prompts import PromptRules, check_prompt
 from bot.tryon.quota import QuotaPolicy
 
@@ -44,6 +44,13 @@ class Gate:
                 session_id=session_id,
             )
             raise
+
+    async def open(self, guild_id: int) -> GuildSettings:
+        """The server's rules; Paused (with the moderators' message) if they paused try-on here."""
+        rules = await self._store.guilds.get(guild_id)
+        if rules.paused:
+            raise Paused(rules.pause_message or None)
+        return rules
 
     async def place(self, guild_id: int, channel_id: int | None) -> None:
         """ChannelNotAllowed unless try-ons may run in this channel."""

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from bot.tryon.models import SessionState
+
 if TYPE_CHECKING:
     from bot.store import Store
-    from bot.tryon.models import SessionState
+    from bot.tryon.account import AccountWatch
     from bot.tryon.quota import QuotaPolicy
 
 
@@ -54,11 +56,12 @@ class WorkerEventLedger(SessionLedger, Protocol):
 
 
 class StoreLedger:
-    """The ledger in the bot's own SQLite store."""
+    """The ledger in the bot's own SQLite store; failures that show an account problem go to `account`."""
 
-    def __init__(self, store: Store, quota: QuotaPolicy) -> None:
+    def __init__(self, store: Store, quota: QuotaPolicy, account: AccountWatch | None = None) -> None:
         self._store = store
         self._quota = quota
+        self._account = account
 
     async def state_changed(
         self,
@@ -70,6 +73,8 @@ class StoreLedger:
     ) -> None:
         """Write the state (and error) to the session's row."""
         await self._store.sessions.set_state(session_id, state, error=error, error_reason=error_reason)
+        if state is SessionState.FAILED and self._account is not None:
+            await self._account.observe(session_id, error_reason)
 
     async def heartbeat(self, session_id: str, streamed_seconds: float, stream_seconds: float | None) -> None:
         """Write the streamed seconds (what a crash would settle from)."""
@@ -85,6 +90,8 @@ class StoreLedger:
         record = await self._store.streams.by_odyssey_id(stream_id)
         if record is not None and record.session_id == session_id:
             await self._store.streams.end(record.id, seconds=seconds, reason=reason)
+        if self._account is not None:
+            await self._account.observe(session_id, reason)  # e.g. the platform's quota_exceeded
 
     async def prompt_status(self, prompt_id: int, status: str, refusal_reason: str | None = None) -> None:
         """Mark the prompt applied or refused."""

@@ -29,6 +29,7 @@ from bot.tryon.session import SessionServices
 
 if TYPE_CHECKING:
     from bot.store import Store
+    from bot.tryon.account import AccountWatch
     from bot.tryon.gate import Gate
     from bot.tryon.models import StreamPhoto
     from bot.tryon.quota import QuotaPolicy
@@ -49,6 +50,8 @@ class EngineServices(SessionServices):
     check_photo: Callable[[bytes], Awaitable[StreamPhoto]]
     # Checks outfits (and starts) and records refusals.
     gate: Gate
+    # Tells moderators and the owner of problems of the Odyssey account itself.
+    account: AccountWatch
 
 
 Session = TypeVar("Session", bound=ManagedSession)
@@ -115,18 +118,19 @@ class SessionManager(Generic[Session]):
     async def admit(self, request: SessionRequest, presenter: Presenter) -> Session:
         """Check the request (cheap checks first), reserve quota, queue it and start it when a slot frees.
 
-        Raises a TryOnError (AlreadyInSession, PhotoRejected, PromptRejected, Blocked, ChannelNotAllowed,
-        QueueFull, QuotaExceeded) with nothing spent; the session's own progress goes to `presenter`.
+        Raises a TryOnError (AlreadyInSession, Paused, PhotoRejected, PromptRejected, Blocked,
+        ChannelNotAllowed, QueueFull, QuotaExceeded) with nothing spent; the session's own progress goes to
+        `presenter`. The server's rules are honoured: pause, queue cap, idle timeout, clips on or off.
         """
         self._refuse_while_closing()
         self.check_one_session(request.user_id)
         await self.launcher.check_available()
         store, gate = self.services.store, self.services.gate
+        rules = await gate.open(request.guild_id)
         await gate.place(request.guild_id, request.channel_id)
         photo = await self.services.check_photo(request.photo)
         outfit = await gate.outfit(request.guild_id, request.user_id, request.outfit)
         await gate.not_blocked(request.guild_id, request.user_id)
-        rules = await store.guilds.get(request.guild_id)
         async with self._admission:
             # Re-checked under the lock: a shutdown may have begun during the checks (it would never start
             # or settle this session), and two quick clicks must not both get in.
@@ -161,6 +165,7 @@ class SessionManager(Generic[Session]):
                 role_ids=request.role_ids,
                 front_end=request.front_end,
                 portrait=request.portrait,
+                snippets=request.snippets and rules.snippets_enabled is not False,
             )
             allowance = reservation.seconds_allowed
             session = self.launcher.create(
@@ -184,7 +189,7 @@ class SessionManager(Generic[Session]):
 
     async def _keep_photo(self, request: SessionRequest, photo: StreamPhoto, rules: GuildSettings) -> None:
         """Keep the checked photo as long as the server says (for "try another outfit"); never fails."""
-        hours = self.photo_retention_hours(rules)
+        hours = rules.photo_retention
         try:
             await self.services.store.photos.keep(
                 request.guild_id, request.user_id, photo.data, photo.sha256, hours=hours
@@ -192,23 +197,19 @@ class SessionManager(Generic[Session]):
         except Exception:
             log.exception("could not keep the photo of a session of %s", request.user_id)
 
-    def photo_retention_hours(self, rules: GuildSettings) -> float:
-        """How long this server keeps members' last photos."""
-        hours = rules.photo_retention_hours
-        return self.settings.photo_retention_hours if hours is None else hours
-
     async def precheck(
         self, guild_id: int, user_id: int, channel_id: int | None, role_ids: tuple[int, ...], outfit: str
     ) -> None:
         """The checks `admit` makes that need no photo, for a front end to run before fetching one.
 
-        Raises what `admit` would (AlreadyInSession, ChannelNotAllowed, PromptRejected, Blocked,
+        Raises what `admit` would (AlreadyInSession, Paused, ChannelNotAllowed, PromptRejected, Blocked,
         QuotaExceeded); nothing is reserved, and `admit` checks again.
         """
         self._refuse_while_closing()
         self.check_one_session(user_id)
         await self.launcher.check_available()
         gate = self.services.gate
+        await gate.open(guild_id)
         await gate.place(guild_id, channel_id)
         await gate.outfit(guild_id, user_id, outfit)
         await gate.quota(guild_id, user_id, role_ids)

@@ -85,6 +85,8 @@ class SessionRequest:
     # Set when `photo` is the member's kept photo: the hash of the upload it was made from (it is not kept
     # again, so its time is counted from that upload).
     kept_photo_sha256: str | None = None
+    # Clips after each outfit (off: the member or the server chose none; snapshots still work).
+    snippets: bool = True
 
 
 @dataclasses.dataclass(frozen=True)

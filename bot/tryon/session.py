@@ -550,6 +550,8 @@ class TryOnSession:
 
     async def _snippet(self, outfit: str, *, since: float) -> SnippetReady | None:
         """Encode the stream's next `snippet_seconds` after timeline second `since` and present it."""
+        if not self.request.snippets:
+            return None
         wanted = self.settings.snippet_seconds
         deadline = self._clock() + wanted * 3 + 5.0
         frames = self.buffer.since(since)

@@ -68,8 +68,6 @@ class EngineSettings:
     default_session_seconds: float = 120.0
     # How many recent session durations feed the estimated wait.
     duration_samples: int = 20
-    # How long a member's last photo is kept for trying another outfit (a server may set its own; 0: none).
-    photo_retention_hours: float = 24.0
 
     def __post_init__(self) -> None:
         if self.slots < 1:
@@ -78,8 +76,6 @@ class EngineSettings:
             raise ValueError("rollover_margin_seconds must be shorter than stream_cap_seconds")
         if self.snippet_seconds <= 0 or self.snippet_fps < 1 or self.snippet_width < 16:
             raise ValueError("snippet settings must be positive")
-        if not 0 <= self.photo_retention_hours <= 24 * 30:
-            raise ValueError("photo_retention_hours must be between 0 and 720")
         if self.buffer_seconds < self.snippet_seconds:
             raise ValueError("buffer_seconds must hold at least one snippet (snippet_seconds)")
         if self.highlight_fps < 1 or self.highlight_max_frames < 2 or self.highlight_width < 16:

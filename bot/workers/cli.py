@@ -1,4 +1,7 @@
-"""`python -m bot worker --nats URL --capacity N`: a session worker until SIGTERM or Ctrl-C, then a drain."""
+"""`python -m bot worker --nats URL --capacity N`: a session worker until SIGTERM or Ctrl-C, then a drain.
+
+A worker the bot started (`--exit-with-parent`) ignores Ctrl-C: the bot drains it.
+"""
 
 from __future__ import annotations
 
@@ -89,7 +92,8 @@ async def serve(
         return 1
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    # The bot's own worker ignores SIGINT (see `main`): its parent drains it with SIGTERM.
+    for signum in (signal.SIGTERM,) if exit_with_parent else (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     orphan_watch = asyncio.create_task(stop_when_orphaned(stop, os.getppid())) if exit_with_parent else None
     odyssey = client_factory(config.odyssey.api_key or "", config.odyssey.api_url)
@@ -111,6 +115,10 @@ async def serve(
 
 def main(args: argparse.Namespace) -> int:
     """Load the configuration (stopping on errors that name the key), then serve."""
+    if args.exit_with_parent:
+        # A child of `run --local-workers`: Ctrl-C is for the bot, which drains this worker (SIGTERM) and
+        # stops NATS last; a worker stopping on its own would only race that.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         config = worker_config(args)
     except ConfigError as error:

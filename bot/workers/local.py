@@ -2,7 +2,8 @@
 
 The one-machine middle between one process and a cluster: media leaves the bot's event loop and uses every
 core, with one command. The children run in their own process sessions, so Ctrl-C in the terminal reaches
-only the bot, which ends its sessions, drains the workers (SIGTERM) and stops NATS last.
+only the bot, which ends its sessions, drains the workers (SIGTERM) and stops NATS last; the workers ignore
+SIGINT besides (`--exit-with-parent`), should one reach them all the same.
 """
 
 from __future__ import annotations

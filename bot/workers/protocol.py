@@ -131,6 +131,7 @@ class StartCommand:
                 "channel_id": request.channel_id,
                 "outfit": request.outfit,
                 "portrait": request.portrait,
+                "snippets": request.snippets,
                 "allowance_seconds": self.allowance_seconds,
                 "idle_seconds": self.idle_seconds,
                 "pending_prompt_ids": list(self.pending_prompt_ids),
@@ -153,6 +154,7 @@ class StartCommand:
                 photo=message.data,
                 outfit=str(f["outfit"]),
                 portrait=f["portrait"],
+                snippets=bool(f.get("snippets", True)),  # absent from a bot of an earlier version
             )
             return cls(
                 session_id=str(f["session_id"]),

@@ -1,21 +1,48 @@
-"""`/tryonadmin`: quotas, blocks, channels, prompt blocklist, live sessions, usage, mod-log, audit log."""
+"""`/tryonadmin`: settings, quotas, blocks, channels, blocklist, live sessions, usage, mod-log, audit log."""
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
+import io
 import time
+from typing import Any, Literal
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 from bot.app import TryOnBot
+from bot.media.charts import UsageChart, usage_chart_png
 from bot.store import Store
-from bot.store.records import AuditEntry, QuotaLimits
+from bot.store.records import AuditEntry, GuildSettings, QuotaLimits, UsageReport
 from bot.store.store import month_start
+from bot.tryon.account import AccountAlert
 from bot.tryon.prompts import normalise_blocklist_entry
+from cogs.admin.alerts import announce_account_problem
 from cogs.utils.checks import is_moderator
 from cogs.utils.delivery import post_to_mod_log, send_reply
 from cogs.utils.formatting import audit_line, duration, limits_text, quote_safely, timestamp
+
+SettingName = Literal[
+    "queue_cap",
+    "idle_timeout",
+    "photo_retention_hours",
+    "snippets",
+    "private_by_default",
+    "paused",
+    "pause_message",
+]
+# The command's option names -> the stored settings' names.
+_SETTING_COLUMNS = {
+    "queue_cap": "queue_cap",
+    "idle_timeout": "idle_timeout_seconds",
+    "photo_retention_hours": "photo_retention_hours",
+    "snippets": "snippets_enabled",
+    "private_by_default": "private_by_default",
+    "paused": "paused",
+    "pause_message": "pause_message",
+}
 
 DAY = 86400.0
 Minutes = app_commands.Range[float, 0, 44640]  # up to a 31-day month
@@ -61,6 +88,14 @@ class TryOnAdmin(
         self.bot = bot
         super().__init__()
 
+    async def cog_load(self) -> None:
+        """Deliver the engine's alerts about the Odyssey account (to mod-logs and the owner)."""
+        if self.bot.has_runtime:
+            self.bot.runtime.engine.on_account_problem(self._account_problem)
+
+    async def _account_problem(self, alert: AccountAlert) -> None:
+        await announce_account_problem(self.bot, alert)
+
     async def interaction_check(self, interaction: discord.Interaction[TryOnBot]) -> bool:  # type: ignore[override]
         """Enforce Manage Server at run time (server admins can override `default_permissions`), then defer.
 
@@ -87,6 +122,91 @@ class TryOnAdmin(
     def _guild_id(interaction: discord.Interaction[TryOnBot]) -> int:
         assert interaction.guild_id is not None  # the tree's interaction_check refuses DMs
         return interaction.guild_id
+
+    # server settings
+
+    @app_commands.command(name="settings", description="Show or change this server's try-on settings")
+    @app_commands.describe(
+        queue_cap="Members who may wait in the queue at once (0-100)",
+        idle_timeout="End a try-on after this many seconds without a new outfit (10-3600)",
+        photo_retention_hours="Keep a member's photo this long for another try-on (0-720; 0 keeps none)",
+        snippets="Post a short clip after each outfit",
+        private_by_default="New try-ons are private unless the member chooses otherwise",
+        paused="Refuse new try-ons here (running ones go on)",
+        pause_message="What members are told while paused",
+        reset="Put one setting back to the bot's default",
+    )
+    async def settings(
+        self,
+        interaction: discord.Interaction[TryOnBot],
+        queue_cap: app_commands.Range[int, 0, 100] | None = None,
+        idle_timeout: app_commands.Range[int, 10, 3600] | None = None,
+        photo_retention_hours: app_commands.Range[int, 0, 720] | None = None,
+        snippets: bool | None = None,
+        private_by_default: bool | None = None,
+        paused: bool | None = None,
+        pause_message: app_commands.Range[str, 1, 200] | None = None,
+        reset: SettingName | None = None,
+    ) -> None:
+        given = {
+            "queue_cap": queue_cap,
+            "idle_timeout": idle_timeout,
+            "photo_retention_hours": photo_retention_hours,
+            "snippets": snippets,
+            "private_by_default": private_by_default,
+            "paused": paused,
+            "pause_message": pause_message,
+        }
+        changes: dict[str, Any] = {_SETTING_COLUMNS[k]: v for k, v in given.items() if v is not None}
+        if reset is not None:
+            if reset in (name for name, value in given.items() if value is not None):
+                await send_reply(interaction, f"Not saved: `{reset}` can't be both set and reset.")
+                return
+            changes[_SETTING_COLUMNS[reset]] = None
+        guild_id = self._guild_id(interaction)
+        entry = None
+        if changes:
+            try:
+                entry = await self.store.guilds.update(guild_id, changes, moderator_id=interaction.user.id)
+            except ValueError as error:
+                await send_reply(interaction, f"Not saved: {error}.")
+                return
+        current = await self.store.guilds.get(guild_id)
+        heading = "Saved." if entry else ("Nothing changed." if changes else "")
+        await send_reply(interaction, heading or None, embed=self._settings_embed(current))
+        await post_to_mod_log(self.bot, entry)
+
+    def _settings_embed(self, settings: GuildSettings) -> discord.Embed:
+        """Every per-server value, saying which are the bot's defaults."""
+        engine = self.bot.config.engine
+
+        def shown(value: object, default: str) -> str:
+            return default + " (default)" if value is None else str(value)
+
+        def switch(value: bool | None, default: bool) -> str:
+            on = default if value is None else value
+            return ("on" if on else "off") + (" (default)" if value is None else "")
+
+        embed = discord.Embed(title="Try-on settings of this server")
+        embed.add_field(name="Queue cap", value=shown(settings.queue_cap, str(engine.queue_cap_per_guild)))
+        idle = settings.idle_timeout_seconds
+        embed.add_field(
+            name="Idle timeout",
+            value=shown(None if idle is None else duration(idle), duration(engine.idle_seconds)),
+        )
+        retention = settings.photo_retention_hours
+        embed.add_field(
+            name="Photo retention",
+            value=shown(None if retention is None else f"{retention:g} h", f"{settings.photo_retention:g} h"),
+        )
+        embed.add_field(name="Clips after each outfit", value=switch(settings.snippets_enabled, True))
+        embed.add_field(name="Private by default", value=switch(settings.private_by_default, False))
+        embed.add_field(name="Paused", value=switch(settings.paused, False))
+        if settings.pause_message:
+            embed.add_field(
+                name="Pause message", value=quote_safely(settings.pause_message, 200), inline=False
+            )
+        return embed
 
     # quotas
 
@@ -371,7 +491,30 @@ class TryOnAdmin(
             f"{d.day}: {duration(d.seconds)}, {d.sessions} sessions" for d in report.by_day[-14:]
         )
         embed.add_field(name="By day", value=by_day or "no usage", inline=False)
-        await send_reply(interaction, embed=embed)
+        chart = self._usage_chart(interaction, report, days, now)
+        png = await asyncio.to_thread(usage_chart_png, chart)  # drawing is CPU work: off the event loop
+        embed.set_image(url="attachment://usage.png")
+        await send_reply(interaction, embed=embed, file=discord.File(io.BytesIO(png), "usage.png"))
+
+    @staticmethod
+    def _usage_chart(
+        interaction: discord.Interaction[TryOnBot], report: UsageReport, days: int, now: float
+    ) -> UsageChart:
+        """Minutes on every UTC day of the window (none: 0) and per top member, by name where known."""
+        minutes_by_day = {day.day: day.seconds / 60 for day in report.by_day}
+        today = dt.datetime.fromtimestamp(now, tz=dt.UTC).date()
+        dates = [today - dt.timedelta(days=back) for back in range(days - 1, -1, -1)]
+        guild = interaction.guild
+
+        def name(user_id: int) -> str:
+            member = guild.get_member(user_id) if guild is not None else None
+            return member.display_name if member is not None else f"user …{str(user_id)[-4:]}"
+
+        return UsageChart(
+            title=f"Try-on minutes per day, last {days} days",
+            days=[(f"{d:%m-%d}", minutes_by_day.get(d.isoformat(), 0.0)) for d in dates],
+            members=[(name(m.user_id), m.seconds / 60) for m in report.top_members],
+        )
 
     @app_commands.command(
         name="modlog", description="Post moderator actions and refused prompts to a channel"

@@ -1,8 +1,9 @@
-"""`/tryon`: what members can do — start, steer, snapshot, stop, status, quota, history, show, forget."""
+"""`/tryon`: what members can do: start, steer, snapshot, stop, status, quota, history, show, forget, help."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
@@ -12,17 +13,26 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import TryOnBot
-from bot.store.records import SessionRecord
+from bot.store.records import GuildSettings, MemberSettings, SessionRecord
 from bot.tryon.engine import Engine
-from bot.tryon.errors import NoSuchSession, PhotoRejected, TryOnError
+from bot.tryon.errors import NoSuchSession, NotAllowed, PhotoRejected, TryOnError
 from bot.tryon.models import SessionRequest, SessionSummary
 from bot.tryon.photos import MAX_PHOTO_BYTES
+from cogs.tryon.guide import FIRST_TRY_ON_NOTICE, GuideFacts, help_embed
 from cogs.tryon.outlet import SessionOutlet
+from cogs.tryon.posts import removal_text, remove_posts
 from cogs.tryon.presenter import DiscordPresenter, presenter_for_bot
-from cogs.tryon.render import history_line, quota_text, recording_links_text, status_line
+from cogs.tryon.render import (
+    history_line,
+    member_settings_text,
+    quota_text,
+    recording_links_text,
+    status_line,
+)
 from cogs.tryon.results import LOCAL_LINKS_NOTE, full_video_answer, full_video_limit_text, links_are_local
 from cogs.tryon.views import (
     AgainButton,
+    DeletePostsButton,
     ForgetConfirmation,
     FullVideoButton,
     HistoryPages,
@@ -45,6 +55,8 @@ PHOTO_SWEEP_SECONDS = 600.0
 # times per window (all posts together). Kept in memory: a restart or a reload of the cog starts afresh.
 FULL_VIDEO_PRESSES = 3
 FULL_VIDEO_WINDOW_SECONDS = 300.0
+# Audit action written when a moderator deletes the posts of someone else's try-on.
+POSTS_DELETED = "posts_deleted"
 PHOTO_TYPES = (
     "image/jpeg",
     "image/png",
@@ -81,6 +93,39 @@ def _posted_publicly(record: SessionRecord) -> bool:
     return not (record.front_end or {}).get("private", False)
 
 
+@dataclasses.dataclass(frozen=True)
+class StartChoices:
+    """How a new try-on runs: what the command said, else the member's settings, else the defaults."""
+
+    private: bool
+    portrait: bool | None  # None: the engine's default orientation
+    snippets: bool
+
+    @classmethod
+    def resolve(
+        cls,
+        prefs: MemberSettings,
+        server: GuildSettings,
+        *,
+        private: bool | None,
+        orientation: str | None,
+    ) -> StartChoices:
+        """The command's options win over the member's `/tryon settings`, then the server's, the defaults.
+
+        (A server with clips off has none whatever the member chose: the engine decides that.)
+        """
+        chosen_private = next(
+            (choice for choice in (private, prefs.private, server.private_by_default) if choice is not None),
+            False,
+        )
+        chosen_orientation = orientation if orientation is not None else prefs.orientation
+        return cls(
+            private=bool(chosen_private),
+            portrait=None if chosen_orientation is None else chosen_orientation == "portrait",
+            snippets=prefs.snippets is not False,
+        )
+
+
 @app_commands.allowed_contexts(guilds=True, dms=False, private_channels=False)
 @app_commands.allowed_installs(guilds=True, users=False)
 class TryOn(
@@ -112,7 +157,7 @@ class TryOn(
         take minutes (or wait out an Odyssey outage), so it runs alongside the bot instead of holding up
         start-up.
         """
-        self.bot.add_dynamic_items(SessionButton, AgainButton, FullVideoButton)
+        self.bot.add_dynamic_items(SessionButton, AgainButton, FullVideoButton, DeletePostsButton)
         self.bot.tree.add_command(self.try_on_menu)
         if not self.bot.has_runtime:
             return
@@ -128,7 +173,7 @@ class TryOn(
 
     async def cog_unload(self) -> None:
         """Stop routing presses and the menu to this cog."""
-        self.bot.remove_dynamic_items(SessionButton, AgainButton, FullVideoButton)
+        self.bot.remove_dynamic_items(SessionButton, AgainButton, FullVideoButton, DeletePostsButton)
         self.bot.tree.remove_command(self.try_on_menu.name, type=self.try_on_menu.type)
 
     async def _sweep_photos(self) -> None:
@@ -159,7 +204,7 @@ class TryOn(
             private=bool(front_end.get("private")),
             owner_id=record.user_id,
         )
-        return presenter_for_bot(self.bot, outlet, record.user_id)
+        return presenter_for_bot(self.bot, outlet, record.user_id, guild_id=record.guild_id)
 
     @staticmethod
     def _guild_id(interaction: discord.Interaction[TryOnBot]) -> int:
@@ -172,8 +217,8 @@ class TryOn(
     @app_commands.describe(
         photo="A clear photo of yourself (JPEG, PNG or WebP); left out: your last photo here, if kept",
         outfit="The outfit to try, e.g. 'a red wool coat with brass buttons'",
-        orientation="Tall (portrait, the default) or wide (landscape) video",
-        private="Only you see the live status and clips",
+        orientation="Tall (portrait) or wide (landscape) video (default: your /tryon settings)",
+        private="Only you see the live status and clips (default: your /tryon settings)",
     )
     async def start(
         self,
@@ -181,14 +226,13 @@ class TryOn(
         outfit: app_commands.Range[str, 1, 300],
         photo: discord.Attachment | None = None,
         orientation: Literal["portrait", "landscape"] | None = None,
-        private: bool = False,
+        private: bool | None = None,
     ) -> None:
         if photo is not None:
             _check_attachment(photo)
         self.engine.check_not_running(interaction.user.id)
-        portrait = None if orientation is None else orientation == "portrait"
         fetch = self._downloader(photo) if photo is not None else self._kept_photo(interaction, None)
-        await self.begin(interaction, fetch, outfit, private=private, portrait=portrait)
+        await self.begin(interaction, fetch, outfit, private=private, orientation=orientation)
 
     async def begin(
         self,
@@ -196,8 +240,8 @@ class TryOn(
         fetch_photo: PhotoFetcher,
         outfit: str,
         *,
-        private: bool = False,
-        portrait: bool | None = None,
+        private: bool | None = None,
+        orientation: str | None = None,
     ) -> None:
         """Start a try-on (command, modal or button); the photo is fetched once the cheap checks pass."""
         # Acknowledge privately before any await on the database or the network: the member hears back at
@@ -205,16 +249,42 @@ class TryOn(
         # its own (public unless `private`).
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
-            session = await self._begin(interaction, fetch_photo, outfit, private, portrait)
+            store = self.bot.runtime.store
+            prefs = await store.members.get(interaction.user.id)
+            server = await store.guilds.get(self._guild_id(interaction))
+            choices = StartChoices.resolve(prefs, server, private=private, orientation=orientation)
+            session = await self._begin(interaction, fetch_photo, outfit, choices)
         except TryOnError as error:
             try:
                 await interaction.edit_original_response(content=error.message, allowed_mentions=NO_MENTIONS)
             finally:
                 await post_to_mod_log(self.bot, error.audit_entry)
             return
-        where = "Only you can see it." if private else "Its status is posted below."
-        await interaction.edit_original_response(
-            content=f"Your try-on `{session.id}` is on its way. {where}", allowed_mentions=NO_MENTIONS
+        where = "Only you can see it." if choices.private else "Its status is posted below."
+        content = f"Your try-on `{session.id}` is on its way. {where}"
+        guide = await self._first_try_on_guide(self._guild_id(interaction), server)
+        if guide is not None:
+            content += (
+                "\nThe first try-on in this server: here is how it works (`/tryon help` shows it again)."
+            )
+        await interaction.edit_original_response(content=content, embed=guide, allowed_mentions=NO_MENTIONS)
+
+    async def _first_try_on_guide(self, guild_id: int, server: GuildSettings) -> discord.Embed | None:
+        """The guide, the first time a try-on starts in this server (claimed in SQLite: once, ever)."""
+        try:
+            first = await self.bot.runtime.store.notices.claim(guild_id, FIRST_TRY_ON_NOTICE)
+        except Exception:  # the session runs either way; the guide is a courtesy
+            log.exception("could not record the first try-on notice of guild %s", guild_id)
+            return None
+        return help_embed(self._guide_facts(server)) if first else None
+
+    def _guide_facts(self, server: GuildSettings) -> GuideFacts:
+        engine = self.bot.config.engine
+        idle = server.idle_timeout_seconds
+        return GuideFacts(
+            idle_seconds=engine.idle_seconds if idle is None else idle,
+            max_session_seconds=engine.max_session_seconds,
+            photo_retention_hours=server.photo_retention,
         )
 
     def _downloader(self, photo: discord.Attachment) -> PhotoFetcher:
@@ -243,8 +313,7 @@ class TryOn(
         interaction: discord.Interaction[TryOnBot],
         fetch_photo: PhotoFetcher,
         outfit: str,
-        private: bool,
-        portrait: bool | None,
+        choices: StartChoices,
     ) -> SessionSummary:
         """The engine's checks that need no photo, then the photo, then the admission (quota reserved)."""
         guild_id, user_id, roles = (
@@ -262,14 +331,21 @@ class TryOn(
             photo=data,
             outfit=outfit,
             role_ids=roles,
-            front_end={"private": private},
-            portrait=portrait,
+            front_end={"private": choices.private},
+            portrait=choices.portrait,
+            snippets=choices.snippets,
             kept_photo_sha256=kept_sha256,
         )
         outlet = SessionOutlet(
-            self.bot, interaction.channel_id, interaction=interaction, private=private, owner_id=user_id
+            self.bot,
+            interaction.channel_id,
+            interaction=interaction,
+            private=choices.private,
+            owner_id=user_id,
         )
-        presenter = presenter_for_bot(self.bot, outlet, user_id, self._remember_status(private))
+        presenter = presenter_for_bot(
+            self.bot, outlet, user_id, self._remember_status(choices.private), guild_id=guild_id
+        )
         return await self.engine.start(request, presenter)
 
     # going on: the same photo again, or a photo already posted
@@ -462,34 +538,93 @@ class TryOn(
             f"Session `{id}` (links expire in about an hour):\n{recording_links_text(links)}{local}",
         )
 
-    @app_commands.command(name="forget", description="Delete your stored try-on data")
-    async def forget(self, interaction: discord.Interaction[TryOnBot]) -> None:
-        async def confirmed(pressed: discord.Interaction[TryOnBot]) -> None:
-            result = await self.bot.runtime.store.forget(pressed.user.id)
-            kept = (
-                f" {result.live_sessions_kept} running session(s) were kept."
-                if result.live_sessions_kept
-                else ""
-            )
-            photos = (
-                f" Deleted your kept photo{'s' if result.photos_deleted > 1 else ''} too."
-                if result.photos_deleted
-                else ""
-            )
-            deleted = f"Deleted {result.sessions_deleted} try-on session(s) and their prompts."
-            await pressed.response.edit_message(
-                content=f"{deleted}{photos}{kept}",
-                view=None,
-            )
+    @app_commands.command(name="help", description="How try-on works, good photos, what is kept, forgetting")
+    async def help(self, interaction: discord.Interaction[TryOnBot]) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)  # the server's settings are read
+        server = await self.bot.runtime.store.guilds.get(self._guild_id(interaction))
+        await send_reply(interaction, embed=help_embed(self._guide_facts(server)))
 
-        question = ForgetConfirmation(interaction.user.id, confirmed)
+    @app_commands.command(name="forget", description="Delete your stored try-on data and the bot's posts")
+    async def forget(self, interaction: discord.Interaction[TryOnBot]) -> None:
+        question = ForgetConfirmation(interaction.user.id, self._forget)
         question.origin = interaction
         await send_reply(
             interaction,
-            "Delete your stored try-ons, prompts and recording links in every server? Usage this month is "
-            "kept (it counts toward quotas) but no longer linked to the sessions.",
+            "Delete your stored try-ons, prompts, recording links and settings in every server, and the "
+            "bot's posts of your try-ons? Usage this month is kept (it counts toward quotas) but no longer "
+            "linked to the sessions.",
             view=question,
         )
+
+    async def _forget(self, pressed: discord.Interaction[TryOnBot]) -> None:
+        """Remove the member's posts (but a running try-on's), then their data; say what was done."""
+        await pressed.response.defer()  # deleting posts takes a call each: the answer replaces the question
+        store, user_id = self.bot.runtime.store, pressed.user.id
+        running = self.engine.current(user_id)
+        posts = await store.posts.for_member(
+            user_id, except_sessions=() if running is None else (running.id,)
+        )
+        removal = await remove_posts(self.bot, store, posts)
+        result = await store.forget(user_id)
+        kept = (
+            f" {result.live_sessions_kept} running session(s) were kept." if result.live_sessions_kept else ""
+        )
+        photos = (
+            f" Deleted your kept photo{'s' if result.photos_deleted > 1 else ''} too."
+            if result.photos_deleted
+            else ""
+        )
+        await pressed.edit_original_response(
+            content=f"Deleted {result.sessions_deleted} try-on session(s) and their prompts.{photos}{kept}\n"
+            + removal_text(removal),
+            view=None,
+            allowed_mentions=NO_MENTIONS,
+        )
+
+    async def delete_posts(self, interaction: discord.Interaction[TryOnBot], session_id: str) -> None:
+        """Delete pressed by the owner or a moderator: remove the try-on's posts, say what was removed."""
+        if self.engine.is_live(session_id):
+            raise NotAllowed("This try-on is still running. Stop it first, then delete its posts.")
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        guild_id, store = self._guild_id(interaction), self.bot.runtime.store
+        posts = await store.posts.for_session(guild_id, session_id)
+        removal = await remove_posts(self.bot, store, posts)
+        await send_reply(interaction, removal_text(removal))
+        owner_id = posts[0].user_id if posts else None
+        if owner_id is not None and owner_id != interaction.user.id:
+            entry = await store.audit.record(
+                guild_id,
+                POSTS_DELETED,
+                actor_id=interaction.user.id,
+                target_user_id=owner_id,
+                target=session_id,
+                details={"removed": len(removal.removed), "refused": len(removal.refused)},
+            )
+            await post_to_mod_log(self.bot, entry)
+
+    @app_commands.command(name="settings", description="Your defaults for new try-ons (every server)")
+    @app_commands.describe(
+        private="Only you see new try-ons' status and clips",
+        orientation="Tall (portrait) or wide (landscape) video",
+        snippets="A short clip after each outfit",
+    )
+    async def settings(
+        self,
+        interaction: discord.Interaction[TryOnBot],
+        private: bool | None = None,
+        orientation: Literal["portrait", "landscape"] | None = None,
+        snippets: bool | None = None,
+    ) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        members = self.bot.runtime.store.members
+        user_id = interaction.user.id
+        if private is None and orientation is None and snippets is None:
+            prefs = await members.get(user_id)
+            heading = "Your try-on settings"
+        else:
+            prefs = await members.update(user_id, private=private, orientation=orientation, snippets=snippets)
+            heading = "Saved. Your try-on settings"
+        await send_reply(interaction, f"**{heading}** (for new try-ons):\n{member_settings_text(prefs)}")
 
 
 async def setup(bot: TryOnBot) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import discord
@@ -50,6 +51,8 @@ class SessionOutlet:
         self.filesize_limit = interaction.filesize_limit if interaction is not None else 10 * 1024 * 1024
         self.status_moves = 0
         self._status_dm: int | None = None  # the DM channel holding the status message, once moved there
+        # Told of every message posted (the status message too), e.g. to record it for Delete; never raises.
+        self.on_posted: Callable[[discord.Message], Awaitable[None]] | None = None
 
     async def edit_status(self, *, embed: discord.Embed, view: discord.ui.View | None = MISSING) -> None:
         """Show the status: the first call posts the status message, later calls edit it in place.
@@ -117,4 +120,7 @@ class SessionOutlet:
         if view is not None:
             options["view"] = view
         async with asyncio.timeout(CALL_SECONDS):
-            return await self.route.send(content, options)
+            message = await self.route.send(content, options)
+        if message is not None and self.on_posted is not None:
+            await self.on_posted(message)
+        return message

@@ -12,10 +12,11 @@ from bot.app import TryOnBot
 from bot.tryon.models import FINISHING_STATES, TERMINAL_STATES, SessionState
 from bot.tryon.presenter import ErrorReported, RecordingReady, SnapshotReady, SnippetReady, StatusChanged
 from cogs.tryon.outlet import SessionOutlet
+from cogs.tryon.posts import PostLog
 from cogs.tryon.render import status_embed
 from cogs.tryon.results import final_post
 from cogs.tryon.updater import CoalescingUpdater
-from cogs.tryon.views import session_controls
+from cogs.tryon.views import ended_controls, session_controls
 from cogs.utils.delivery import describe_failure
 from cogs.utils.formatting import quote_safely
 
@@ -35,12 +36,27 @@ class DiscordPresenter:
         *,
         status_interval: float,
         remember_status: Callable[[str, int], Awaitable[None]] | None = None,
+        posts: PostLog | None = None,
     ) -> None:
         self.outlet = outlet
         self.owner_id = owner_id
         # Called once with (session id, status message id) so a restart can find the message again.
         self._remember_status = remember_status
         self.updater: CoalescingUpdater[StatusChanged] = CoalescingUpdater(self._show_status, status_interval)
+        # The session's public posts are written down as they are made, for Delete and /tryon forget.
+        self._posts = posts
+        self._session_id: str | None = None  # known from the first event on
+        if posts is not None:
+            outlet.on_posted = self._posted
+
+    async def _posted(self, message: discord.Message) -> None:
+        if self._posts is not None and self._session_id is not None:
+            await self._posts.kept(self._session_id, message)
+
+    @property
+    def _deletable(self) -> bool:
+        """Whether Delete can be offered: public posts (a private session's messages are ephemeral)."""
+        return self._posts is not None and not self.outlet.route.private
 
     @property
     def upload_budget_bytes(self) -> int:
@@ -48,8 +64,10 @@ class DiscordPresenter:
         return self.outlet.filesize_limit
 
     async def _show_status(self, event: StatusChanged) -> None:
-        if event.state in TERMINAL_STATES or event.state in FINISHING_STATES:
-            view: discord.ui.View | None = None  # no buttons once it is ending
+        if event.state in TERMINAL_STATES:
+            view = ended_controls(event.session_id) if self._deletable else None
+        elif event.state in FINISHING_STATES:
+            view = None  # no buttons while it is ending
         else:
             view = session_controls(event.session_id, streaming=event.state is SessionState.STREAMING)
         before = self.outlet.status_message_id
@@ -61,6 +79,7 @@ class DiscordPresenter:
     async def status_changed(self, event: StatusChanged) -> None:
         """Coalesce into the status message; a final state (or the last before a restart) is written before
         this returns."""
+        self._session_id = event.session_id
         if event.state in TERMINAL_STATES or event.bot_restart == "handing_over":
             await self.updater.close(event)
         else:
@@ -68,11 +87,13 @@ class DiscordPresenter:
 
     async def snippet_ready(self, event: SnippetReady) -> None:
         """A GIF of the newest outfit, as a new message (if it fits the upload limit)."""
+        self._session_id = event.session_id
         caption = f"**{quote_safely(event.outfit, 300)}**"
         await self._post_file(caption, event.data, event.filename, what="The clip of " + caption)
 
     async def snapshot_ready(self, event: SnapshotReady) -> None:
         """A still of the current frame (if it fits the upload limit)."""
+        self._session_id = event.session_id
         caption = f"Snapshot: {quote_safely(event.caption, 300)}"
         await self._post_file(caption, event.data, event.filename, what="The snapshot")
 
@@ -102,7 +123,8 @@ class DiscordPresenter:
         A refused upload is tried again with what still fits (after a 413 the limit is lowered below the
         largest file), and at last without files: the links and the button matter most.
         """
-        post = final_post(event, self.owner_id, self.outlet.filesize_limit)
+        self._session_id = event.session_id
+        post = final_post(event, self.owner_id, self.outlet.filesize_limit, deletable=self._deletable)
         while post.files:
             try:
                 await self.outlet.post(
@@ -113,11 +135,14 @@ class DiscordPresenter:
                 limit = self.outlet.filesize_limit
                 self._upload_refused(error, max(len(data) for _, data in post.files))
                 too_large = self.outlet.filesize_limit < limit
-                post = final_post(event, self.owner_id, self.outlet.filesize_limit if too_large else 0)
+                limit = self.outlet.filesize_limit if too_large else 0
+                post = final_post(event, self.owner_id, limit, deletable=self._deletable)
         await self._post(post.content, embed=post.embed, view=post.view)
 
     async def error(self, event: ErrorReported) -> None:
         """What went wrong, in the member's words; unexpected failures carry an id for the logs."""
+        if event.session_id is not None:
+            self._session_id = event.session_id
         text = event.message
         if event.error_id:
             text += f" (error id `{event.error_id}`)"
@@ -144,11 +169,15 @@ def presenter_for_bot(
     outlet: SessionOutlet,
     owner_id: int,
     remember_status: Callable[[str, int], Awaitable[None]] | None = None,
+    *,
+    guild_id: int | None = None,
 ) -> DiscordPresenter:
-    """A presenter using the bot's configured status interval."""
+    """A presenter using the bot's configured status interval; with `guild_id`, its posts are recorded."""
+    posts = None if guild_id is None else PostLog(bot.runtime.store, guild_id, owner_id)
     return DiscordPresenter(
         outlet,
         owner_id,
         status_interval=bot.config.discord.status_edit_seconds,
         remember_status=remember_status,
+        posts=posts,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import discord
 
-from bot.store.records import SessionRecord
+from bot.store.records import MemberSettings, SessionRecord
 from bot.tryon.models import FINISHING_STATES, SessionState
 from bot.tryon.presenter import RecordingLinks, StatusChanged
 from bot.tryon.quota import Remaining
@@ -45,6 +45,10 @@ def status_line(event: StatusChanged) -> str:
         )
         return f"Waiting in line: position **{event.queue_position}**{wait}."
     if state is SessionState.CONNECTING:
+        if event.platform_wait_seconds is not None:
+            # Odyssey answers 503 while every streamer is busy; the client asks again every second.
+            waited = duration(event.platform_wait_seconds)
+            return f"The video service is busy: waiting in its queue for a free streamer ({waited} so far)…"
         return "Connecting to the video service…"
     if state is SessionState.STREAMING:
         prefix = "Continuing on a fresh stream" if event.continuing else "Streaming live"
@@ -123,4 +127,15 @@ def history_line(record: SessionRecord) -> str:
     return (
         f"`{record.id}` · {timestamp(record.created_at, 'f')} · {record.state} · "
         f"{duration(record.streamed_seconds)}"
+    )
+
+
+def member_settings_text(prefs: MemberSettings) -> str:
+    """A member's `/tryon settings`, one line each, saying which are the defaults."""
+    private = "default (public)" if prefs.private is None else ("yes" if prefs.private else "no")
+    orientation = prefs.orientation or "default (portrait)"
+    snippets = "default (on)" if prefs.snippets is None else ("on" if prefs.snippets else "off")
+    return (
+        f"**Private:** {private}\n**Orientation:** {orientation}\n**Clips after each outfit:** {snippets}\n"
+        "The options of `/tryon start` win over these; `/tryon forget` deletes them."
     )

@@ -65,7 +65,12 @@ class FinalPost:
 
 
 def final_post(
-    event: RecordingReady, owner_id: int, upload_limit: int, *, made_at: float | None = None
+    event: RecordingReady,
+    owner_id: int,
+    upload_limit: int,
+    *,
+    made_at: float | None = None,
+    deletable: bool = False,
 ) -> FinalPost:
     """The final post of `event` for the session's owner, its files within `upload_limit` bytes in all.
 
@@ -89,7 +94,8 @@ def final_post(
             left_out.append(name)
     attached = {name for name, _ in files}
     embed = results_embed(event, attached, made_at=time.time() if made_at is None else made_at)
-    return FinalPost(f"<@{owner_id}>", embed, files, final_post_controls(event.session_id), left_out)
+    controls = final_post_controls(event.session_id, deletable=deletable)
+    return FinalPost(f"<@{owner_id}>", embed, files, controls, left_out)
 
 
 def results_embed(event: RecordingReady, attached: set[str], *, made_at: float) -> discord.Embed:

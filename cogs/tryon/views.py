@@ -108,6 +108,43 @@ async def _guarded(interaction: discord.Interaction[TryOnBot], work: Awaitable[b
         return False
 
 
+class DeletePostsButton(
+    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
+    template=r"tryon:delete:(?P<session>[A-Za-z0-9_-]{1,40})",
+):
+    """Delete: removes the bot's posts of one finished try-on (owner and moderators; survives restarts)."""
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label="Delete", style=discord.ButtonStyle.secondary, custom_id=f"tryon:delete:{session_id}"
+            )
+        )
+        self.session_id = session_id
+
+    @classmethod
+    async def from_custom_id(  # type: ignore[override]
+        cls, interaction: discord.Interaction[TryOnBot], item: discord.ui.Button[Any], match: re.Match[str]
+    ) -> DeletePostsButton:
+        """Rebuild the button from a press (after a restart too)."""
+        return cls(match["session"])
+
+    async def interaction_check(self, interaction: discord.Interaction[TryOnBot]) -> bool:  # type: ignore[override]
+        """Only the try-on's owner and the server's moderators; the owner is read from SQLite."""
+        return await _guarded(interaction, _cog(interaction).may_control(interaction, self.session_id))
+
+    async def callback(self, interaction: discord.Interaction[TryOnBot]) -> None:  # type: ignore[override]
+        """Remove the posts and say what was removed."""
+        await _guarded(interaction, _cog(interaction).delete_posts(interaction, self.session_id))
+
+
+def ended_controls(session_id: str) -> discord.ui.View:
+    """The buttons of a finished try-on's posts (its status and its final message)."""
+    view = discord.ui.View(timeout=None)
+    view.add_item(DeletePostsButton(session_id))
+    return view
+
+
 def session_controls(session_id: str, *, streaming: bool) -> discord.ui.View:
     """The status message's buttons (outfit and snapshot only do something once it streams)."""
     view = discord.ui.View(timeout=None)
@@ -145,11 +182,14 @@ class FullVideoButton(
         await _guarded(interaction, _cog(interaction).send_full_video(interaction, self.session_id))
 
 
-def final_post_controls(session_id: str) -> discord.ui.View:
-    """The buttons of a try-on's final post: "Try another outfit" (its member) and "Get the full video"."""
+def final_post_controls(session_id: str, *, deletable: bool = False) -> discord.ui.View:
+    """The buttons of a try-on's final post: "Try another outfit" (its member), "Get the full video" and,
+    for public posts, Delete."""
     view = discord.ui.View(timeout=None)
     view.add_item(AgainButton(session_id))
     view.add_item(FullVideoButton(session_id))
+    if deletable:
+        view.add_item(DeletePostsButton(session_id))
     return view
 
 

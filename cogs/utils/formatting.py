@@ -80,6 +80,8 @@ _ACTION_WORDS = {
     "quota_role_cleared": "reset the quota of role",
     "queue_cap_set": "set the queue cap",
     "idle_timeout_set": "set the idle timeout",
+    "guild_settings_set": "changed the server's try-on settings",
+    "odyssey_account_problem": "reports a problem with its Odyssey account",
     "block": "blocked",
     "unblock": "unblocked",
     "channel_allowed": "allowed try-on in",
@@ -88,6 +90,7 @@ _ACTION_WORDS = {
     "blocklist_remove": "unblocked the word",
     "mod_log_set": "set the mod-log channel",
     "session_stopped": "stopped session",
+    "posts_deleted": "deleted the posts of try-on",
     "usage_adjust": "adjusted usage of",
     "prompt_refused": "had a prompt refused",
 }

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import io
+import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+from PIL import Image
+
 from bot.app import TryOnBot
+from bot.media.charts import UsageChart
 from bot.store.records import QuotaLimits
 from tests.fakediscord import BotDriver, FakeDiscord
 from tests.fakediscord import payloads as p
@@ -261,3 +268,35 @@ async def test_moderators_never_see_or_change_another_guilds_data(
     assert await store.quotas.get_user(world.guild_id, alice_id) is not None
     assert await store.guilds.allowed_channels(world.guild_id) == {int(world.channel["id"])}
     assert len(await store.audit.list(world.guild_id, limit=50)) == 5  # only our own moderator's actions
+
+
+async def test_usage_attaches_a_png_chart_drawn_off_the_event_loop(
+    driver: BotDriver,
+    world: p.GuildWorld,
+    as_member: Ctx,
+    bot: TryOnBot,
+    fake_discord: FakeDiscord,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    alice = world.add_member("alice")
+    await bot.runtime.store.usage.adjust(
+        guild_id=world.guild_id, user_id=int(alice["user"]["id"]), seconds=600, sessions=1, moderator_id=None
+    )
+    drawn_in: list[threading.Thread] = []
+    # The module as loaded by this bot (discord.py re-imports an extension's modules for every bot).
+    admin_cog = sys.modules[type(bot.get_cog("TryOnAdmin")).__module__]
+    draw: Callable[[UsageChart], bytes] = admin_cog.usage_chart_png
+
+    def watched(chart: UsageChart) -> bytes:
+        drawn_in.append(threading.current_thread())
+        assert [minutes for _, minutes in chart.days][-1] == 10.0 and len(chart.days) == 30
+        return draw(chart)
+
+    monkeypatch.setattr(admin_cog, "usage_chart_png", watched)
+    report = await driver.command(as_member("mod", moderator=True), "tryonadmin usage").reply()
+    assert drawn_in and drawn_in[0] is not threading.main_thread()  # the loop runs in the main thread
+    assert [a["filename"] for a in report.attachments] == ["usage.png"]
+    assert report.embeds[0]["image"]["url"] == "attachment://usage.png"
+    upload = next(f for r in fake_discord.requests for f in r.files if f.filename == "usage.png")
+    with Image.open(io.BytesIO(upload.data)) as chart:
+        assert chart.format == "PNG" and chart.width == 960

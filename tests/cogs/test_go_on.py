@@ -197,7 +197,7 @@ async def test_try_on_with_a_photo_from_a_message(
 async def test_a_server_that_keeps_no_photos(
     driver: BotDriver, world: p.GuildWorld, as_member: Ctx, bot: TryOnBot, tmp_path: Path
 ) -> None:
-    await bot.runtime.store.guilds.set_photo_retention(world.guild_id, 0, moderator_id=None)
+    await bot.runtime.store.guilds.update(world.guild_id, {"photo_retention_hours": 0}, moderator_id=None)
     alice = as_member("alice")
     start, status = await start_streaming(driver, alice, "a red coat")
     assert not (tmp_path / "photos").exists() or not list((tmp_path / "photos").iterdir())

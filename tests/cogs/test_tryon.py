@@ -40,10 +40,69 @@ async def test_commands_are_guild_only(bot: TryOnBot, fake_discord: FakeDiscord)
     assert tryon["contexts"] == [0] and tryon["integration_types"] == [0]
     assert "default_member_permissions" not in tryon or tryon["default_member_permissions"] is None
     names = {o["name"] for o in tryon["options"]}
-    assert names == {"start", "outfit", "snapshot", "stop", "status", "quota", "history", "show", "forget"}
+    assert names == {
+        "start",
+        "outfit",
+        "snapshot",
+        "stop",
+        "status",
+        "quota",
+        "history",
+        "show",
+        "forget",
+        "help",
+        "settings",
+    }
     start = next(o for o in tryon["options"] if o["name"] == "start")
     orientation = next(o for o in start["options"] if o["name"] == "orientation")
     assert [c["value"] for c in orientation["choices"]] == ["portrait", "landscape"]
+
+
+async def test_help_tells_what_the_bot_does_photo_limits_what_is_kept_and_forgetting(
+    driver: BotDriver, as_member: Ctx
+) -> None:
+    shown = await driver.command(as_member("alice"), "tryon help").reply()
+    assert shown.ephemeral and shown.embeds[0]["title"] == "How try-on works"
+    text = shown.text
+    for fact in ("One person", "Face and body visible", "Good light", "25 MiB", "256 px", "50 megapixels"):
+        assert fact in text, fact
+    assert "What is kept, and for how long" in text and "/tryon forget" in text
+
+
+async def test_the_first_try_on_of_a_server_shows_the_guide_once_even_across_a_restart(
+    driver: BotDriver,
+    world: p.GuildWorld,
+    as_member: Ctx,
+    bot: TryOnBot,
+    fake_discord: FakeDiscord,
+    bot_config: BotConfig,
+) -> None:
+    alice = as_member("alice")
+    first = driver.command(alice, "tryon start", photo=photo_option(fake_discord), outfit="a plaid kilt")
+    await wait_status(fake_discord, first.token, "Streaming live")
+    original = fake_discord.original_message(first.token)
+    assert original is not None and original.ephemeral
+    assert "first try-on in this server" in original.content
+    assert original.embeds and original.embeds[0]["title"] == "How try-on works"
+    await driver.command(alice, "tryon stop").reply()
+    await wait_status(fake_discord, first.token, "Done after", within=40)
+    await bot.close()
+
+    restarted = TryOnBot(bot_config)  # the same SQLite file: the notice is on record
+    try:
+        again = BotDriver(fake_discord, restarted)
+        await again.login()
+        again.add_guild(world)
+        bob = again.context(world, world.add_member("bob"))
+        second = again.command(bob, "tryon start", photo=photo_option(fake_discord), outfit="a wax jacket")
+        await wait_status(fake_discord, second.token, "Streaming live")
+        original = fake_discord.original_message(second.token)
+        assert original is not None and "is on its way" in original.content
+        assert "first try-on" not in original.content and not original.embeds
+        await again.command(bob, "tryon stop").reply()
+        await wait_status(fake_discord, second.token, "Done after", within=40)
+    finally:
+        await restarted.close()
 
 
 async def test_fast_refusals_answer_at_once_and_spend_nothing(
@@ -147,7 +206,7 @@ async def test_whole_try_on_through_discord(
     stopped = await driver.press(alice, status, f"tryon:stop:{session_id}").reply()
     assert stopped.ephemeral and "Ending" in stopped.content
     done = await wait_status(fake_discord, start.token, "Done after", within=40)
-    assert done.components == []
+    assert done.custom_ids() == [f"tryon:delete:{session_id}"]  # only Delete is left
     final = await fake_discord.wait_for(
         lambda: next(
             (
@@ -184,6 +243,30 @@ async def test_whole_try_on_through_discord(
         message = body.get("data", body) if "/callback" in request.path else body
         if isinstance(message, dict) and ("content" in message or "embeds" in message):
             assert message.get("allowed_mentions") == {"parse": []}, request.route
+
+
+async def test_status_shows_the_platform_queue_wait_while_it_lasts(
+    driver: BotDriver,
+    world: p.GuildWorld,
+    as_member: Ctx,
+    bot: TryOnBot,
+    fake_discord: FakeDiscord,
+    emulator: Emulator,
+) -> None:
+    emulator.faults.fail_503_times = 5  # every streamer busy: Odyssey answers 503 and the client waits
+    alice = as_member("alice")
+    start = driver.command(alice, "tryon start", photo=photo_option(fake_discord), outfit="a tweed cape")
+    queued = await wait_status(fake_discord, start.token, "waiting in its queue")
+    assert "so far" in queued.text and "Connecting" not in queued.text
+    asked = await driver.command(alice, "tryon status").reply()
+    assert "waiting in its queue" in asked.content
+    # The wait grows while it lasts (the client asks again every second)...
+    await wait_status(fake_discord, start.token, "(2 s so far)", "(3 s so far)")
+    # ...and gives way to the stream once a streamer is free.
+    streaming = await wait_status(fake_discord, start.token, "Streaming live")
+    assert "queue" not in streaming.text
+    await driver.command(alice, "tryon stop").reply()
+    await wait_status(fake_discord, start.token, "Done after", within=40)
 
 
 async def test_status_moves_to_the_channel_after_the_token_expires(
@@ -283,8 +366,9 @@ async def test_quota_history_and_forget(
     assert "Only the member who opened this" in intruder.content
     assert len(await bot.runtime.store.sessions.history(world.guild_id, alice_id, limit=50)) == 7
     confirm = driver.press(alice, ask, "tryon:forget:yes")
-    callback = await confirm.response()
-    assert callback.json["type"] == 7 and "Deleted 7 try-on session(s)" in callback.json["data"]["content"]
+    assert (await confirm.response()).json["type"] == 6  # acknowledged; the answer replaces the question
+    await fake_discord.wait_for(lambda: "Deleted 7 try-on session(s)" in ask.content)
+    assert ask.components == [] and "Removed 0 of the bot's posts." in ask.content
     assert await bot.runtime.store.sessions.history(world.guild_id, alice_id) == []
 
 
@@ -355,7 +439,8 @@ async def test_restart_settles_interrupted_sessions_and_tells_the_channel(
         )
         assert "interrupted by a restart" in notice[-1].content
         status = fake_discord.channel_messages(channel_id)[0]
-        assert status.embeds and "Interrupted by a restart" in status.text and status.components == []
+        assert status.embeds and "Interrupted by a restart" in status.text
+        assert status.custom_ids() == [f"tryon:delete:{record.id}"]
     finally:
         await restarted.close()
 
@@ -369,7 +454,8 @@ async def test_shutdown_ends_and_settles_live_sessions(
     store = bot.runtime.store
     await bot.close()  # what SIGINT/SIGTERM lead to in `python -m bot run`
     final = status_message(fake_discord, start.token)
-    assert final is not None and "the bot is restarting" in final.text and final.components == []
+    assert final is not None and "the bot is restarting" in final.text
+    assert final.custom_ids() == [f"tryon:delete:{session_id}"]
     reopened = await Store.open(store.path)
     try:
         record = await reopened.sessions.get(session_id)
@@ -389,7 +475,7 @@ async def test_rate_limited_status_edits_are_retried_and_end_right(
     await driver.command(alice, "tryon stop").reply()
     done = await wait_status(fake_discord, start.token, "Done after", within=40)
     assert len(fake_discord.rate_limited) == 2
-    assert done.components == []
+    assert done.custom_ids() == [f"tryon:delete:{session_id_of(status)}"]
 
 
 async def test_snippets_respect_the_interaction_upload_limit(

@@ -671,9 +671,11 @@ class FakeDiscord:
                 response_message_loading=kind == 5,
                 response_message_ephemeral=bool(flags & EPHEMERAL),
             )
-        elif kind == 7:
+        elif kind in (6, 7):
+            # A component's interaction responds on the message it sits on: that is its original.
+            record.original_message_id = record.component_message_id
             target = self.messages.get(record.component_message_id or 0)
-            if target is not None:
+            if target is not None and kind == 7:
                 self._apply(target, data, recorded.files)
                 target.edits += 1
                 resource["message"] = target.payload()
@@ -710,7 +712,10 @@ class FakeDiscord:
         ident = match.group(3)
         message_id = record.original_message_id if ident == "@original" else int(ident)
         message = self.messages.get(message_id or 0)
-        if message is None or message.deleted or message.interaction_token != record.token:
+        own = message is not None and (
+            message.interaction_token == record.token or message.id == record.original_message_id
+        )
+        if message is None or message.deleted or not own:
             return _error(404, 10008, "Unknown Message")
         return message
 

@@ -212,7 +212,8 @@ async def test_a_status_message_that_cannot_be_edited_is_posted_again(
         if m.id != running.status.id and "session " in m.text
     ]
     assert len(statuses) == 1  # one new status message, not one per edit
-    assert "Done after" in statuses[0].text and statuses[0].components == []
+    assert "Done after" in statuses[0].text
+    assert statuses[0].custom_ids() == [f"tryon:delete:{running.session_id}"]  # only Delete is left
     record = await bot.runtime.store.sessions.get(running.session_id)
     assert record is not None and record.front_end["status_message_id"] == statuses[0].id  # type: ignore[index]
 
@@ -290,7 +291,8 @@ async def test_an_interaction_token_dead_early_moves_the_session_to_the_channel(
     assert any(r.status == status for r in fake_discord.requests if token in r.path)
     channel = fake_discord.channel_messages(int(world.channel["id"]))
     assert any("[video](" in m.text for m in channel)
-    assert next(m for m in channel if m.id == running.status.id).components == []
+    ended = next(m for m in channel if m.id == running.status.id)
+    assert ended.custom_ids() == [f"tryon:delete:{running.session_id}"]  # only Delete is left
 
 
 # ----- the bot may not post in the channel -----------------------------------------------------------------

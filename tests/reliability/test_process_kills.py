@@ -124,7 +124,7 @@ async def test_emulator_killed_mid_stream_and_restarted(
         lambda: recording_message(fake_discord, fake_discord.messages_for(start.token)), within=45
     )
     final = await wait_status(fake_discord, start.token, "Done after", within=10)
-    assert final.components == [], "buttons left on an ended session"
+    assert final.custom_ids() == [f"tryon:delete:{session_id}"], "session buttons left on an ended session"
 
     charged = await assert_settled_once(bot.runtime.store, session_id)
     record = await bot.runtime.store.sessions.get(session_id)
@@ -290,7 +290,9 @@ async def test_bot_killed_with_a_live_and_a_queued_session_and_restarted(
         )
         told_after = time.perf_counter() - back_at
         assert told_after < TELL_WITHIN_SECONDS, f"members told {told_after:.1f} s after the bot was back"
-        assert all(status.components == [] for status in statuses), "buttons left on interrupted sessions"
+        assert all([c.split(":")[1] for c in status.custom_ids()] == ["delete"] for status in statuses), (
+            "session buttons left on interrupted sessions"
+        )
         offered = await fake_discord.wait_for(
             lambda: notice_for(alice, "recovered after a restart"), within=30
         )

@@ -6,8 +6,6 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
-import pytest
-
 from bot.store import Store
 from tests.store.conftest import FakeClock
 
@@ -68,12 +66,3 @@ async def test_forget_removes_the_members_photos_in_every_server(store: Store) -
     result = await store.forget(10)
     assert result.photos_deleted == 2
     assert files(store) == ["1-11.jpg"]
-
-
-async def test_retention_is_a_guild_setting_with_bounds(store: Store) -> None:
-    assert (await store.guilds.get(1)).photo_retention_hours is None
-    entry = await store.guilds.set_photo_retention(1, 0, moderator_id=5)
-    assert entry.action == "photo_retention_set"
-    assert (await store.guilds.get(1)).photo_retention_hours == 0
-    with pytest.raises(ValueError, match="between 0 and 720"):
-        await store.guilds.set_photo_retention(1, 721, moderator_id=5)

@@ -1,4 +1,4 @@
-"""Workers started by `run --local-workers` go with the bot, even when it is SIGKILLed."""
+"""Workers started by `run --local-workers` ignore Ctrl-C and go with the bot, even when it is SIGKILLed."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def alive(pid: int) -> bool:
     return True
 
 
-async def test_a_local_worker_drains_and_exits_when_the_bot_is_killed(
+async def test_a_local_worker_ignores_sigint_and_drains_when_the_bot_is_killed(
     worker_settings: WorkerSettings, tmp_path: Path
 ) -> None:
     config = worker_config(tmp_path / "worker.toml", worker_settings)
@@ -57,6 +57,10 @@ async def test_a_local_worker_drains_and_exits_when_the_bot_is_killed(
             await asyncio.sleep(0.1)
         else:
             pytest.fail("the worker never announced itself")
+        # SIGINT is the bot's to handle (it drains its workers): the worker goes on serving.
+        os.kill(worker_pid, signal.SIGINT)
+        await asyncio.sleep(2.0)  # a worker that took it would have drained and withdrawn by now
+        assert alive(worker_pid) and [w.worker_id for w in await board.workers()] == ["local-1"]
         parent.send_signal(signal.SIGKILL)
         await parent.wait()
         await until(lambda: not alive(worker_pid), 15)

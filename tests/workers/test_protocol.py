@@ -1,4 +1,5 @@
-"""The recording event on the wire: links in the fields, the highlight MP4 and the stills in one payload."""
+"""Events and commands on the wire: the recording event (links in the fields, the highlight MP4 and the stills
+in one payload) and the start command (every field of the request reaches the worker as the bot sent it)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import dataclasses
 
 import pytest
 
+from bot.tryon.models import SessionRequest
 from bot.tryon.presenter import Highlight, RecordingLinks, RecordingReady
+from bot.tryon.settings import EngineSettings
 from bot.workers import protocol
-from bot.workers.protocol import Message, ProtocolError
+from bot.workers.protocol import Message, ProtocolError, StartCommand
 
 LINKS = RecordingLinks("stream-1", "https://v/1.mp4", None, "https://t/1.jpg", None, 12.5)
 HIGHLIGHT = Highlight(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40, 7.5, 360, 656, 3)
@@ -62,3 +65,33 @@ def test_files_that_do_not_add_up_to_the_payload_are_refused(extra: bytes | int)
         broken = Message(message.kind, message.fields, message.data[:extra])
     with pytest.raises(ProtocolError):
         protocol.recording_from(over_the_wire(broken))
+
+
+def command(**request: object) -> StartCommand:
+    values: dict[str, object] = {
+        "guild_id": 1, "user_id": 2, "channel_id": 3, "photo": b"\xff\xd8jpeg", "outfit": "a red coat",
+    }  # fmt: skip
+    values.update(request)
+    return StartCommand(
+        session_id="s1",
+        request=SessionRequest(**values),  # type: ignore[arg-type]
+        allowance_seconds=60.0,
+        idle_seconds=30.0,
+        pending_prompt_ids=(7,),
+        upload_budget_bytes=1024,
+        settings=EngineSettings(),
+    )
+
+
+def test_a_start_command_arrives_whole_with_clips_off_and_landscape() -> None:
+    sent = command(snippets=False, portrait=False)
+    received = StartCommand.from_message(over_the_wire(sent.to_message()))
+    assert received == sent
+    assert received.request.snippets is False and received.request.portrait is False
+
+
+def test_a_start_command_from_an_earlier_bot_has_clips_on() -> None:
+    message = command().to_message()
+    fields = {key: value for key, value in message.fields.items() if key != "snippets"}
+    received = StartCommand.from_message(dataclasses.replace(message, fields=fields))
+    assert received.request.snippets is True
