@@ -45,10 +45,14 @@ async def stop_and_get_final_post(
     await driver.press(member, status, f"tryon:stop:{session_id}").reply()
     await wait_status(driver.fake, start.token, "Done after", within=40)
     final: FakeMessage = await driver.fake.wait_for(
-        lambda: next((m for m in driver.fake.messages_for(start.token) if "recording" in m.text), None), 40
+        lambda: next((m for m in driver.fake.messages_for(start.token) if final_post(m)), None), 40
     )
     await over(driver, member)
     return final
+
+
+def final_post(message: FakeMessage) -> bool:
+    return bool(message.embeds) and message.embeds[0].get("title", "").startswith("Your try-on recording")
 
 
 async def over(driver: BotDriver, member: p.InteractionContext) -> None:
@@ -119,8 +123,8 @@ async def test_start_without_a_photo_uses_the_kept_one_and_forget_removes_it(
 
     ask = await driver.command(alice, "tryon forget").reply()
     await driver.view_attached(ask)
-    confirm = await driver.press(alice, ask, "tryon:forget:yes").response()
-    assert "your kept photo" in confirm.json["data"]["content"]
+    await driver.press(alice, ask, "tryon:forget:yes").response()
+    await driver.fake.wait_for(lambda: "Deleted your kept photo too" in ask.content, 30)
     assert not kept_file.exists()
 
 

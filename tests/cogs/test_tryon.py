@@ -224,7 +224,11 @@ async def test_whole_try_on_through_discord(
     names = [a["filename"] for a in final.attachments]
     assert names == ["highlight.mp4", "thumbnail.jpg", "before-after.png"]
     assert final.embeds[0]["image"]["url"] == "attachment://before-after.png"
-    assert final.custom_ids() == [f"tryon:again:{session_id}", f"tryon:full:{session_id}"]
+    assert final.custom_ids() == [
+        f"tryon:again:{session_id}",
+        f"tryon:full:{session_id}",
+        f"tryon:delete:{session_id}",
+    ]
     edits = fake_discord.requests_to("PATCH", rf"/messages/{status.id}$")
     assert all("allowed_mentions" in r.json for r in edits)
 

@@ -112,7 +112,11 @@ async def test_the_final_post_keeps_the_highlight_and_a_bystander_gets_fresh_lin
     assert embed["image"]["url"] == "attachment://before-after.png"
     assert "2 outfits" in embed["description"] and "local links" in embed["description"]
     assert [a["filename"] for a in post.attachments] == list(files) and not post.ephemeral
-    assert post.custom_ids() == [f"tryon:again:{session_id}", f"tryon:full:{session_id}"]
+    assert post.custom_ids() == [
+        f"tryon:again:{session_id}",
+        f"tryon:full:{session_id}",
+        f"tryon:delete:{session_id}",
+    ]
     assert f"<@{user_id(alice)}>" in post.content
 
     # The links the post was made with expire...
