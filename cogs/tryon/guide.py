@@ -75,8 +75,8 @@ def _outfit_guidance(facts: GuideFacts) -> str:
 def _what_is_kept(facts: GuideFacts) -> str:
     hours = facts.photo_retention_hours
     kept = (
-        f"the bot may keep it for up to {hours:g} h (this server's setting), only in its own data folder, "
-        "for another try-on"
+        f"the bot keeps your latest photo here for {hours:g} h (this server's setting), only in its own "
+        "data folder, so `/tryon start` without a photo and **Try another outfit** can use it again"
         if hours > 0
         else "the bot does not keep it (this server's setting)"
     )
