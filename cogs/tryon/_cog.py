@@ -31,13 +31,11 @@ from cogs.tryon.render import (
 )
 from cogs.tryon.results import LOCAL_LINKS_NOTE, full_video_answer, full_video_limit_text, links_are_local
 from cogs.tryon.views import (
-    AgainButton,
-    DeletePostsButton,
     ForgetConfirmation,
-    FullVideoButton,
     HistoryPages,
     OutfitModal,
     PhotoFetcher,
+    PostButton,
     SessionButton,
     StartModal,
 )
@@ -157,7 +155,7 @@ class TryOn(
         take minutes (or wait out an Odyssey outage), so it runs alongside the bot instead of holding up
         start-up.
         """
-        self.bot.add_dynamic_items(SessionButton, AgainButton, FullVideoButton, DeletePostsButton)
+        self.bot.add_dynamic_items(SessionButton, PostButton)
         self.bot.tree.add_command(self.try_on_menu)
         if not self.bot.has_runtime:
             return
@@ -173,7 +171,7 @@ class TryOn(
 
     async def cog_unload(self) -> None:
         """Stop routing presses and the menu to this cog."""
-        self.bot.remove_dynamic_items(SessionButton, AgainButton, FullVideoButton, DeletePostsButton)
+        self.bot.remove_dynamic_items(SessionButton, PostButton)
         self.bot.tree.remove_command(self.try_on_menu.name, type=self.try_on_menu.type)
 
     async def _sweep_photos(self) -> None:

@@ -70,34 +70,6 @@ class SessionButton(
         await _guarded(interaction, _cog(interaction).press(interaction, self.action, self.session_id))
 
 
-class AgainButton(
-    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
-    template=r"tryon:again:(?P<session>[A-Za-z0-9_-]{1,40})",
-):
-    """ "Try another outfit" on a finished try-on's post: a new session with the same (kept) photo."""
-
-    def __init__(self, session_id: str) -> None:
-        super().__init__(
-            discord.ui.Button(
-                label="Try another outfit",
-                style=discord.ButtonStyle.primary,
-                custom_id=f"tryon:again:{session_id}",
-            )
-        )
-        self.session_id = session_id
-
-    @classmethod
-    async def from_custom_id(  # type: ignore[override]
-        cls, interaction: discord.Interaction[TryOnBot], item: discord.ui.Button[Any], match: re.Match[str]
-    ) -> AgainButton:
-        """Rebuild the button from a press (after a restart too)."""
-        return cls(match["session"])
-
-    async def callback(self, interaction: discord.Interaction[TryOnBot]) -> None:  # type: ignore[override]
-        """Ask the owner for the outfit (everyone else is refused privately)."""
-        await _guarded(interaction, _cog(interaction).try_again(interaction, self.session_id))
-
-
 async def _guarded(interaction: discord.Interaction[TryOnBot], work: Awaitable[bool | None]) -> bool:
     # A dynamic item's errors reach neither the command tree's handler nor a view's `on_error` (discord.py
     # only logs them); render them like every other error.
@@ -108,40 +80,57 @@ async def _guarded(interaction: discord.Interaction[TryOnBot], work: Awaitable[b
         return False
 
 
-class DeletePostsButton(
-    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
-    template=r"tryon:delete:(?P<session>[A-Za-z0-9_-]{1,40})",
-):
-    """Delete: removes the bot's posts of one finished try-on (owner and moderators; survives restarts)."""
+POST_ACTIONS = {"again": "Try another outfit", "full": "Get the full video", "delete": "Delete"}
+_POST_STYLES = {
+    "again": discord.ButtonStyle.primary,
+    "full": discord.ButtonStyle.primary,
+    "delete": discord.ButtonStyle.secondary,
+}
 
-    def __init__(self, session_id: str) -> None:
+
+class PostButton(
+    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
+    template=r"tryon:(?P<action>again|full|delete):(?P<session>[A-Za-z0-9_-]{1,40})",
+):
+    """A button on a finished try-on's posts, working after restarts: "Try another outfit" (its member),
+    "Get the full video" (anyone who sees the post), Delete (its member and moderators)."""
+
+    def __init__(self, action: str, session_id: str) -> None:
         super().__init__(
             discord.ui.Button(
-                label="Delete", style=discord.ButtonStyle.secondary, custom_id=f"tryon:delete:{session_id}"
+                label=POST_ACTIONS[action],
+                style=_POST_STYLES[action],
+                custom_id=f"tryon:{action}:{session_id}",
             )
         )
+        self.action = action
         self.session_id = session_id
 
     @classmethod
     async def from_custom_id(  # type: ignore[override]
         cls, interaction: discord.Interaction[TryOnBot], item: discord.ui.Button[Any], match: re.Match[str]
-    ) -> DeletePostsButton:
+    ) -> PostButton:
         """Rebuild the button from a press (after a restart too)."""
-        return cls(match["session"])
-
-    async def interaction_check(self, interaction: discord.Interaction[TryOnBot]) -> bool:  # type: ignore[override]
-        """Only the try-on's owner and the server's moderators; the owner is read from SQLite."""
-        return await _guarded(interaction, _cog(interaction).may_control(interaction, self.session_id))
+        return cls(match["action"], match["session"])
 
     async def callback(self, interaction: discord.Interaction[TryOnBot]) -> None:  # type: ignore[override]
-        """Remove the posts and say what was removed."""
-        await _guarded(interaction, _cog(interaction).delete_posts(interaction, self.session_id))
+        """Each action checks who may use it (the owner is read from SQLite)."""
+        await _guarded(interaction, self._act(interaction))
+
+    async def _act(self, interaction: discord.Interaction[TryOnBot]) -> None:
+        cog = _cog(interaction)
+        if self.action == "again":
+            await cog.try_again(interaction, self.session_id)
+        elif self.action == "full":
+            await cog.send_full_video(interaction, self.session_id)
+        elif await cog.may_control(interaction, self.session_id):
+            await cog.delete_posts(interaction, self.session_id)
 
 
 def ended_controls(session_id: str) -> discord.ui.View:
     """The buttons of a finished try-on's posts (its status and its final message)."""
     view = discord.ui.View(timeout=None)
-    view.add_item(DeletePostsButton(session_id))
+    view.add_item(PostButton("delete", session_id))
     return view
 
 
@@ -154,42 +143,14 @@ def session_controls(session_id: str, *, streaming: bool) -> discord.ui.View:
     return view
 
 
-class FullVideoButton(
-    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
-    template=r"tryon:full:(?P<session>[A-Za-z0-9_-]{1,40})",
-):
-    """ "Get the full video" on a final post: anyone who sees the post may press it, after restarts too."""
-
-    def __init__(self, session_id: str) -> None:
-        super().__init__(
-            discord.ui.Button(
-                label="Get the full video",
-                style=discord.ButtonStyle.primary,
-                custom_id=f"tryon:full:{session_id}",
-            )
-        )
-        self.session_id = session_id
-
-    @classmethod
-    async def from_custom_id(  # type: ignore[override]
-        cls, interaction: discord.Interaction[TryOnBot], item: discord.ui.Button[Any], match: re.Match[str]
-    ) -> FullVideoButton:
-        """Rebuild the button from a press (after a restart too)."""
-        return cls(match["session"])
-
-    async def callback(self, interaction: discord.Interaction[TryOnBot]) -> None:  # type: ignore[override]
-        """Fresh links, privately (the cog checks who may see them and how often)."""
-        await _guarded(interaction, _cog(interaction).send_full_video(interaction, self.session_id))
-
-
 def final_post_controls(session_id: str, *, deletable: bool = False) -> discord.ui.View:
     """The buttons of a try-on's final post: "Try another outfit" (its member), "Get the full video" and,
     for public posts, Delete."""
     view = discord.ui.View(timeout=None)
-    view.add_item(AgainButton(session_id))
-    view.add_item(FullVideoButton(session_id))
+    view.add_item(PostButton("again", session_id))
+    view.add_item(PostButton("full", session_id))
     if deletable:
-        view.add_item(DeletePostsButton(session_id))
+        view.add_item(PostButton("delete", session_id))
     return view
 
 
