@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -21,24 +21,11 @@ from tests.fakediscord import FakeDiscord
 from tests.fakediscord import payloads as p
 from tests.fakediscord.server import FakeMessage
 from tests.helpers import PHOTO, session_id_of, start_bot_process, wait_status, write_run_config
-from tests.workers.processes import WorkerPool, worker_pool
+from tests.workers.processes import WorkerPool
 
 pytestmark = pytest.mark.timeout(240)
 
 BotProcess = asyncio.subprocess.Process
-
-
-@pytest.fixture
-async def emulator(emulator_factory: Callable[..., Awaitable[Emulator]]) -> Emulator:
-    return await emulator_factory()
-
-
-@pytest.fixture
-async def workers(
-    worker_settings: WorkerSettings, emulator: Emulator, tmp_path: Path
-) -> AsyncIterator[WorkerPool]:
-    async with worker_pool(worker_settings, emulator.url, tmp_path / "workers") as pool:
-        yield pool
 
 
 @pytest.fixture

@@ -46,19 +46,6 @@ def quiet_presenter(out: Path) -> ConsolePresenter:
 
 
 @pytest.fixture
-async def emulator(emulator_factory: Callable[..., Awaitable[Emulator]]) -> Emulator:
-    return await emulator_factory()
-
-
-@pytest.fixture
-async def workers(
-    worker_settings: WorkerSettings, emulator: Emulator, tmp_path: Path
-) -> AsyncIterator[WorkerPool]:
-    async with worker_pool(worker_settings, emulator.url, tmp_path / "workers") as pool:
-        yield pool
-
-
-@pytest.fixture
 async def make_engine(
     worker_settings: WorkerSettings, emulator: Emulator, tmp_path: Path
 ) -> AsyncIterator[Callable[..., Awaitable[RemoteEngine]]]:
