@@ -30,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     limits.add_argument(
         "--idle-timeout", type=float, help="seconds without a stream before closing; 0: never (40)"
     )
+    limits.add_argument(
+        "--max-spectators", type=int, help="WHEP viewers of one broadcast stream, then 503 (default 8)"
+    )
     limits.add_argument("--fps", type=int, help="video frame rate (default 24)")
     limits.add_argument("--scale", type=float, help="frame size factor on 704x1280, e.g. 0.5 (default 1)")
 
