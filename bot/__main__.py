@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--outfit", action="append", default=None, help="an outfit prompt; repeat for more")
     demo.add_argument("--out", default="out", help="folder for frames, snippets and recordings")
     demo.add_argument("--landscape", action="store_true", help="stream 1280x704 instead of 704x1280")
+    demo.add_argument(
+        "--no-watch", action="store_true", help="do not share it live (the viewer runs beside the emulator)"
+    )
     return parser
 
 

@@ -74,7 +74,12 @@ async def open_runtime(
     viewer = await open_viewer(config, resources)
     launcher = await open_workers(config, resources, url, key, config_path)
     engine = build_engine(
-        store, client_factory(key, url), config.engine, quota_defaults=config.quota.limits, launcher=launcher
+        store,
+        client_factory(key, url),
+        config.engine,
+        quota_defaults=config.quota.limits,
+        launcher=launcher,
+        watch_board=None if viewer is None else viewer.registry,
     )
     resources.push_async_callback(engine.aclose)
     return Runtime(config=config, store=store, engine=engine, odyssey_url=url, viewer=viewer)

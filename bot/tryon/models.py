@@ -85,6 +85,8 @@ class SessionRequest:
     # Set when `photo` is the member's kept photo: the hash of the upload it was made from (it is not kept
     # again, so its time is counted from that upload).
     kept_photo_sha256: str | None = None
+    # Shared live from the start: streams are broadcast and a watch link is made (Watch live).
+    watch: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -99,9 +99,11 @@ class WatchRegistry:
         return f"{self.base_url}/watch/{watch.id}"
 
     def broadcast(self, session_id: str, webrtc_url: str, spectator_token: str) -> None:
-        """A new stream part is broadcast: pages switch to it."""
+        """A new stream part is broadcast: pages switch to it (the same part again changes nothing)."""
         watch = self._by_session.get(session_id)
-        if watch is not None:
+        if watch is None:
+            return
+        if (watch.state.webrtc_url, watch.state.spectator_token) != (webrtc_url, spectator_token):
             watch.update(webrtc_url=webrtc_url, spectator_token=spectator_token, part=watch.state.part + 1)
 
     def outfit(self, session_id: str, outfit: str) -> None:

@@ -4,10 +4,10 @@ A message travels as NATS headers (`Tryon-Kind`, `Tryon-Fields` with the JSON) a
 its bytes (a snippet, a still, the photo), so a 10 MiB GIF is sent as it is, never base64'd.
 
 Commands are request/reply with deadlines: `<prefix>.worker.<id>.start` (accept or refuse a session) and
-`<prefix>.session.<sid>.<outfit|snapshot|stop>`. Events go from the worker to the bot through the JetStream
-stream `<prefix>_events` on `<prefix>.events.<sid>`: stored until the bot acknowledges them, so neither a
-restart of the bot nor of NATS loses one. Each carries `Nats-Msg-Id` = `<sid>:<seq>`, so a publish retried
-after a lost acknowledgement is stored once.
+`<prefix>.session.<sid>.<outfit|snapshot|share|stop|status>`. Events go from the worker to the bot through
+the JetStream stream `<prefix>_events` on `<prefix>.events.<sid>`: stored until the bot acknowledges them,
+so neither a restart of the bot nor of NATS loses one. Each carries `Nats-Msg-Id` = `<sid>:<seq>`, so a
+publish retried after a lost acknowledgement is stored once.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 from bot.tryon.errors import TryOnError
 from bot.tryon.models import SessionRequest, SessionState
 from bot.tryon.presenter import (
+    BroadcastReady,
     ErrorReported,
     RecordingLinks,
     RecordingReady,
@@ -113,6 +114,7 @@ class StartCommand:
                 "channel_id": request.channel_id,
                 "outfit": request.outfit,
                 "portrait": request.portrait,
+                "watch": request.watch,
                 "allowance_seconds": self.allowance_seconds,
                 "idle_seconds": self.idle_seconds,
                 "pending_prompt_ids": list(self.pending_prompt_ids),
@@ -134,6 +136,7 @@ class StartCommand:
                 photo=message.data,
                 outfit=str(f["outfit"]),
                 portrait=f["portrait"],
+                watch=bool(f.get("watch", False)),  # absent from a bot of an earlier version
             )
             return cls(
                 session_id=str(f["session_id"]),
@@ -172,6 +175,22 @@ def snippet_message(event: SnippetReady) -> Message:
 def snippet_from(message: Message) -> SnippetReady:
     """The snippet an event carries."""
     return SnippetReady(data=message.data, **message.fields)
+
+
+def broadcast_message(event: BroadcastReady) -> Message:
+    """A stream part's broadcast details as an event."""
+    return Message("broadcast", dataclasses.asdict(event))
+
+
+def broadcast_from(message: Message) -> BroadcastReady:
+    """The broadcast details an event carries."""
+    f = message.fields
+    return BroadcastReady(
+        session_id=str(f["session_id"]),
+        stream_id=None if f["stream_id"] is None else str(f["stream_id"]),
+        webrtc_url=str(f["webrtc_url"]),
+        spectator_token=str(f["spectator_token"]),
+    )
 
 
 def snapshot_message(event: SnapshotReady) -> Message:

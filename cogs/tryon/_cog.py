@@ -65,6 +65,13 @@ def _check_attachment(photo: discord.Attachment) -> None:
         )
 
 
+def _check_shareable(private: bool) -> None:
+    if private:
+        raise TryOnError(
+            "A private try-on can't be shared live. Leave out `private` to share it.", reason="watch_private"
+        )
+
+
 def _member_roles(interaction: discord.Interaction[TryOnBot]) -> tuple[int, ...]:
     user = interaction.user
     return tuple(role.id for role in user.roles) if isinstance(user, discord.Member) else ()
@@ -160,6 +167,7 @@ class TryOn(
         outfit="The outfit to try, e.g. 'a red wool coat with brass buttons'",
         orientation="Tall (portrait, the default) or wide (landscape) video",
         private="Only you see the live status and clips",
+        watch="Share it live: a link anyone can open to watch it in a browser",
     )
     async def start(
         self,
@@ -168,13 +176,17 @@ class TryOn(
         photo: discord.Attachment | None = None,
         orientation: Literal["portrait", "landscape"] | None = None,
         private: bool = False,
+        watch: bool = False,
     ) -> None:
         if photo is not None:
             _check_attachment(photo)
+        if watch:
+            _check_shareable(private)
+            self.engine.check_watch_available()
         self.engine.check_not_running(interaction.user.id)
         portrait = None if orientation is None else orientation == "portrait"
         fetch = self._downloader(photo) if photo is not None else self._kept_photo(interaction, None)
-        await self.begin(interaction, fetch, outfit, private=private, portrait=portrait)
+        await self.begin(interaction, fetch, outfit, private=private, portrait=portrait, watch=watch)
 
     async def begin(
         self,
@@ -184,6 +196,7 @@ class TryOn(
         *,
         private: bool = False,
         portrait: bool | None = None,
+        watch: bool = False,
     ) -> None:
         """Start a try-on (command, modal or button); the photo is fetched once the cheap checks pass."""
         # Acknowledge privately before any await on the database or the network: the member hears back at
@@ -191,7 +204,7 @@ class TryOn(
         # its own (public unless `private`).
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
-            session = await self._begin(interaction, fetch_photo, outfit, private, portrait)
+            session = await self._begin(interaction, fetch_photo, outfit, private, portrait, watch)
         except TryOnError as error:
             try:
                 await interaction.edit_original_response(content=error.message, allowed_mentions=NO_MENTIONS)
@@ -199,6 +212,8 @@ class TryOn(
                 await post_to_mod_log(self.bot, error.audit_entry)
             return
         where = "Only you can see it." if private else "Its status is posted below."
+        if watch:
+            where += " The Watch live link is on it: anyone with the link can watch."
         await interaction.edit_original_response(
             content=f"Your try-on `{session.id}` is on its way. {where}", allowed_mentions=NO_MENTIONS
         )
@@ -231,6 +246,7 @@ class TryOn(
         outfit: str,
         private: bool,
         portrait: bool | None,
+        watch: bool,
     ) -> SessionSummary:
         """The engine's checks that need no photo, then the photo, then the admission (quota reserved)."""
         guild_id, user_id, roles = (
@@ -251,6 +267,7 @@ class TryOn(
             front_end={"private": private},
             portrait=portrait,
             kept_photo_sha256=kept_sha256,
+            watch=watch,
         )
         outlet = SessionOutlet(
             self.bot, interaction.channel_id, interaction=interaction, private=private, owner_id=user_id
@@ -369,9 +386,23 @@ class TryOn(
             await self._end(interaction, session_id, "Ending the try-on")
         elif action == "snap":
             await self._snapshot(interaction, session_id)
+        elif action == "share":
+            await self._share(interaction, session_id)
         else:
             self.engine.check_live(session_id, guild_id=self._guild_id(interaction))
             await interaction.response.send_modal(OutfitModal(session_id, interaction.user.id))
+
+    async def _share(self, interaction: discord.Interaction[TryOnBot], session_id: str) -> None:
+        """ "Share live": the owner's try-on goes out from a fresh stream part; the status has the link."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        url = await self.engine.share_live(
+            session_id, guild_id=self._guild_id(interaction), user_id=interaction.user.id
+        )
+        await send_reply(
+            interaction,
+            f"Shared live: anyone with this link can watch, until the try-on ends: {url}\n"
+            "The link and how many people are watching are on the status message.",
+        )
 
     # reading
 

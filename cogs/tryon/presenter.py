@@ -10,7 +10,14 @@ import discord
 
 from bot.app import TryOnBot
 from bot.tryon.models import FINISHING_STATES, TERMINAL_STATES, SessionState
-from bot.tryon.presenter import ErrorReported, RecordingReady, SnapshotReady, SnippetReady, StatusChanged
+from bot.tryon.presenter import (
+    BroadcastReady,
+    ErrorReported,
+    RecordingReady,
+    SnapshotReady,
+    SnippetReady,
+    StatusChanged,
+)
 from cogs.tryon.outlet import SessionOutlet
 from cogs.tryon.render import recording_embed, status_embed
 from cogs.tryon.updater import CoalescingUpdater
@@ -34,9 +41,12 @@ class DiscordPresenter:
         *,
         status_interval: float,
         remember_status: Callable[[str, int], Awaitable[None]] | None = None,
+        offer_sharing: bool = False,
     ) -> None:
         self.outlet = outlet
         self.owner_id = owner_id
+        # Show "Share live" until the try-on is shared (Watch live runs, and the status is public).
+        self.offer_sharing = offer_sharing and not outlet.route.private
         # Called once with (session id, status message id) so a restart can find the message again.
         self._remember_status = remember_status
         self.updater: CoalescingUpdater[StatusChanged] = CoalescingUpdater(self._show_status, status_interval)
@@ -50,7 +60,11 @@ class DiscordPresenter:
         if event.state in TERMINAL_STATES or event.state in FINISHING_STATES:
             view: discord.ui.View | None = None  # no buttons once it is ending
         else:
-            view = session_controls(event.session_id, streaming=event.state is SessionState.STREAMING)
+            view = session_controls(
+                event.session_id,
+                streaming=event.state is SessionState.STREAMING,
+                shareable=self.offer_sharing and event.watch_url is None,
+            )
         before = self.outlet.status_message_id
         await self.outlet.edit_status(embed=status_embed(event, self.owner_id), view=view)
         moved = self.outlet.status_message_id != before
@@ -94,6 +108,9 @@ class DiscordPresenter:
             self.outlet.filesize_limit = min(self.outlet.filesize_limit, size - 1)
             return "it is over this server's upload limit"
         return "Discord did not accept the upload"
+
+    async def broadcast_ready(self, event: BroadcastReady) -> None:
+        """Nothing to post: the status message shows the watch link (the token never reaches Discord)."""
 
     async def recording_ready(self, event: RecordingReady) -> None:
         """The final message: recording links, thumbnail, and the before/after still."""
@@ -143,10 +160,11 @@ def presenter_for_bot(
     owner_id: int,
     remember_status: Callable[[str, int], Awaitable[None]] | None = None,
 ) -> DiscordPresenter:
-    """A presenter using the bot's configured status interval."""
+    """A presenter using the bot's configured status interval (offering "Share live" where it works)."""
     return DiscordPresenter(
         outlet,
         owner_id,
         status_interval=bot.config.discord.status_edit_seconds,
         remember_status=remember_status,
+        offer_sharing=bot.runtime.engine.watch_available,
     )
