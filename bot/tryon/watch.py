@@ -13,6 +13,7 @@ import dataclasses
 import logging
 from typing import Protocol
 
+from bot.deadline import wait_within
 from bot.tryon.models import FINISHING_STATES, TERMINAL_STATES
 from bot.tryon.presenter import (
     BroadcastReady,
@@ -25,6 +26,9 @@ from bot.tryon.presenter import (
 )
 
 log = logging.getLogger(__name__)
+
+# A front end that does not take a re-shown status within this is skipped (as sessions bound theirs).
+PRESENT_SECONDS = 30.0
 
 
 class ViewerCountListener(Protocol):
@@ -151,6 +155,6 @@ class WatchingPresenter:
         if last is None or self._ended:
             return
         try:
-            await self.inner.status_changed(self._with_watch(last))
+            await wait_within(self.inner.status_changed(self._with_watch(last)), PRESENT_SECONDS)
         except Exception:
             log.exception("session %s: could not show the viewer count", self.session_id)
