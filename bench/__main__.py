@@ -9,7 +9,17 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ("snippets", "session_memory", "receive", "emulator", "engine", "ack", "ledger", "workers")
+BENCHMARKS = (
+    "snippets",
+    "session_memory",
+    "receive",
+    "emulator",
+    "engine",
+    "ack",
+    "ledger",
+    "workers",
+    "viewers",
+)
 
 
 def main(argv: list[str]) -> int:
