@@ -19,6 +19,7 @@ BENCHMARKS = (
     "ack",
     "ledger",
     "workers",
+    "viewers",
 )
 
 

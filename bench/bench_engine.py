@@ -26,7 +26,14 @@ from bot.store import Store
 from bot.tryon.engine import Engine, build_engine, client_factory
 from bot.tryon.errors import TryOnError
 from bot.tryon.models import EndReason, SessionRequest, SessionState
-from bot.tryon.presenter import ErrorReported, RecordingReady, SnapshotReady, SnippetReady, StatusChanged
+from bot.tryon.presenter import (
+    BroadcastReady,
+    ErrorReported,
+    RecordingReady,
+    SnapshotReady,
+    SnippetReady,
+    StatusChanged,
+)
 from bot.tryon.session import TryOnSession
 from bot.tryon.settings import EngineSettings
 
@@ -51,6 +58,9 @@ class CountingPresenter:
         self.snippet_bytes += len(event.data)
 
     async def snapshot_ready(self, event: SnapshotReady) -> None:
+        return None
+
+    async def broadcast_ready(self, event: BroadcastReady) -> None:
         return None
 
     async def recording_ready(self, event: RecordingReady) -> None:

@@ -31,7 +31,14 @@ from bot.media.snippets import DISCORD_UPLOAD_LIMIT, ClipFrames, Snippet, Snippe
 from bot.store import Store
 from bot.tryon.engine import Engine, build_engine, client_factory
 from bot.tryon.models import EndReason, SessionRequest, SessionState
-from bot.tryon.presenter import ErrorReported, RecordingReady, SnapshotReady, SnippetReady, StatusChanged
+from bot.tryon.presenter import (
+    BroadcastReady,
+    ErrorReported,
+    RecordingReady,
+    SnapshotReady,
+    SnippetReady,
+    StatusChanged,
+)
 from bot.tryon.session import TryOnSession
 from bot.tryon.settings import EngineSettings
 
@@ -83,6 +90,9 @@ class Keeper:
         self.snippets.append(event)
 
     async def snapshot_ready(self, event: SnapshotReady) -> None:
+        return None
+
+    async def broadcast_ready(self, event: BroadcastReady) -> None:
         return None
 
     async def recording_ready(self, event: RecordingReady) -> None:

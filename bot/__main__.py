@@ -30,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     limits.add_argument(
         "--idle-timeout", type=float, help="seconds without a stream before closing; 0: never (40)"
     )
+    limits.add_argument(
+        "--max-spectators", type=int, help="WHEP viewers of one broadcast stream, then 503 (default 8)"
+    )
     limits.add_argument("--fps", type=int, help="video frame rate (default 24)")
     limits.add_argument("--scale", type=float, help="frame size factor on 704x1280, e.g. 0.5 (default 1)")
 
@@ -57,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--outfit", action="append", default=None, help="an outfit prompt; repeat for more")
     demo.add_argument("--out", default="out", help="folder for frames, snippets and recordings")
     demo.add_argument("--landscape", action="store_true", help="stream 1280x704 instead of 704x1280")
+    demo.add_argument(
+        "--no-watch", action="store_true", help="do not share it live (the viewer runs beside the emulator)"
+    )
     return parser
 
 

@@ -27,6 +27,7 @@ from bot.logsafety import configure_logging
 from bot.store import Store
 from bot.tls import warm_up as warm_up_tls
 from bot.tryon.engine import Engine, build_engine, client_factory
+from bot.web import ViewerServer
 from bot.workers.local import start_local_workers
 from bot.workers.remote import RemoteLauncher
 from cogs.utils.delivery import NO_MENTIONS, TryOnCommandTree
@@ -44,6 +45,8 @@ class Runtime:
     store: Store
     engine: Engine[Any]
     odyssey_url: str
+    # The Watch live viewer's server, when it runs (`[web]`, or beside the embedded emulator).
+    viewer: ViewerServer | None = None
 
 
 async def open_runtime(
@@ -53,7 +56,7 @@ async def open_runtime(
 
     With `[workers]` (a NATS URL, or local workers started here) sessions run on worker processes.
     Everything opened is registered on `resources`, which closes it in reverse order: the engine first (it
-    ends and settles every session), then local workers and NATS, then the emulator, then the store.
+    ends and settles every session), then local workers and NATS, the viewer, the emulator, the store.
     """
     await warm_up_tls()  # before any HTTPS client is created on the loop
     store = await Store.open(config.store.database)
@@ -68,12 +71,29 @@ async def open_runtime(
         resources.push_async_callback(emulator.stop)
         url, key = emulator.url, DEV_API_KEY
         log.info("no ODYSSEY_API_KEY: using the embedded emulator at %s", url)
+    viewer = await open_viewer(config, resources)
     launcher = await open_workers(config, resources, url, key, config_path)
     engine = build_engine(
-        store, client_factory(key, url), config.engine, quota_defaults=config.quota.limits, launcher=launcher
+        store,
+        client_factory(key, url),
+        config.engine,
+        quota_defaults=config.quota.limits,
+        launcher=launcher,
+        watch_board=None if viewer is None else viewer.registry,
     )
     resources.push_async_callback(engine.aclose)
-    return Runtime(config=config, store=store, engine=engine, odyssey_url=url)
+    return Runtime(config=config, store=store, engine=engine, odyssey_url=url, viewer=viewer)
+
+
+async def open_viewer(config: BotConfig, resources: contextlib.AsyncExitStack) -> ViewerServer | None:
+    """Start the Watch live viewer's web server when configured (or beside the embedded emulator)."""
+    if not config.serves_viewer:
+        return None
+    viewer = ViewerServer(config.web)
+    base_url = await viewer.start()
+    resources.push_async_callback(viewer.aclose)
+    log.info("Watch live links start with %s/watch/", base_url)
+    return viewer
 
 
 async def open_workers(

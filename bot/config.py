@@ -17,6 +17,7 @@ from typing import Any
 
 from bot.store.records import QuotaLimits
 from bot.tryon.settings import EngineSettings
+from bot.web.settings import WebSettings
 from bot.workers.settings import WorkerSettings
 
 DEFAULT_CONFIG_PATH = Path("config.toml")
@@ -114,12 +115,18 @@ class BotConfig:
     engine: EngineSettings = dataclasses.field(default_factory=EngineSettings)
     quota: QuotaSettings = dataclasses.field(default_factory=QuotaSettings)
     workers: WorkerSettings = dataclasses.field(default_factory=WorkerSettings)
+    web: WebSettings = dataclasses.field(default_factory=WebSettings)
     log_level: str = "INFO"
 
     @property
     def uses_emulator(self) -> bool:
         """True when no API key is configured and the embedded emulator stands in for Odyssey."""
         return not self.odyssey.api_key
+
+    @property
+    def serves_viewer(self) -> bool:
+        """True when the Watch live viewer runs: `[web]` configured, or by default beside the emulator."""
+        return self.web.serves(embedded_emulator=self.uses_emulator)
 
 
 # Environment variables and the `section.key` each one sets.
@@ -141,6 +148,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "engine": EngineSettings,
     "quota": QuotaSettings,
     "workers": WorkerSettings,
+    "web": WebSettings,
 }
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 

@@ -4,7 +4,9 @@ Without ODYSSEY_API_KEY it runs against the embedded emulator on 127.0.0.1 (with
 roll-over is shown); with it, against Odyssey. The engine is the bot's own: fair queue, session state
 machine, quota ledger in SQLite (`out/tryon.sqlite3`), GIF snippets, roll-over, recording links, and the
 session's highlight MP4 with its stills. `out/final-post.json` and `out/final-post.md` show the final post a
-member would see in Discord, built by the bot's own renderer (`cogs/tryon/results.py`).
+member would see in Discord, built by the bot's own renderer (`cogs/tryon/results.py`). Beside the emulator
+the try-on is shared live too (`--no-watch` turns that off): the Watch live viewer runs on 127.0.0.1 and its
+link is printed, to open in a browser on this machine while the demo runs.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from bot.tryon.presenter import RecordingLinks
 from bot.tryon.prompts import check_prompt
 from bot.tryon.session import TryOnSession
 from bot.tryon.settings import EngineSettings
+from bot.web import ViewerServer, WebSettings
 from cogs.tryon.results import final_post
 
 if TYPE_CHECKING:
@@ -63,7 +66,15 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: cannot read the photo {photo}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     try:
-        asyncio.run(run_demo(photo_bytes, outfits, Path(args.out), portrait=not args.landscape))
+        asyncio.run(
+            run_demo(
+                photo_bytes,
+                outfits,
+                Path(args.out),
+                portrait=not args.landscape,
+                watch=not getattr(args, "no_watch", False),
+            )
+        )
     except (TryOnError, DemoError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -105,6 +116,20 @@ async def backend(
         yield DEV_API_KEY, emulator.url, cap
 
 
+@contextlib.asynccontextmanager
+async def watch_viewer(wanted: bool) -> AsyncIterator[ViewerServer | None]:
+    """The Watch live viewer on 127.0.0.1 (a free port) when wanted and no Odyssey key is set, else None."""
+    if not wanted or os.environ.get("ODYSSEY_API_KEY"):
+        yield None
+        return
+    viewer = ViewerServer(WebSettings(port=0))
+    await viewer.start()
+    try:
+        yield viewer
+    finally:
+        await viewer.aclose()
+
+
 async def run_demo(
     photo: bytes,
     outfits: list[str],
@@ -112,8 +137,11 @@ async def run_demo(
     *,
     portrait: bool,
     emulator_config: EmulatorConfig | None = None,
+    watch: bool = True,
 ) -> dict[str, Any]:
-    """Run one try-on through the engine; writes snippets, recordings and summary.json under `out`."""
+    """Run one try-on through the engine; writes snippets, recordings and summary.json under `out`.
+
+    With `watch` (and the embedded emulator) the session is shared live: its link is printed."""
     # The engine checks these again at admission; checking first means a typo costs no emulator start.
     await check_photo(photo)
     for outfit in outfits:
@@ -122,6 +150,7 @@ async def run_demo(
     started = time.monotonic()
     async with (
         backend(emulator_config) as (api_key, api_url, cap),
+        watch_viewer(watch) as viewer,
         await Store.open(out / "tryon.sqlite3") as store,
     ):
         settings = EngineSettings(
@@ -131,7 +160,8 @@ async def run_demo(
             idle_seconds=60.0,
             recording_poll_limit_seconds=60.0,
         )
-        engine = build_engine(store, client_factory(api_key, api_url), settings)
+        board = None if viewer is None else viewer.registry
+        engine = build_engine(store, client_factory(api_key, api_url), settings, watch_board=board)
         try:
             return await try_on(engine, photo, outfits, out, cap, started)
         finally:
@@ -149,9 +179,17 @@ async def try_on(
     outfits = [await engine.services.gate.outfit(DEMO_GUILD, DEMO_USER, outfit) for outfit in outfits]
     presenter = ConsolePresenter(out)
     request = SessionRequest(
-        guild_id=DEMO_GUILD, user_id=DEMO_USER, channel_id=None, photo=photo, outfit=outfits[0]
+        guild_id=DEMO_GUILD,
+        user_id=DEMO_USER,
+        channel_id=None,
+        photo=photo,
+        outfit=outfits[0],
+        watch=engine.watch_available,
     )
     session = await manager.admit(request, presenter)
+    watch_url = presenter.statuses[-1].watch_url if presenter.statuses else None
+    if watch_url is not None:
+        print(f"watch it live in a browser on this machine: {watch_url}")
     await wait_until(
         session,
         lambda: session.state is not SessionState.QUEUED and session.state is not SessionState.CONNECTING,
@@ -177,6 +215,9 @@ async def try_on(
     downloads = await download_recordings(presenter, out)
     await write_final_post(presenter, out)
     summary = await summarise(engine, session, presenter, downloads, time.monotonic() - started)
+    summary["watch"] = (
+        None if watch_url is None else {"url": watch_url, "broadcast_parts": len(presenter.broadcasts)}
+    )
     await asyncio.to_thread((out / "summary.json").write_text, json.dumps(summary, indent=2) + "\n")
     print_summary(summary, out)
     return summary

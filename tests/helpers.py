@@ -5,24 +5,29 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import av
+import httpx
 import pytest
 
 from bot.config import BotConfig, DiscordSettings, OdysseySettings, StoreSettings
 from bot.emulator import DEV_API_KEY
+from bot.odyssey import Odyssey
 from bot.store import Store
 from bot.store.records import SessionRecord
 from bot.tryon.settings import EngineSettings
 from tests.fakediscord import BotDriver, Delivered, FakeDiscord, FakeMessage
 from tests.fakediscord import payloads as p
+from tests.web.sse import events
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTO = (ROOT / "examples" / "astronaut.jpg").read_bytes()
+WATCH_LINK = re.compile(r"\[Open the live view\]\((?P<url>http://127\.0\.0\.1:\d+/watch/[A-Za-z0-9_-]+)\)")
 
 
 def fast_engine(**overrides: Any) -> EngineSettings:
@@ -96,6 +101,25 @@ async def start_streaming(
     start = driver.command(member, "tryon start", photo=photo_option(driver.fake), outfit=outfit, **options)
     status = await wait_status(driver.fake, start.token, "Streaming live", within=within)
     return start, status
+
+
+def watch_link(status: FakeMessage) -> str | None:
+    """The Watch live link a status message shows, if any."""
+    match = WATCH_LINK.search(status.text)
+    return match["url"] if match else None
+
+
+async def joined_as_spectator(http: httpx.AsyncClient, link: str) -> None:
+    """What the viewer page does, in Python: read the link's state, then watch that part over WHEP."""
+    state: dict[str, Any] = {}
+    async with http.stream("GET", f"{link}/events") as page:
+        async with asyncio.timeout(20):
+            async for event in events(page):
+                if event.name == "state" and event.data["webrtc_url"]:
+                    state = event.data
+                    break
+    async with await Odyssey.connect_to_stream(state["webrtc_url"], state["spectator_token"]) as spectator:
+        await asyncio.wait_for(spectator.frames.get(), 10)
 
 
 def make_bot_config(tmp_path: Path, emulator_url: str | None = None, **overrides: Any) -> BotConfig:

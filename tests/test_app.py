@@ -78,9 +78,16 @@ async def test_runtime_without_api_key_runs_the_embedded_emulator(tmp_path: Path
         async with httpx.AsyncClient(timeout=5) as client:
             response = await client.get(runtime.odyssey_url + "/")
         assert response.status_code < 500
-    with pytest.raises(httpx.ConnectError):
+        # The Watch live viewer runs beside it by default, on loopback only.
+        assert runtime.viewer is not None and runtime.viewer.registry.base_url is not None
+        viewer_url = runtime.viewer.registry.base_url
+        assert viewer_url.startswith("http://127.0.0.1:")
         async with httpx.AsyncClient(timeout=5) as client:
-            await client.get(runtime.odyssey_url + "/")
+            assert (await client.get(f"{viewer_url}/watch/{'x' * 24}")).status_code == 404
+    for url in (runtime.odyssey_url, viewer_url):
+        with pytest.raises(httpx.ConnectError):
+            async with httpx.AsyncClient(timeout=5) as client:
+                await client.get(url + "/")
 
 
 async def test_close_releases_the_store(driver: BotDriver, bot: TryOnBot) -> None:

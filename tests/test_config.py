@@ -94,7 +94,7 @@ def test_example_documents_every_setting_with_its_default() -> None:
     assert load_config(EXAMPLE, {}) == BotConfig()
     text = EXAMPLE.read_text(encoding="utf-8")
     config = BotConfig()
-    for section in ("discord", "odyssey", "store", "quota", "engine", "workers"):
+    for section in ("discord", "odyssey", "store", "quota", "engine", "workers", "web"):
         for field in dataclasses.fields(getattr(config, section)):
             assert f"\n{field.name} = " in text or f"\n# {field.name} = " in text, f"{section}.{field.name}"
 
@@ -137,3 +137,23 @@ def test_workers_take_the_bus_and_its_credentials_from_the_environment(tmp_path:
         load_config(write(tmp_path, ""), {"NATS_TOKEN": "t", "NATS_USER": "u", "NATS_PASSWORD": "p"})
     with pytest.raises(ConfigError, match="subject_prefix"):
         load_config(write(tmp_path, '[workers]\nsubject_prefix = "a.b"'), {})
+
+
+def test_the_viewer_is_off_unless_configured_and_on_beside_the_embedded_emulator(tmp_path: Path) -> None:
+    keyed = {"ODYSSEY_API_KEY": "ody_real"}
+    assert not load_config(write(tmp_path, ""), keyed).serves_viewer  # the real platform: off
+    assert load_config(write(tmp_path, ""), {}).serves_viewer  # the embedded emulator: on, loopback
+    configured = load_config(write(tmp_path, "[web]\nport = 8080"), keyed)
+    assert configured.serves_viewer and configured.web.port == 8080
+    off = load_config(write(tmp_path, "[web]\nenabled = false"), {})
+    assert not off.serves_viewer
+    public = load_config(
+        write(tmp_path, '[web]\nhost = "0.0.0.0"\nport = 80\npublic_url = "https://tryon.example.com"'), keyed
+    )
+    assert public.web.public_url == "https://tryon.example.com"
+    with pytest.raises(ConfigError, match="public_url is needed when host is not a loopback address"):
+        load_config(write(tmp_path, '[web]\nhost = "0.0.0.0"\nport = 80'), keyed)
+    with pytest.raises(ConfigError, match=r"web\.port: expected a whole number"):
+        load_config(write(tmp_path, '[web]\nport = "eighty"'), keyed)
+    with pytest.raises(ConfigError, match="web: public_url must be an http"):
+        load_config(write(tmp_path, '[web]\npublic_url = "ftp://x"'), keyed)

@@ -63,6 +63,9 @@ async def test_demo_runs_the_engine_end_to_end(tmp_path: Path, monkeypatch: pyte
 
 def check_outputs(summary: dict[str, Any], out: Path) -> None:
     assert summary == json.loads((out / "summary.json").read_text())
+    # Shared live beside the emulator: every stream part was broadcast to the viewer.
+    assert summary["watch"]["url"].startswith("http://127.0.0.1:")
+    assert summary["watch"]["broadcast_parts"] == len(summary["streams"])
     assert summary["state"] == "done" and summary["rollovers"] >= 1
     assert len(summary["streams"]) == len(summary["recordings"]) >= 2
     assert [o["status"] for o in summary["outfits"]] == ["applied", "applied"]

@@ -11,7 +11,15 @@ import pytest
 
 from tests.helpers import ROOT
 
-BELOW_THE_FRONT_END = ("bot/tryon", "bot/media", "bot/odyssey", "bot/store", "bot/emulator", "bot/workers")
+BELOW_THE_FRONT_END = (
+    "bot/tryon",
+    "bot/media",
+    "bot/odyssey",
+    "bot/store",
+    "bot/emulator",
+    "bot/workers",
+    "bot/web",
+)
 # What the engine keeps to itself: cogs call `Engine`'s methods and read `SessionSummary` values.
 ENGINE_INTERNALS = ("bot.tryon.session", "bot.tryon.manager", "bot.tryon.runner", "bot.tryon.gate")
 ENGINE_PARTS = {"services", "manager"}
@@ -56,6 +64,24 @@ def test_the_engine_the_client_and_the_store_never_import_the_emulator() -> None
         if within(name, "bot.emulator")
     ]
     assert wrong == []
+
+
+def test_the_viewer_and_the_engine_meet_only_through_the_watch_interface() -> None:
+    # The engine feeds watch links through its own `WatchBoard` protocol (bot/tryon/watch.py); only
+    # bot/app.py hands it the web server's registry. The web server knows nothing of sessions' insides.
+    engine_side = [
+        f"{path.relative_to(ROOT)}: {name}"
+        for path, tree in modules("bot/tryon", "bot/media", "bot/odyssey", "bot/store", "bot/workers", "cogs")
+        for name in imported(tree)
+        if within(name, "bot.web")
+    ]
+    web_side = [
+        f"{path.relative_to(ROOT)}: {name}"
+        for path, tree in modules("bot/web")
+        for name in imported(tree)
+        if within(name, "bot.tryon", "bot.workers", "bot.store", "bot.odyssey", "bot.emulator")
+    ]
+    assert engine_side == [] and web_side == []
 
 
 def test_the_cogs_only_ask_the_engine() -> None:

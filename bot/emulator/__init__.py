@@ -17,8 +17,9 @@ Deliberate choices where the real service cannot be observed: the emulator is th
 VP8 only; the idle timeout counts time without a running stream, since keepalives arrive every 10 s from any
 live client (`keepalive_resets_idle` switches to §20.2's other reading). Broadcast (`broadcast: true`) sends
 `broadcast_ready` right after `stream_started` with a WHEP endpoint (`POST <webrtc_url>/whep?token=`,
-`DELETE` on the Location) that streams the same packets to each spectator; there is no HLS
-(`broadcast_url` is null).
+`DELETE` on the Location) that streams the same packets to each spectator, at most
+`max_spectators_per_stream` of them (`--max-spectators`; more get 503); there is no HLS (`broadcast_url` is
+null).
 """
 
 from bot.emulator.config import DEV_API_KEY, ApiKey, EmulatorConfig, Faults

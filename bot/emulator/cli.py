@@ -42,6 +42,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         "concurrency_limit": args.concurrency_limit,
         "streamer_slots": args.streamer_slots,
         "stream_cap_seconds": args.stream_cap,
+        "max_spectators_per_stream": args.max_spectators,
         "fps": args.fps,
         "scale": args.scale,
     }

@@ -4,7 +4,8 @@ Shaped like the official Python SDK (`Odyssey.connect/start_stream/interact/end_
 recordings, simulations, client credentials), without its flaws: every wait is bounded, pending requests
 fail when the connection drops, callbacks may be async, and frames never pile up. The engine reads decoded
 frames from `client.frames` (a bounded `FrameQueue` of `StreamFrame`, native pixel format, stream-relative
-seconds); `on_video_frame` gets the SDK's RGB `VideoFrame`, converted in a worker thread.
+seconds); `on_video_frame` gets the SDK's RGB `VideoFrame`, converted in a worker thread. Spectators of a
+broadcast join with `connect_to_stream(webrtc_url, spectator_token)` (WHEP, no API key).
 """
 
 from bot.odyssey.client import Odyssey
@@ -20,6 +21,7 @@ from bot.odyssey.errors import (
     OdysseyUsageError,
     RateLimitError,
     StreamDurationExceededError,
+    TooManySpectatorsError,
 )
 from bot.odyssey.frames import FrameQueue, StreamFrame
 from bot.odyssey.models import (
@@ -38,6 +40,7 @@ from bot.odyssey.models import (
     VideoFrame,
 )
 from bot.odyssey.signaling import RetryPolicy
+from bot.odyssey.spectator import SpectatorConnection, SpectatorTimeouts, connect_to_stream
 
 __all__ = [
     "AccountSuspendedError",
@@ -63,9 +66,13 @@ __all__ = [
     "SimulationJobStatus",
     "SimulationJobsList",
     "SimulationStream",
+    "SpectatorConnection",
+    "SpectatorTimeouts",
     "StreamDurationExceededError",
     "StreamFrame",
     "StreamRecording",
     "StreamRecordingsList",
+    "TooManySpectatorsError",
     "VideoFrame",
+    "connect_to_stream",
 ]

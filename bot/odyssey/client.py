@@ -35,6 +35,7 @@ from bot.odyssey.models import (
 from bot.odyssey.regions import RegionProber
 from bot.odyssey.rest import ApiClient
 from bot.odyssey.signaling import RetryPolicy, fetch_ice_servers, open_signaling
+from bot.odyssey.spectator import connect_to_stream
 from bot.tls import tls_context
 
 log = logging.getLogger(__name__)
@@ -376,6 +377,12 @@ class Odyssey:
     async def end_stream(self) -> None:
         """End the running stream (its recording becomes available); the connection stays up."""
         await self._require_connection().end_stream()
+
+    # -- spectators (no API key needed) -------------------------------------------------------------
+
+    # The SDKs' `Odyssey.connect_to_stream(webrtc_url, spectator_token)`: watch a broadcast over WHEP with
+    # the details of `on_broadcast_ready` (see bot/odyssey/spectator.py).
+    connect_to_stream = staticmethod(connect_to_stream)
 
     # -- recordings and simulations (no connection needed) -------------------------------------------
 

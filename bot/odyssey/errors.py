@@ -17,6 +17,10 @@ class OdysseyConnectionError(OdysseyError):
     """The connection could not be made, or was lost."""
 
 
+class TooManySpectatorsError(OdysseyConnectionError):
+    """A broadcast already has as many spectators as the platform allows (WHEP 503); try again later."""
+
+
 class OdysseyStreamError(OdysseyError):
     """A stream could not be started, updated or ended; `reason` is the streamer's code when it sent one."""
 

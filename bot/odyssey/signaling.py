@@ -63,9 +63,14 @@ def client_socket_url(signaling_url: str, session_id: str, session_token: str) -
 
 
 async def fetch_ice_servers(http: httpx.AsyncClient, signaling_url: str) -> list[RTCIceServer]:
-    """ICE servers from `/config`, TURN credentials kept; an empty list (no public STUN) when it fails."""
+    """ICE servers from the signaling host's `/config` (see `ice_servers_from`)."""
+    return await ice_servers_from(http, config_url(signaling_url))
+
+
+async def ice_servers_from(http: httpx.AsyncClient, url: str) -> list[RTCIceServer]:
+    """ICE servers from a `/config` URL, TURN credentials kept; an empty list (no public STUN) on failure."""
     try:
-        response = await http.get(config_url(signaling_url), timeout=CONFIG_TIMEOUT_SECONDS)
+        response = await http.get(url, timeout=CONFIG_TIMEOUT_SECONDS)
         body: Any = response.json()
     except (httpx.HTTPError, ValueError) as exc:
         log.warning("ICE config unavailable (%s); using no ICE servers", type(exc).__name__)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bot.tryon.presenter import (
+    BroadcastReady,
     ErrorReported,
     RecordingReady,
     SnapshotReady,
@@ -39,6 +40,7 @@ class ConsolePresenter:
         self.snapshots: list[WrittenFile] = []
         self.recordings: list[RecordingReady] = []
         self.errors: list[ErrorReported] = []
+        self.broadcasts: list[BroadcastReady] = []
         self.before_after: Path | None = None
         self.highlight: WrittenFile | None = None
         self.thumbnail: Path | None = None
@@ -77,6 +79,8 @@ class ConsolePresenter:
             self._say("connecting to the video platform...")
         elif event.state == "streaming":
             line = f"streaming: {event.elapsed_seconds:.1f} s streamed"
+            if event.watch_url:
+                line += f", watch live: {event.watch_url} ({event.viewers or 0} watching)"
             if event.remaining_seconds is not None:
                 line += f", {event.remaining_seconds:.0f} s left"
             if event.outfit != self._shown_outfit:
@@ -100,6 +104,11 @@ class ConsolePresenter:
         path = await self._write(event.filename, event.data)
         self.snapshots.append(WrittenFile(path, len(event.data), event.caption))
         self._say(f"snapshot: {path}")
+
+    async def broadcast_ready(self, event: BroadcastReady) -> None:
+        """Say that this stream part is broadcast (never the spectator token)."""
+        self.broadcasts.append(event)
+        self._say(f"broadcasting stream {event.stream_id}: spectators join at {event.webrtc_url}")
 
     async def recording_ready(self, event: RecordingReady) -> None:
         """List the recording links; write the highlight video, the before/after still and the thumbnail."""

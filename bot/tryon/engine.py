@@ -30,6 +30,7 @@ from bot.tryon.quota import QuotaPolicy, Remaining
 from bot.tryon.runner import ClientFactory
 from bot.tryon.session import TryOnSession
 from bot.tryon.settings import EngineSettings
+from bot.tryon.watch import WatchBoard
 
 
 def client_factory(api_key: str, api_url: str | None = None) -> ClientFactory:
@@ -137,6 +138,23 @@ class Engine(Generic[Session]):
             await self.manager.steer(session, text, by_user_id=user_id)
         finally:
             self._outfits_in_flight.discard(in_flight)
+
+    @property
+    def watch_available(self) -> bool:
+        """True when try-ons can be shared live (the Watch live viewer runs)."""
+        return self.manager.watch_available
+
+    def check_watch_available(self) -> None:
+        """NotAllowed unless try-ons can be shared live (answerable without any await)."""
+        self.manager.check_watch_available()
+
+    async def share_live(self, session_id: str, *, guild_id: int, user_id: int) -> str:
+        """Share the member's own queued or live try-on: its watch link; the video is broadcast from a fresh
+        stream part, started at once (seamless, like a roll-over)."""
+        session = self.manager.get(session_id, guild_id=guild_id)
+        if session.request.user_id != user_id:
+            raise NotAllowed("Only the member who started this try-on can share it live.")
+        return await self.manager.share_live(session)
 
     async def snapshot(self, session_id: str, *, guild_id: int) -> bool:
         """Send a still of the current frame to the session's presenter; False before the first frame."""
@@ -254,6 +272,7 @@ def build_engine(
     *,
     quota_defaults: QuotaLimits | None = None,
     encoder: SnippetEncoder | None = None,
+    watch_board: WatchBoard | None = None,
 ) -> Engine[TryOnSession]: ...
 
 
@@ -266,6 +285,7 @@ def build_engine(
     quota_defaults: QuotaLimits | None = None,
     encoder: SnippetEncoder | None = None,
     launcher: SessionLauncher[Session],
+    watch_board: WatchBoard | None = None,
 ) -> Engine[Session]: ...
 
 
@@ -278,6 +298,7 @@ def build_engine(
     quota_defaults: QuotaLimits | None = None,
     encoder: SnippetEncoder | None = None,
     launcher: SessionLauncher[Any] | None,
+    watch_board: WatchBoard | None = None,
 ) -> Engine[Any]: ...
 
 
@@ -289,10 +310,12 @@ def build_engine(
     quota_defaults: QuotaLimits | None = None,
     encoder: SnippetEncoder | None = None,
     launcher: SessionLauncher[Any] | None = None,
+    watch_board: WatchBoard | None = None,
 ) -> Engine[Any]:
     """An engine on `store` that makes Odyssey clients with `clients`; defaults match the Free plan.
 
-    Sessions run in this process unless a `launcher` places them elsewhere (bot/workers).
+    Sessions run in this process unless a `launcher` places them elsewhere (bot/workers). With a
+    `watch_board` (the viewer's registry) members can share a try-on live.
     """
     settings = settings or EngineSettings()
     quota = QuotaPolicy(store, quota_defaults or QuotaLimits(), min_start_seconds=settings.min_start_seconds)
@@ -307,5 +330,6 @@ def build_engine(
         check_photo=checked_photo,
         gate=Gate(store, quota),
         account=account,
+        watch_board=watch_board,
     )
     return Engine(SessionManager(services, launcher or InProcess()), services)

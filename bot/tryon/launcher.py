@@ -56,6 +56,9 @@ class ManagedSession(Protocol):
     async def snapshot(self) -> SnapshotReady | None:
         """Present a still of the current frame; None before the first frame."""
 
+    async def share_live(self) -> None:
+        """Broadcast from the next stream part on (at once: a fresh part); NoSuchSession once it stops."""
+
     def stop(self, reason: EndReason) -> None:
         """Ask the session to end; the first reason wins."""
 

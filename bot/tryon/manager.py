@@ -26,6 +26,7 @@ from bot.tryon.queue import FairQueue, WaitEstimator
 from bot.tryon.recordings import collect_recording_links, links_from
 from bot.tryon.runner import close_client
 from bot.tryon.session import SessionServices
+from bot.tryon.watch import WatchBoard, WatchingPresenter
 
 if TYPE_CHECKING:
     from bot.store import Store
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 
 # Audit action written when a moderator stops someone's session.
 SESSION_STOPPED = "session_stopped"
+WATCH_UNAVAILABLE = "Watch live isn't set up on this bot, so try-ons can't be shared live."
 
 
 @dataclasses.dataclass
@@ -52,6 +54,8 @@ class EngineServices(SessionServices):
     gate: Gate
     # Tells moderators and the owner of problems of the Odyssey account itself.
     account: AccountWatch
+    # Where watch links live (the viewer's web server); None: sessions can't be shared live.
+    watch_board: WatchBoard | None = None
 
 
 Session = TypeVar("Session", bound=ManagedSession)
@@ -83,6 +87,8 @@ class SessionManager(Generic[Session]):
         self._admission = asyncio.Lock()
         self._closing = False
         self._notify_tasks: set[asyncio.Task[Any]] = set()
+        # Each session's presenter as wrapped for Watch live (only with a watch board).
+        self._watching: dict[str, WatchingPresenter] = {}
 
     # ----- reading -------------------------------------------------------------------------------------
 
@@ -124,6 +130,8 @@ class SessionManager(Generic[Session]):
         """
         self._refuse_while_closing()
         self.check_one_session(request.user_id)
+        if request.watch:
+            self.check_watch_available()
         await self.launcher.check_available()
         store, gate = self.services.store, self.services.gate
         rules = await gate.open(request.guild_id)
@@ -166,12 +174,13 @@ class SessionManager(Generic[Session]):
                 front_end=request.front_end,
                 portrait=request.portrait,
                 snippets=request.snippets and rules.snippets_enabled is not False,
+                watch=request.watch,
             )
             allowance = reservation.seconds_allowed
             session = self.launcher.create(
                 record.id,
                 checked,
-                presenter,
+                self._watched(record.id, presenter, shared=request.watch),
                 self.services,
                 allowance_seconds=allowance if allowance is not None else self.settings.max_session_seconds,
                 idle_seconds=rules.idle_timeout_seconds,
@@ -196,6 +205,38 @@ class SessionManager(Generic[Session]):
             )
         except Exception:
             log.exception("could not keep the photo of a session of %s", request.user_id)
+
+    def _watched(self, session_id: str, presenter: Presenter, *, shared: bool) -> Presenter:
+        """The session's presenter, wrapped to keep its watch link (made now when `shared`)."""
+        board = self.services.watch_board
+        if board is None:
+            return presenter
+        watching = WatchingPresenter(presenter, board, session_id)
+        self._watching[session_id] = watching
+        if shared:
+            watching.open()
+        return watching
+
+    @property
+    def watch_available(self) -> bool:
+        """True when sessions can be shared live (a viewer runs)."""
+        return self.services.watch_board is not None
+
+    def check_watch_available(self) -> None:
+        """NotAllowed unless sessions can be shared live."""
+        if not self.watch_available:
+            raise NotAllowed(WATCH_UNAVAILABLE, reason="watch_unavailable")
+
+    async def share_live(self, session: Session) -> str:
+        """Share a queued or live session: its watch link (made now, or the one it has) and, from the next
+        stream part on, broadcast mode."""
+        self.check_watch_available()
+        watching = self._watching.get(session.id)
+        if watching is None or session.is_finished or session.state in FINISHING_STATES:
+            raise NoSuchSession()
+        url = watching.open()
+        await session.share_live()
+        return url
 
     async def precheck(
         self, guild_id: int, user_id: int, channel_id: int | None, role_ids: tuple[int, ...], outfit: str
@@ -347,6 +388,9 @@ class SessionManager(Generic[Session]):
                 await session.report_queue_position(position, self.estimator.wait_seconds(position))
 
     def _forget(self, session: Session) -> None:
+        watching = self._watching.pop(session.id, None)
+        if watching is not None:
+            watching.end()  # also when the session ended without a final status (its link must die)
         self._sessions.pop(session.id, None)
         self._adopted.discard(session.id)
         if self._by_user.get(session.request.user_id) == session.id:
@@ -429,7 +473,13 @@ class SessionManager(Generic[Session]):
         records = await self.services.store.sessions.unfinished()
         if not records:
             return []
-        adopted = await self.launcher.reattach(records, presenter_for, self.services)
+
+        def watched_presenter_for(record: SessionRecord) -> Presenter | None:
+            # Links do not outlive the bot: a session taken back can be shared again (a new link).
+            presenter = presenter_for(record)
+            return None if presenter is None else self._watched(record.id, presenter, shared=False)
+
+        adopted = await self.launcher.reattach(records, watched_presenter_for, self.services)
         async with self._admission:
             for session in adopted:
                 self._adopted.add(session.id)

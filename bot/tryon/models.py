@@ -87,6 +87,8 @@ class SessionRequest:
     kept_photo_sha256: str | None = None
     # Clips after each outfit (off: the member or the server chose none; snapshots still work).
     snippets: bool = True
+    # Shared live from the start: streams are broadcast and a watch link is made (Watch live).
+    watch: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -39,6 +39,10 @@ class StatusChanged:
     # The bot restarts while the session streams on a worker: "handing_over" is its last status before it
     # stops, "taken_back" its first after the restarted bot took the session back.
     bot_restart: BotRestart | None = None
+    # Shared live: the viewer page's link and how many pages are open on it (set by the engine's
+    # WatchingPresenter, never by the session itself).
+    watch_url: str | None = None
+    viewers: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +55,17 @@ class SnippetReady:
     caption: str
     outfit: str
     stream_seconds: float
+
+
+@dataclasses.dataclass(frozen=True)
+class BroadcastReady:
+    """A stream part runs in broadcast mode: spectators join it over WHEP with this URL and token."""
+
+    session_id: str
+    stream_id: str | None
+    webrtc_url: str
+    # Lets anyone holding it watch this stream part (nothing more); never shown in Discord.
+    spectator_token: str = dataclasses.field(repr=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,6 +149,9 @@ class Presenter(Protocol):
 
     async def snapshot_ready(self, event: SnapshotReady) -> None:
         """A requested still image is ready."""
+
+    async def broadcast_ready(self, event: BroadcastReady) -> None:
+        """A stream part is broadcast (the session was shared live)."""
 
     async def recording_ready(self, event: RecordingReady) -> None:
         """The recording links are ready."""

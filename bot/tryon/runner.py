@@ -18,7 +18,7 @@ from typing import Protocol, TypeVar
 from bot.deadline import wait_within
 from bot.media.framebuffer import FrameBuffer
 from bot.media.highlight import HighlightReel
-from bot.odyssey import Odyssey, OdysseyError
+from bot.odyssey import BroadcastInfo, Odyssey, OdysseyError
 from bot.odyssey.errors import STREAM_ENDING_REASONS
 from bot.tryon.errors import NoSuchSession
 from bot.tryon.settings import EngineSettings
@@ -71,6 +71,12 @@ class StreamHost(Protocol):
 
     def outfit_for_start(self) -> str:
         """The outfit a stream about to start carries (read just before the start is sent)."""
+
+    def broadcast_for_start(self) -> bool:
+        """Whether a stream about to start is broadcast (spectators may watch it over WHEP)."""
+
+    async def broadcast_ready(self, stream_id: str | None, info: BroadcastInfo) -> None:
+        """A broadcast stream can be watched: its WHEP URL and spectator token."""
 
     async def stream_started(self, stream: LiveStream) -> None:
         """Record a stream the platform started, before it becomes current; raising abandons it."""
@@ -126,6 +132,8 @@ class StreamRunner:
         self._closed_seconds = 0.0
         self._live: LiveStream | None = None
         self._ready = asyncio.Event()
+        # Set to replace the current stream by a fresh one now (on the same connection, as at the cap).
+        self._roll_over_now = asyncio.Event()
 
     # ----- reading -------------------------------------------------------------------------------------
 
@@ -180,6 +188,13 @@ class StreamRunner:
             raise StreamStopped()
         return task.result()
 
+    def roll_over_now(self) -> None:
+        """Replace the current stream by a fresh one at once, seamlessly as before the cap (the next stream
+        reads the host's outfit and broadcast mode again). Nothing happens in a roll-over gap or before the
+        first stream: the stream starting next reads them anyway."""
+        if self._live is not None:
+            self._roll_over_now.set()
+
     # ----- the run -----------------------------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -226,9 +241,14 @@ class StreamRunner:
             now = self._clock()
             if now >= cap_at:
                 return True
+            if self._roll_over_now.is_set():
+                self._roll_over_now.clear()
+                log.info("session %s: rolling over now, as asked", self._label)
+                return True
             waiters = [
                 asyncio.ensure_future(self._stopped.wait()),
                 asyncio.ensure_future(live.loss.event.wait()),
+                asyncio.ensure_future(self._roll_over_now.wait()),
             ]
             try:
                 await asyncio.wait(waiters, timeout=cap_at - now + 0.01, return_when="FIRST_COMPLETED")
@@ -249,8 +269,7 @@ class StreamRunner:
             live.ended = True
             prompt = self._host.outfit_for_start()
             stream_id = await wait_within(
-                live.client.start_stream(prompt, portrait=self._portrait, image=self._photo),
-                self._settings.start_timeout_seconds,
+                self._start(live.client, prompt), self._settings.start_timeout_seconds
             )
         except (OdysseyError, TimeoutError) as exc:
             log.info("session %s: no next stream on the same connection (%r), reconnecting", self._label, exc)
@@ -286,20 +305,22 @@ class StreamRunner:
         def on_disconnected() -> None:
             loss.report("disconnected")
 
+        async def on_broadcast_ready(info: BroadcastInfo) -> None:
+            # Sent right after `stream_started`: the client's current stream is the one broadcast.
+            await self._host.broadcast_ready(client.current_stream_id, info)
+
         try:
             await wait_within(
                 client.connect(
                     on_stream_error=on_stream_error,
                     on_disconnected=on_disconnected,
                     on_queue=self._host.waiting_for_platform,
+                    on_broadcast_ready=on_broadcast_ready,
                 ),
                 self._settings.connect_timeout_seconds,
             )
             prompt = self._host.outfit_for_start()
-            stream_id = await wait_within(
-                client.start_stream(prompt, portrait=self._portrait, image=self._photo),
-                self._settings.start_timeout_seconds,
-            )
+            stream_id = await wait_within(self._start(client, prompt), self._settings.start_timeout_seconds)
             live = LiveStream(client, index, stream_id, self._clock(), prompt, loss)
             await self._host.stream_started(live)
         except BaseException:
@@ -308,6 +329,13 @@ class StreamRunner:
         # No await from here on: a cancellation cannot leave a connected client behind.
         live.pump = asyncio.create_task(self._pump_frames(client), name=f"frames-{self._label}-{index}")
         return self._make_current(live)
+
+    async def _start(self, client: Odyssey, prompt: str) -> str:
+        """Start a stream with the photo, in broadcast mode when the host wants it; returns its id."""
+        broadcast = self._host.broadcast_for_start()
+        return await client.start_stream(
+            prompt, portrait=self._portrait, image=self._photo, broadcast=broadcast
+        )
 
     def _make_current(self, live: LiveStream) -> LiveStream:
         """Make `live` the current stream (synchronous: nothing can interrupt it halfway)."""

@@ -16,7 +16,7 @@ from bot.media.framebuffer import FrameBuffer
 from bot.media.highlight import HighlightReel
 from bot.media.snippets import SnippetEncoder, SnippetTooLargeError
 from bot.media.stills import before_after_png, thumbnail_jpeg
-from bot.odyssey import OdysseyError, OdysseyStreamError, OdysseyUsageError
+from bot.odyssey import BroadcastInfo, OdysseyError, OdysseyStreamError, OdysseyUsageError
 from bot.tryon.errors import NoSuchSession, OutfitNotApplied, TryOnError
 from bot.tryon.models import (
     FINISHING_STATES,
@@ -28,6 +28,7 @@ from bot.tryon.models import (
     check_transition,
 )
 from bot.tryon.presenter import (
+    BroadcastReady,
     ErrorReported,
     Highlight,
     Presenter,
@@ -91,6 +92,10 @@ class TryOnSession:
         self.allowance_seconds = min(allowance_seconds, self.settings.max_session_seconds)
         self.idle_seconds = idle_seconds if idle_seconds is not None else self.settings.idle_seconds
         self.latest_outfit = request.outfit
+        # Shared live: every stream part from the next one on is broadcast (spectators watch over WHEP).
+        self.broadcasting = request.watch
+        # The current broadcast part's details, shown again if the session is shared again.
+        self.last_broadcast: BroadcastReady | None = None
         # Prompts stored as pending before the first stream started; it applies the latest of them.
         self.pending_prompt_ids: list[int] = []
         self.buffer = FrameBuffer(
@@ -233,6 +238,17 @@ class TryOnSession:
         await self._present(self.presenter.snapshot_ready(event))
         return event
 
+    async def share_live(self) -> None:
+        """Broadcast from now on: the first stream if none runs yet, else a fresh stream part at once (a
+        roll-over on the same connection, as before the cap). Already shared: its details are shown again."""
+        if self.is_finished or self.state in FINISHING_STATES:
+            raise NoSuchSession()
+        if not self.broadcasting:
+            self.broadcasting = True
+            self.streams.roll_over_now()
+        elif self.last_broadcast is not None:
+            await self._present(self.presenter.broadcast_ready(self.last_broadcast))
+
     def stop(self, reason: EndReason) -> None:
         """Ask the session to end; the first reason wins. Safe to call in any state, any number of times."""
         if self.end_reason is None:
@@ -326,6 +342,16 @@ class TryOnSession:
         """The latest outfit; the pending prompts it covers are applied once the stream runs."""
         self._carried_prompt_ids = list(self.pending_prompt_ids)
         return self.latest_outfit
+
+    def broadcast_for_start(self) -> bool:
+        """Broadcast once shared live."""
+        return self.broadcasting
+
+    async def broadcast_ready(self, stream_id: str | None, info: BroadcastInfo) -> None:
+        """Tell the presenter where spectators join this stream part."""
+        event = BroadcastReady(self.id, stream_id, info.webrtc_url, info.spectator_token)
+        self.last_broadcast = event
+        await self._present(self.presenter.broadcast_ready(event))
 
     async def stream_started(self, stream: LiveStream) -> None:
         """Record the stream and mark the prompts it carries applied."""

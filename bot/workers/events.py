@@ -19,7 +19,14 @@ from nats.js.errors import NotFoundError
 
 from bot.deadline import wait_within
 from bot.tryon.models import SessionState
-from bot.tryon.presenter import ErrorReported, RecordingReady, SnapshotReady, SnippetReady, StatusChanged
+from bot.tryon.presenter import (
+    BroadcastReady,
+    ErrorReported,
+    RecordingReady,
+    SnapshotReady,
+    SnippetReady,
+    StatusChanged,
+)
 from bot.workers import protocol
 from bot.workers.protocol import Message
 from bot.workers.settings import WorkerSettings
@@ -153,6 +160,10 @@ class BusPresenter:
     async def snapshot_ready(self, event: SnapshotReady) -> None:
         """Send the still's bytes."""
         await self._publisher.publish(protocol.snapshot_message(event))
+
+    async def broadcast_ready(self, event: BroadcastReady) -> None:
+        """Send where spectators join the stream part (the bot's viewer hands it to the pages)."""
+        await self._publisher.publish(protocol.broadcast_message(event))
 
     async def recording_ready(self, event: RecordingReady) -> None:
         """Send the recording links."""

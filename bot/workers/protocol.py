@@ -6,11 +6,11 @@ several files (the recording event: highlight MP4, before/after PNG, thumbnail) 
 another in the payload, their sizes in the fields.
 
 Commands are request/reply with deadlines: `<prefix>.worker.<id>.start` (accept or refuse a session; the
-worker claims it first, see `claims.py`) and `<prefix>.session.<sid>.<outfit|snapshot|stop>`. Events go
-from the worker to the bot through the JetStream stream `<prefix>_events` on `<prefix>.events.<sid>`:
-stored until the bot acknowledges them, so neither a restart of the bot nor of NATS loses one. Each carries
-`Nats-Msg-Id` = `<sid>:<seq>`, so a publish retried after a lost acknowledgement is stored once, and the
-bot applies each event once (`feed.py`).
+worker claims it first, see `claims.py`) and `<prefix>.session.<sid>.<outfit|snapshot|share|stop|status>`.
+Events go from the worker to the bot through the JetStream stream `<prefix>_events` on
+`<prefix>.events.<sid>`: stored until the bot acknowledges them, so neither a restart of the bot nor of NATS
+loses one. Each carries `Nats-Msg-Id` = `<sid>:<seq>`, so a publish retried after a lost acknowledgement is
+stored once, and the bot applies each event once (`feed.py`).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any
 from bot.tryon.errors import TryOnError
 from bot.tryon.models import SessionRequest, SessionState
 from bot.tryon.presenter import (
+    BroadcastReady,
     ErrorReported,
     Highlight,
     RecordingLinks,
@@ -132,6 +133,7 @@ class StartCommand:
                 "outfit": request.outfit,
                 "portrait": request.portrait,
                 "snippets": request.snippets,
+                "watch": request.watch,
                 "allowance_seconds": self.allowance_seconds,
                 "idle_seconds": self.idle_seconds,
                 "pending_prompt_ids": list(self.pending_prompt_ids),
@@ -155,6 +157,7 @@ class StartCommand:
                 outfit=str(f["outfit"]),
                 portrait=f["portrait"],
                 snippets=bool(f.get("snippets", True)),  # absent from a bot of an earlier version
+                watch=bool(f.get("watch", False)),  # absent from a bot of an earlier version
             )
             return cls(
                 session_id=str(f["session_id"]),
@@ -194,6 +197,22 @@ def snippet_message(event: SnippetReady) -> Message:
 def snippet_from(message: Message) -> SnippetReady:
     """The snippet an event carries."""
     return SnippetReady(data=message.data, **message.fields)
+
+
+def broadcast_message(event: BroadcastReady) -> Message:
+    """A stream part's broadcast details as an event."""
+    return Message("broadcast", dataclasses.asdict(event))
+
+
+def broadcast_from(message: Message) -> BroadcastReady:
+    """The broadcast details an event carries."""
+    f = message.fields
+    return BroadcastReady(
+        session_id=str(f["session_id"]),
+        stream_id=None if f["stream_id"] is None else str(f["stream_id"]),
+        webrtc_url=str(f["webrtc_url"]),
+        spectator_token=str(f["spectator_token"]),
+    )
 
 
 def snapshot_message(event: SnapshotReady) -> Message:

@@ -456,6 +456,20 @@ class RemoteSession:
             with contextlib.suppress(ValueError):
                 self._snapshots.remove(arrived)
 
+    async def share_live(self) -> None:
+        """Before placement: the start carries broadcast mode. After: the worker starts a broadcast part."""
+        if self.is_finished or self.state in FINISHING_STATES:
+            raise NoSuchSession()
+        if self.started_at is None:
+            self.request = dataclasses.replace(self.request, watch=True)
+            return
+        await self._wait_placed()
+        answer = await self._command("share", {}, self.settings.start_timeout_seconds)
+        if answer.get("error") == "no_session":
+            raise NoSuchSession()
+        if "error" in answer:
+            raise TryOnError("The try-on could not be shared right now. Please try again.", reason="share")
+
     def detach(self) -> bool:
         """Stop following the session but leave it streaming (the bot is stopping; its next start takes the
         session back); False unless it is live on a worker."""
@@ -752,6 +766,8 @@ class RemoteSession:
                 for arrived in self._snapshots:
                     if not arrived.done():
                         arrived.set_result(still)
+        elif message.kind == "broadcast":
+            await presenter.broadcast_ready(protocol.broadcast_from(message))
         elif message.kind == "recording":
             await presenter.recording_ready(protocol.recording_from(message))
         elif message.kind == "error":

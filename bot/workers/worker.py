@@ -2,9 +2,9 @@
 
 The worker holds the Odyssey connections, frames, snippets, roll-overs, idle and quota stops and the
 recordings; it never sees the Discord token or the bot's database. It announces its free room in the
-presence bucket, takes `start` requests while it has room, answers `outfit`, `snapshot` and `stop` for its
-sessions, and on SIGTERM drains: it takes nothing new and ends its sessions cleanly (each member gets the
-end and the recordings) before it exits.
+presence bucket, takes `start` requests while it has room, answers `outfit`, `snapshot`, `share` and `stop`
+for its sessions, and on SIGTERM drains: it takes nothing new and ends its sessions cleanly (each member
+gets the end and the recordings) before it exits.
 """
 
 from __future__ import annotations
@@ -209,6 +209,9 @@ class Worker:
             return {"ok": True}
         if command == "snapshot":
             return {"ok": await session.snapshot() is not None}
+        if command == "share":
+            await session.share_live()
+            return {"ok": True}
         if command == "status":
             return {
                 "ok": True,

@@ -81,6 +81,13 @@ def _check_attachment(photo: discord.Attachment) -> None:
         )
 
 
+def _check_shareable(private: bool) -> None:
+    if private:
+        raise TryOnError(
+            "A private try-on can't be shared live. Leave out `private` to share it.", reason="watch_private"
+        )
+
+
 def _member_roles(interaction: discord.Interaction[TryOnBot]) -> tuple[int, ...]:
     user = interaction.user
     return tuple(role.id for role in user.roles) if isinstance(user, discord.Member) else ()
@@ -217,6 +224,7 @@ class TryOn(
         outfit="The outfit to try, e.g. 'a red wool coat with brass buttons'",
         orientation="Tall (portrait) or wide (landscape) video (default: your /tryon settings)",
         private="Only you see the live status and clips (default: your /tryon settings)",
+        watch="Share it live: a link anyone can open to watch it in a browser",
     )
     async def start(
         self,
@@ -225,12 +233,15 @@ class TryOn(
         photo: discord.Attachment | None = None,
         orientation: Literal["portrait", "landscape"] | None = None,
         private: bool | None = None,
+        watch: bool = False,
     ) -> None:
         if photo is not None:
             _check_attachment(photo)
+        if watch:
+            self.engine.check_watch_available()
         self.engine.check_not_running(interaction.user.id)
         fetch = self._downloader(photo) if photo is not None else self._kept_photo(interaction, None)
-        await self.begin(interaction, fetch, outfit, private=private, orientation=orientation)
+        await self.begin(interaction, fetch, outfit, private=private, orientation=orientation, watch=watch)
 
     async def begin(
         self,
@@ -240,6 +251,7 @@ class TryOn(
         *,
         private: bool | None = None,
         orientation: str | None = None,
+        watch: bool = False,
     ) -> None:
         """Start a try-on (command, modal or button); the photo is fetched once the cheap checks pass."""
         # Acknowledge privately before any await on the database or the network: the member hears back at
@@ -251,7 +263,9 @@ class TryOn(
             prefs = await store.members.get(interaction.user.id)
             server = await store.guilds.get(self._guild_id(interaction))
             choices = StartChoices.resolve(prefs, server, private=private, orientation=orientation)
-            session = await self._begin(interaction, fetch_photo, outfit, choices)
+            if watch:
+                _check_shareable(choices.private)
+            session = await self._begin(interaction, fetch_photo, outfit, choices, watch)
         except TryOnError as error:
             try:
                 await interaction.edit_original_response(content=error.message, allowed_mentions=NO_MENTIONS)
@@ -259,6 +273,8 @@ class TryOn(
                 await post_to_mod_log(self.bot, error.audit_entry)
             return
         where = "Only you can see it." if choices.private else "Its status is posted below."
+        if watch:
+            where += " The Watch live link is on it: anyone with the link can watch."
         content = f"Your try-on `{session.id}` is on its way. {where}"
         guide = await self._first_try_on_guide(self._guild_id(interaction), server)
         if guide is not None:
@@ -312,6 +328,7 @@ class TryOn(
         fetch_photo: PhotoFetcher,
         outfit: str,
         choices: StartChoices,
+        watch: bool,
     ) -> SessionSummary:
         """The engine's checks that need no photo, then the photo, then the admission (quota reserved)."""
         guild_id, user_id, roles = (
@@ -333,6 +350,7 @@ class TryOn(
             portrait=choices.portrait,
             snippets=choices.snippets,
             kept_photo_sha256=kept_sha256,
+            watch=watch,
         )
         outlet = SessionOutlet(
             self.bot,
@@ -457,6 +475,8 @@ class TryOn(
             await self._end(interaction, session_id, "Ending the try-on")
         elif action == "snap":
             await self._snapshot(interaction, session_id)
+        elif action == "share":
+            await self._share(interaction, session_id)
         else:
             self.engine.check_live(session_id, guild_id=self._guild_id(interaction))
             await interaction.response.send_modal(OutfitModal(session_id, interaction.user.id))
@@ -477,6 +497,18 @@ class TryOn(
             shown_to_channel=_posted_publicly,
         )
         await send_reply(interaction, embed=full_video_answer(session_id, links))
+
+    async def _share(self, interaction: discord.Interaction[TryOnBot], session_id: str) -> None:
+        """ "Share live": the owner's try-on goes out from a fresh stream part; the status has the link."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        url = await self.engine.share_live(
+            session_id, guild_id=self._guild_id(interaction), user_id=interaction.user.id
+        )
+        await send_reply(
+            interaction,
+            f"Shared live: anyone with this link can watch, until the try-on ends: {url}\n"
+            "The link and how many people are watching are on the status message.",
+        )
 
     # reading
 

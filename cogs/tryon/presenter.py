@@ -10,7 +10,14 @@ import discord
 
 from bot.app import TryOnBot
 from bot.tryon.models import FINISHING_STATES, TERMINAL_STATES, SessionState
-from bot.tryon.presenter import ErrorReported, RecordingReady, SnapshotReady, SnippetReady, StatusChanged
+from bot.tryon.presenter import (
+    BroadcastReady,
+    ErrorReported,
+    RecordingReady,
+    SnapshotReady,
+    SnippetReady,
+    StatusChanged,
+)
 from cogs.tryon.outlet import SessionOutlet
 from cogs.tryon.posts import PostLog
 from cogs.tryon.render import status_embed
@@ -37,9 +44,12 @@ class DiscordPresenter:
         status_interval: float,
         remember_status: Callable[[str, int], Awaitable[None]] | None = None,
         posts: PostLog | None = None,
+        offer_sharing: bool = False,
     ) -> None:
         self.outlet = outlet
         self.owner_id = owner_id
+        # Show "Share live" until the try-on is shared (Watch live runs, and the status is public).
+        self.offer_sharing = offer_sharing and not outlet.route.private
         # Called once with (session id, status message id) so a restart can find the message again.
         self._remember_status = remember_status
         self.updater: CoalescingUpdater[StatusChanged] = CoalescingUpdater(self._show_status, status_interval)
@@ -69,7 +79,11 @@ class DiscordPresenter:
         elif event.state in FINISHING_STATES:
             view = None  # no buttons while it is ending
         else:
-            view = session_controls(event.session_id, streaming=event.state is SessionState.STREAMING)
+            view = session_controls(
+                event.session_id,
+                streaming=event.state is SessionState.STREAMING,
+                shareable=self.offer_sharing and event.watch_url is None,
+            )
         before = self.outlet.status_message_id
         await self.outlet.edit_status(embed=status_embed(event, self.owner_id), view=view)
         moved = self.outlet.status_message_id != before
@@ -116,6 +130,9 @@ class DiscordPresenter:
             self.outlet.filesize_limit = min(self.outlet.filesize_limit, size - 1)
             return "it is over this server's upload limit"
         return "Discord did not accept the upload"
+
+    async def broadcast_ready(self, event: BroadcastReady) -> None:
+        """Nothing to post: the status message shows the watch link (the token never reaches Discord)."""
 
     async def recording_ready(self, event: RecordingReady) -> None:
         """The final message: the highlight video and stills uploaded with it, links, "Get the full video".
@@ -172,7 +189,8 @@ def presenter_for_bot(
     *,
     guild_id: int | None = None,
 ) -> DiscordPresenter:
-    """A presenter using the bot's configured status interval; with `guild_id`, its posts are recorded."""
+    """A presenter using the bot's configured status interval (offering "Share live" where it works); with
+    `guild_id`, its posts are recorded."""
     posts = None if guild_id is None else PostLog(bot.runtime.store, guild_id, owner_id)
     return DiscordPresenter(
         outlet,
@@ -180,4 +198,5 @@ def presenter_for_bot(
         status_interval=bot.config.discord.status_edit_seconds,
         remember_status=remember_status,
         posts=posts,
+        offer_sharing=bot.runtime.engine.watch_available,
     )

@@ -80,8 +80,18 @@ def status_embed(event: StatusChanged, owner_id: int) -> discord.Embed:
         embed.add_field(name="Outfit", value=quote_safely(event.outfit, 300), inline=False)
     if event.state is SessionState.STREAMING and event.remaining_seconds is not None:
         embed.add_field(name="Time left", value=duration(event.remaining_seconds))
+    if event.watch_url:
+        embed.add_field(
+            name="Watch live", value=watch_line(event.watch_url, event.viewers or 0), inline=False
+        )
     embed.set_footer(text=f"session {event.session_id}")
     return embed
+
+
+def watch_line(url: str, viewers: int) -> str:
+    """The shared try-on's link, for anyone, and how many are watching."""
+    watching = "nobody watching yet" if viewers == 0 else f"{viewers} watching"
+    return f"[Open the live view]({url}) · {watching}"
 
 
 def recording_links_text(

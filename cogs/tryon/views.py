@@ -21,10 +21,11 @@ PhotoFetcher = Callable[[], Awaitable[tuple[bytes, str | None]]]
 
 log = logging.getLogger(__name__)
 
-ACTIONS = {"outfit": "New outfit", "snap": "Snapshot", "stop": "Stop"}
+ACTIONS = {"outfit": "New outfit", "snap": "Snapshot", "share": "Share live", "stop": "Stop"}
 _STYLES = {
     "outfit": discord.ButtonStyle.primary,
     "snap": discord.ButtonStyle.secondary,
+    "share": discord.ButtonStyle.success,
     "stop": discord.ButtonStyle.danger,
 }
 
@@ -38,7 +39,7 @@ def _cog(interaction: discord.Interaction[TryOnBot]) -> TryOn:
 
 class SessionButton(
     discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
-    template=r"tryon:(?P<action>outfit|snap|stop):(?P<session>[A-Za-z0-9_-]{1,40})",
+    template=r"tryon:(?P<action>outfit|snap|share|stop):(?P<session>[A-Za-z0-9_-]{1,40})",
 ):
     """A session control that survives restarts: the custom id carries the action and the session id."""
 
@@ -66,7 +67,7 @@ class SessionButton(
         return await _guarded(interaction, _cog(interaction).may_control(interaction, self.session_id))
 
     async def callback(self, interaction: discord.Interaction[TryOnBot]) -> None:  # type: ignore[override]
-        """Stop, snapshot, or open the outfit modal."""
+        """Stop, snapshot, share live, or open the outfit modal."""
         await _guarded(interaction, _cog(interaction).press(interaction, self.action, self.session_id))
 
 
@@ -134,11 +135,14 @@ def ended_controls(session_id: str) -> discord.ui.View:
     return view
 
 
-def session_controls(session_id: str, *, streaming: bool) -> discord.ui.View:
-    """The status message's buttons (outfit and snapshot only do something once it streams)."""
+def session_controls(session_id: str, *, streaming: bool, shareable: bool = False) -> discord.ui.View:
+    """The status message's buttons (outfit and snapshot only do something once it streams; "Share live"
+    while the try-on can still be shared)."""
     view = discord.ui.View(timeout=None)
     view.add_item(SessionButton("outfit", session_id))
     view.add_item(SessionButton("snap", session_id, disabled=not streaming))
+    if shareable:
+        view.add_item(SessionButton("share", session_id))
     view.add_item(SessionButton("stop", session_id))
     return view
 

@@ -7,16 +7,28 @@ import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 
 from bot.app import TryOnBot
 from bot.config import BotConfig
 from bot.emulator import Emulator
+from bot.web import WebSettings
 from bot.workers.remote import RemoteLauncher, RemoteSession
 from bot.workers.settings import WorkerSettings
 from tests.fakediscord import BotDriver, FakeDiscord
 from tests.fakediscord import payloads as p
-from tests.helpers import make_bot_config, mp4_video, photo_option, session_id_of, until, wait_status
+from tests.helpers import (
+    joined_as_spectator,
+    make_bot_config,
+    mp4_video,
+    photo_option,
+    session_id_of,
+    status_message,
+    until,
+    wait_status,
+    watch_link,
+)
 
 Ctx = Callable[..., p.InteractionContext]
 
@@ -25,7 +37,7 @@ pytestmark = pytest.mark.timeout(150)
 
 @pytest.fixture
 def bot_config(tmp_path: Path, emulator: Emulator) -> BotConfig:
-    config = make_bot_config(tmp_path, emulator.url)
+    config = make_bot_config(tmp_path, emulator.url, web=WebSettings(port=0))
     return dataclasses.replace(config, workers=WorkerSettings(local_workers=1, capacity=2))
 
 
@@ -115,3 +127,39 @@ async def test_a_whole_try_on_runs_on_a_local_worker(
     assert kinds == ["session", "charge"]
     prompts = {prompt.text: prompt.status for prompt in await store.prompts.for_session(session_id)}
     assert prompts == {"a red summer dress": "applied", "a blue denim jacket": "applied"}
+
+
+async def test_watch_live_works_for_sessions_on_a_worker(
+    driver: BotDriver, world: p.GuildWorld, as_member: Ctx, bot: TryOnBot, fake_discord: FakeDiscord
+) -> None:
+    # Shared from the start: the worker broadcasts, and each part's details come back over the bus.
+    alice, bob = as_member("alice"), as_member("bob")
+    shared = driver.command(
+        alice, "tryon start", photo=photo_option(fake_discord), outfit="a red summer dress", watch=True
+    )
+    status = await wait_status(fake_discord, shared.token, "Streaming live")
+    link = watch_link(status)
+    assert link is not None
+    async with httpx.AsyncClient(timeout=10) as http:
+        await joined_as_spectator(http, link)
+
+        # "Share live" on a running session: the worker rolls over to a broadcast part at once.
+        later = driver.command(bob, "tryon start", photo=photo_option(fake_discord), outfit="a green parka")
+        plain = await wait_status(fake_discord, later.token, "Streaming live")
+        session_id = session_id_of(plain)
+        session = bot.runtime.engine.manager.get(session_id)
+        assert isinstance(session, RemoteSession) and session.worker_id == "local-1"
+        pressed = await driver.press(bob, plain, f"tryon:share:{session_id}").reply(within=30)
+        assert "anyone with this link can watch" in pressed.content
+        now_shared = await fake_discord.wait_for(
+            lambda: (m := status_message(fake_discord, later.token)) is not None and watch_link(m) and m, 30
+        )
+        bob_link = watch_link(now_shared)
+        assert bob_link is not None and bob_link != link
+        await joined_as_spectator(http, bob_link)
+        assert len(session.stream_ids) == 2  # the first part was not broadcast; the second is
+
+        for member, token in ((alice, shared.token), (bob, later.token)):
+            await driver.command(member, "tryon stop").reply()
+            await wait_status(fake_discord, token, "Done after", within=40)
+        assert (await http.get(link)).status_code == 404 and (await http.get(bob_link)).status_code == 404

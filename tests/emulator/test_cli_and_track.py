@@ -74,8 +74,10 @@ def test_cli_limit_options_reach_the_config_and_unset_ones_keep_the_defaults() -
         "--idle-timeout=7.5",
         "--fps=12",
         "--scale=0.5",
+        "--max-spectators=30",
     )
     assert (config.concurrency_limit, config.streamer_slots, config.stream_cap_seconds) == (2, 3, 20.0)
+    assert config.max_spectators_per_stream == 30
     assert (config.idle_timeout_seconds, config.fps, config.frame_size(True)) == (7.5, 12, (352, 640))
     assert parse_emulator_config("--idle-timeout=0").idle_timeout_seconds is None
     defaults, plain = EmulatorConfig(), parse_emulator_config()
@@ -86,7 +88,9 @@ def test_cli_limit_options_reach_the_config_and_unset_ones_keep_the_defaults() -
     )
 
 
-@pytest.mark.parametrize("option", ["--fps=0", "--concurrency-limit=-1", "--idle-timeout=-2", "--scale=0"])
+@pytest.mark.parametrize(
+    "option", ["--fps=0", "--concurrency-limit=-1", "--idle-timeout=-2", "--scale=0", "--max-spectators=0"]
+)
 def test_cli_refuses_limits_that_cannot_work(option: str) -> None:
     with pytest.raises(SystemExit, match="emulator: "):
         parse_emulator_config(option)

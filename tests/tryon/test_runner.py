@@ -10,7 +10,7 @@ import pytest
 
 from bot.emulator import DEV_API_KEY, Emulator
 from bot.media.framebuffer import FrameBuffer
-from bot.odyssey import OdysseyError
+from bot.odyssey import BroadcastInfo, Odyssey, OdysseyError
 from bot.tryon.engine import client_factory
 from bot.tryon.errors import NoSuchSession
 from bot.tryon.runner import LiveStream, StreamRunner, StreamStopped
@@ -24,11 +24,20 @@ class RecordingHost:
 
     def __init__(self, outfit: str = "red wool coat") -> None:
         self.outfit = outfit
+        self.broadcast = False
         self.heard: list[tuple[Any, ...]] = []
+        self.broadcasts: list[BroadcastInfo] = []
         self.stopped = asyncio.Event()
 
     def outfit_for_start(self) -> str:
         return self.outfit
+
+    def broadcast_for_start(self) -> bool:
+        return self.broadcast
+
+    async def broadcast_ready(self, stream_id: str | None, info: BroadcastInfo) -> None:
+        self.heard.append(("broadcast", stream_id))
+        self.broadcasts.append(info)
 
     async def stream_started(self, stream: LiveStream) -> None:
         self.heard.append(("started", stream.index, stream.prompt))
@@ -114,6 +123,28 @@ async def test_streams_roll_over_on_the_same_connection_and_close_on_stop(
     counted = host.heard[2][3] + host.heard[5][3]
     assert runner.streamed_seconds == pytest.approx(counted)
     assert runner.frames_received > 0
+
+
+async def test_roll_over_now_starts_a_broadcast_part_at_once_on_the_same_connection(
+    emulator_factory: Callable[..., Awaitable[Emulator]], run_streams: Run
+) -> None:
+    emulator = await emulator_factory()
+    runner, host, task = await run_streams(emulator)  # the cap is far away (150 s)
+    await until(lambda: runner.live is not None, within=20)
+    first = current(runner)
+    assert first is not None and not host.broadcasts  # not shared yet: no broadcast
+    host.broadcast = True
+    runner.roll_over_now()  # what "Share live" does
+    await until(lambda: host.broadcasts, within=20)
+    second = current(runner)
+    assert second is not None and second.client is first.client and runner.rollovers == 1
+    assert host.heard[-1] == ("broadcast", second.stream_id)
+    assert host.kinds()[:5] == ["started", "running", "ended", "started", "running"]
+    info = host.broadcasts[0]
+    async with await Odyssey.connect_to_stream(info.webrtc_url, info.spectator_token) as spectator:
+        await asyncio.wait_for(spectator.frames.get(), 10)  # spectators see the new part
+    host.stopped.set()
+    await asyncio.wait_for(task, 20)
 
 
 async def test_apply_shows_an_outfit_or_says_the_platform_refused(

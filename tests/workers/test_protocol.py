@@ -1,5 +1,6 @@
 """Events and commands on the wire: the recording event (links in the fields, the highlight MP4 and the stills
-in one payload) and the start command (every field of the request reaches the worker as the bot sent it)."""
+in one payload), the start command (every field of the request reaches the worker as the bot sent it) and
+Watch live's parts (a session's broadcast details and its `watch` flag)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import dataclasses
 
 import pytest
 
-from bot.tryon.models import SessionRequest
-from bot.tryon.presenter import Highlight, RecordingLinks, RecordingReady
+from bot.tryon.models import SessionRequest, SessionState
+from bot.tryon.presenter import BroadcastReady, Highlight, RecordingLinks, RecordingReady, StatusChanged
 from bot.tryon.settings import EngineSettings
 from bot.workers import protocol
 from bot.workers.protocol import Message, ProtocolError, StartCommand
@@ -95,3 +96,34 @@ def test_a_start_command_from_an_earlier_bot_has_clips_on() -> None:
     fields = {key: value for key, value in message.fields.items() if key != "snippets"}
     received = StartCommand.from_message(dataclasses.replace(message, fields=fields))
     assert received.request.snippets is True
+
+
+def start_command(watch: bool) -> StartCommand:
+    request = SessionRequest(guild_id=1, user_id=2, channel_id=3, photo=b"jpeg", outfit="a coat", watch=watch)
+    return StartCommand("s1", request, 60.0, None, (7,), None, EngineSettings())
+
+
+def test_broadcast_details_travel_as_an_event() -> None:
+    event = BroadcastReady("s1", "stream-1", "https://platform.example/broadcast/stream-1", "spectator-token")
+    message = over_the_wire(protocol.broadcast_message(event))
+    assert message.kind == "broadcast"
+    assert protocol.broadcast_from(message) == event
+    assert "spectator-token" not in repr(event)  # kept out of logs
+
+
+def test_a_start_carries_watch_and_an_older_bot_s_start_means_no_watch() -> None:
+    for watch in (True, False):
+        parsed = StartCommand.from_message(over_the_wire(start_command(watch).to_message()))
+        assert parsed.request.watch is watch
+    older = start_command(True).to_message()
+    fields = {key: value for key, value in older.fields.items() if key != "watch"}
+    assert not StartCommand.from_message(Message("start", fields, older.data)).request.watch
+
+
+def test_statuses_keep_the_link_and_viewer_count_fields() -> None:
+    status = StatusChanged(
+        "s1", SessionState.STREAMING, 3.0, "a coat", watch_url="https://x/watch/a", viewers=4
+    )
+    assert protocol.status_from(over_the_wire(protocol.status_message(status))) == status
+    plain = dataclasses.replace(status, watch_url=None, viewers=None)
+    assert protocol.status_from(over_the_wire(protocol.status_message(plain))) == plain
