@@ -7,6 +7,7 @@ import contextlib
 import math
 import multiprocessing
 import multiprocessing.context
+import os
 import signal
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -157,7 +158,10 @@ class SnippetEncoder:
     def _new_pool(self) -> ProcessPoolExecutor:
         # Spawn: fork would copy the event loop's threads and sockets.
         return ProcessPoolExecutor(
-            max_workers=self.max_workers, mp_context=_QuietSpawnContext(), initializer=init_worker
+            max_workers=self.max_workers,
+            mp_context=_QuietSpawnContext(),
+            initializer=init_worker,
+            initargs=(os.getpid(),),
         )
 
     async def encode_gif(

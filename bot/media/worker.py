@@ -95,19 +95,21 @@ def _write_mp4(job: ClipJob, path: Path) -> None:
 PARENT_CHECK_SECONDS = 0.5
 
 
-def init_worker() -> None:
+def init_worker(parent: int) -> None:
     """Worker start-up: one BLAS thread (OpenBLAS's idle threads spin and cost more CPU than they save).
 
     SIGINT is ignored: Ctrl-C in a terminal reaches the whole process group, and the bot, not each worker,
     decides how to stop (it shuts the pool down). The worker was started with SIGINT blocked (see
     `bot.media.snippets`), so a Ctrl-C during its start-up is discarded here instead of raising
     KeyboardInterrupt in it. The worker also exits on its own once the bot process is gone: a bot killed
-    with SIGKILL cannot stop its pool, and the workers would otherwise run on as orphans.
+    with SIGKILL cannot stop its pool, and the workers would otherwise run on as orphans (`parent`: the
+    pid of the process that made the pool).
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # discards a SIGINT pending since the start, too
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     threadpool_limits(limits=1, user_api="blas")
-    parent = os.getppid()
+    # `parent` is the bot's pid, passed in: a bot killed while this worker was starting has already made it
+    # an orphan, so the worker's own first getppid() would be init's and it would never notice.
     threading.Thread(target=_exit_with_parent, args=(parent,), name="parent-watch", daemon=True).start()
 
 
