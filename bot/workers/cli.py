@@ -37,6 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--capacity", type=int, default=None, help="sessions at once (default: [workers])")
     parser.add_argument("--id", default=None, help="worker id (default: host-pid-random)")
+    parser.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="lower this worker's CPU priority by N (0-19) on a machine it shares with the bot",
+    )
     # Set by `run --local-workers`: the bot's children drain and exit when the bot is gone (even SIGKILLed).
     parser.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     # For tests: answer each accepted start this many seconds late, as if the reply were lost on its way.
@@ -119,6 +125,11 @@ def main(args: argparse.Namespace) -> int:
         # A child of `run --local-workers`: Ctrl-C is for the bot, which drains this worker (SIGTERM) and
         # stops NATS last; a worker stopping on its own would only race that.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if not 0 <= args.nice <= 19:
+        print("configuration error: --nice: 0 to 19", file=sys.stderr)
+        return 2
+    if args.nice:
+        os.nice(args.nice)  # the pool of snippet encoders it starts inherits it
     try:
         config = worker_config(args)
     except ConfigError as error:

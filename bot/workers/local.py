@@ -26,6 +26,7 @@ from bot.workers.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
+LOCAL_WORKER_NICENESS = 5
 READY_SECONDS = 60.0
 DRAIN_SECONDS = 90.0
 
@@ -108,6 +109,10 @@ async def _spawn_worker(
         "--id",
         f"local-{index + 1}",
         "--exit-with-parent",
+        # On the bot's own machine the front end must win the CPU: a member's command is acknowledged within
+        # Discord's 3 s only if media work waits for it, not the other way round.
+        "--nice",
+        str(LOCAL_WORKER_NICENESS),
         env=env,
         start_new_session=True,
     )

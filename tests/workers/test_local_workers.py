@@ -1,4 +1,5 @@
-"""Workers started by `run --local-workers` ignore Ctrl-C and go with the bot, even when it is SIGKILLed."""
+"""Workers started by `run --local-workers` ignore Ctrl-C, go with the bot (even when it is SIGKILLed) and
+yield the CPU to it."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 
 from bot.emulator import DEV_API_KEY
 from bot.workers.bus import connect
+from bot.workers.local import LOCAL_WORKER_NICENESS, start_local_workers
 from bot.workers.presence import PresenceBoard
 from bot.workers.settings import WorkerSettings
 from tests.helpers import ROOT, until
@@ -69,3 +71,21 @@ async def test_a_local_worker_ignores_sigint_and_drains_when_the_bot_is_killed(
         if alive(worker_pid):
             os.kill(worker_pid, signal.SIGKILL)
         await client.close()
+
+
+def niceness(pid: int) -> int:
+    """A process's nice value (field 19 of /proc/<pid>/stat, after the command name in parentheses)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return int(fields[16])
+
+
+async def test_local_workers_yield_the_cpu_to_the_bot(tmp_path: Path) -> None:
+    started = await start_local_workers(
+        WorkerSettings(), 1, tmp_path / "nats", odyssey_url="http://127.0.0.1:9", odyssey_key=DEV_API_KEY
+    )
+    try:
+        [worker] = started.processes
+        assert niceness(worker.pid) == niceness(os.getpid()) + LOCAL_WORKER_NICENESS
+    finally:
+        await started.stop()
+    assert worker.returncode == 0  # drained
