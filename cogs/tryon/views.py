@@ -158,48 +158,12 @@ def final_post_controls(session_id: str, *, deletable: bool = False) -> discord.
     return view
 
 
-class OutfitModal(discord.ui.Modal):
-    """Asks for the next outfit of a session."""
+class MemberModal(discord.ui.Modal):
+    """A modal only the member it was shown to may submit (discord.py routes a submit by custom id alone)."""
 
-    outfit: discord.ui.TextInput[OutfitModal] = discord.ui.TextInput(
-        label="Outfit", placeholder="a red wool coat with brass buttons", min_length=3, max_length=300
-    )
-
-    def __init__(self, session_id: str, user_id: int) -> None:
-        # The user id keeps the owner's and a moderator's open modals apart.
-        super().__init__(
-            title="New outfit", custom_id=f"tryon:outfit-modal:{session_id}:{user_id}", timeout=600
-        )
-        self.session_id = session_id
+    def __init__(self, user_id: int, *, title: str, custom_id: str) -> None:
+        super().__init__(title=title, custom_id=custom_id, timeout=600)
         self.user_id = user_id
-
-    async def interaction_check(self, interaction: discord.Interaction[TryOnBot]) -> bool:  # type: ignore[override]
-        """Only the member it was shown to: discord.py routes a submit to it by custom id alone."""
-        if interaction.user.id != self.user_id:
-            await send_reply(interaction, "Only the member who opened this can use it.")
-            return False
-        return True
-
-    async def on_submit(self, interaction: discord.Interaction[TryOnBot]) -> None:  # type: ignore[override]
-        """Apply the outfit to the session."""
-        await _cog(interaction).apply_outfit(interaction, self.session_id, self.outfit.value)
-
-    async def on_error(self, interaction: discord.Interaction[TryOnBot], error: Exception) -> None:  # type: ignore[override]
-        """Members' errors as written, anything else with an id (as for commands)."""
-        await report_error(interaction, error)
-
-
-class StartModal(discord.ui.Modal):
-    """Asks for the outfit of a new try-on whose photo is already known (kept, or in a message)."""
-
-    outfit: discord.ui.TextInput[StartModal] = discord.ui.TextInput(
-        label="Outfit", placeholder="a red wool coat with brass buttons", min_length=1, max_length=300
-    )
-
-    def __init__(self, user_id: int, fetch_photo: PhotoFetcher) -> None:
-        super().__init__(title="Try on", custom_id=f"tryon:start-modal:{user_id}", timeout=600)
-        self.user_id = user_id
-        self.fetch_photo = fetch_photo
 
     async def interaction_check(self, interaction: discord.Interaction[TryOnBot]) -> bool:  # type: ignore[override]
         """Only the member it was shown to."""
@@ -208,13 +172,42 @@ class StartModal(discord.ui.Modal):
             return False
         return True
 
-    async def on_submit(self, interaction: discord.Interaction[TryOnBot]) -> None:  # type: ignore[override]
-        """Start the try-on."""
-        await _cog(interaction).begin(interaction, self.fetch_photo, self.outfit.value)
-
     async def on_error(self, interaction: discord.Interaction[TryOnBot], error: Exception) -> None:  # type: ignore[override]
         """Members' errors as written, anything else with an id (as for commands)."""
         await report_error(interaction, error)
+
+
+class OutfitModal(MemberModal):
+    """Asks for the next outfit of a session."""
+
+    outfit: discord.ui.TextInput[OutfitModal] = discord.ui.TextInput(
+        label="Outfit", placeholder="a red wool coat with brass buttons", min_length=3, max_length=300
+    )
+
+    def __init__(self, session_id: str, user_id: int) -> None:
+        # The user id keeps the owner's and a moderator's open modals apart.
+        super().__init__(user_id, title="New outfit", custom_id=f"tryon:outfit-modal:{session_id}:{user_id}")
+        self.session_id = session_id
+
+    async def on_submit(self, interaction: discord.Interaction[TryOnBot]) -> None:  # type: ignore[override]
+        """Apply the outfit to the session."""
+        await _cog(interaction).apply_outfit(interaction, self.session_id, self.outfit.value)
+
+
+class StartModal(MemberModal):
+    """Asks for the outfit of a new try-on whose photo is already known (kept, or in a message)."""
+
+    outfit: discord.ui.TextInput[StartModal] = discord.ui.TextInput(
+        label="Outfit", placeholder="a red wool coat with brass buttons", min_length=1, max_length=300
+    )
+
+    def __init__(self, user_id: int, fetch_photo: PhotoFetcher) -> None:
+        super().__init__(user_id, title="Try on", custom_id=f"tryon:start-modal:{user_id}")
+        self.fetch_photo = fetch_photo
+
+    async def on_submit(self, interaction: discord.Interaction[TryOnBot]) -> None:  # type: ignore[override]
+        """Start the try-on."""
+        await _cog(interaction).begin(interaction, self.fetch_photo, self.outfit.value)
 
 
 class InvokerOnlyView(discord.ui.View):
