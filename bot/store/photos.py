@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import tempfile
 from pathlib import Path
@@ -44,8 +45,8 @@ class KeptPhotos:
             (guild_id, user_id, name, upload_sha256, now, now + hours * HOUR),
         )
 
-    async def get(self, guild_id: int, user_id: int) -> KeptPhoto | None:
-        """The member's kept photo in this server, unless it expired or is gone."""
+    async def find(self, guild_id: int, user_id: int) -> KeptPhotoEntry | None:
+        """Which photo of the member is kept in this server (its file not read), unless it expired."""
         row = await self._db.fetch_one(
             "SELECT file_name, upload_sha256, expires_at FROM kept_photos WHERE guild_id = ? AND user_id = ?",
             (guild_id, user_id),
@@ -55,11 +56,18 @@ class KeptPhotos:
         if row["expires_at"] <= self._db.now():
             await self.drop(guild_id, user_id)
             return None
-        data = await asyncio.to_thread(_read, self.folder / row["file_name"])
+        return KeptPhotoEntry(row["file_name"], row["upload_sha256"], row["expires_at"])
+
+    async def get(self, guild_id: int, user_id: int) -> KeptPhoto | None:
+        """The member's kept photo in this server, unless it expired or is gone."""
+        entry = await self.find(guild_id, user_id)
+        if entry is None:
+            return None
+        data = await asyncio.to_thread(_read, self.folder / entry.file_name)
         if data is None:  # removed by hand: the row goes too
             await self.drop(guild_id, user_id)
             return None
-        return KeptPhoto(data, row["upload_sha256"], row["expires_at"])
+        return KeptPhoto(data, entry.upload_sha256, entry.expires_at)
 
     async def drop(self, guild_id: int, user_id: int) -> int:
         """Remove the member's kept photo in this server; how many were removed (0 or 1)."""
@@ -82,15 +90,22 @@ class KeptPhotos:
         return len(names)
 
 
+@dataclasses.dataclass(frozen=True)
+class KeptPhotoEntry:
+    """Which photo is kept: its file in the folder, the hash of the upload it was made from, its expiry."""
+
+    file_name: str
+    upload_sha256: str
+    expires_at: float
+
+
+@dataclasses.dataclass(frozen=True)
 class KeptPhoto:
     """A kept photo: the JPEG, the hash of the upload it was made from, and when it expires."""
 
-    __slots__ = ("data", "expires_at", "upload_sha256")
-
-    def __init__(self, data: bytes, upload_sha256: str, expires_at: float) -> None:
-        self.data = data
-        self.upload_sha256 = upload_sha256
-        self.expires_at = expires_at
+    data: bytes = dataclasses.field(repr=False)
+    upload_sha256: str
+    expires_at: float
 
 
 def _file_name(guild_id: int, user_id: int) -> str:

@@ -104,19 +104,30 @@ class Engine(Generic[Session]):
         """Admit a try-on (checked again, quota reserved); its progress goes to `presenter`."""
         return (await self.manager.admit(request, presenter)).summary()
 
+    async def check_kept_photo(self, guild_id: int, user_id: int, *, of_session: str | None = None) -> None:
+        """PhotoRejected unless the member's photo (the one `of_session` used) is kept here; reads no file."""
+        entry = await self.services.store.photos.find(guild_id, user_id)
+        await self._refuse_unless_kept(guild_id, user_id, entry.upload_sha256 if entry else None, of_session)
+
     async def kept_photo(self, guild_id: int, user_id: int, *, of_session: str | None = None) -> KeptPhoto:
         """The member's kept photo here (the one `of_session` used, if given); PhotoRejected if none."""
         kept = await self.services.store.photos.get(guild_id, user_id)
-        if kept is None:
+        await self._refuse_unless_kept(guild_id, user_id, kept.upload_sha256 if kept else None, of_session)
+        assert kept is not None  # refused above otherwise
+        return kept
+
+    async def _refuse_unless_kept(
+        self, guild_id: int, user_id: int, kept_sha256: str | None, of_session: str | None
+    ) -> None:
+        if kept_sha256 is None:
             hours = (await self.services.store.guilds.get(guild_id)).photo_retention
             if hours <= 0:
                 raise PhotoRejected(NO_PHOTOS_KEPT, reason="no_kept_photo")
             raise PhotoRejected(PHOTO_NOT_KEPT.format(hours=f"{hours:g}"), reason="no_kept_photo")
         if of_session is not None:
             record = await self.services.store.sessions.get(of_session)
-            if record is None or record.user_id != user_id or record.photo_sha256 != kept.upload_sha256:
+            if record is None or record.user_id != user_id or record.photo_sha256 != kept_sha256:
                 raise PhotoRejected(OTHER_PHOTO_KEPT, reason="no_kept_photo")
-        return kept
 
     async def sweep_photos(self) -> int:
         """Remove every kept photo past its server's retention time; how many."""

@@ -377,9 +377,13 @@ class TryOn(
             )
             return
         self.engine.check_not_running(interaction.user.id)
-        fetch = self._kept_photo(interaction, session_id)
-        await fetch()  # said now, before the member types an outfit for a photo that is gone
-        await interaction.response.send_modal(StartModal(interaction.user.id, fetch))
+        # Said now, before the member types an outfit for a photo that is gone; the photo is read at submit.
+        await self.engine.check_kept_photo(
+            self._guild_id(interaction), interaction.user.id, of_session=session_id
+        )
+        await interaction.response.send_modal(
+            StartModal(interaction.user.id, self._kept_photo(interaction, session_id))
+        )
 
     async def try_on_message(
         self, interaction: discord.Interaction[TryOnBot], message: discord.Message
