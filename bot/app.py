@@ -179,11 +179,12 @@ class TryOnBot(commands.Bot):
         # from now on; close() unfreezes them.
         gc.freeze()
 
-    def run_in_background(self, work: Coroutine[Any, Any, None], name: str) -> None:
+    def run_in_background(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         """Run `work` alongside the bot; `close()` cancels it before the engine and the store close."""
         task = asyncio.create_task(work, name=name)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
     async def is_owner(self, user: discord.abc.User) -> bool:
         """The application's owner(s) and the users listed in `discord.owner_ids`."""

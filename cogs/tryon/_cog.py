@@ -144,6 +144,7 @@ class TryOn(
             FULL_VIDEO_PRESSES, FULL_VIDEO_WINDOW_SECONDS, lambda member_id: member_id
         )
         super().__init__()
+        self._photo_sweeper: asyncio.Task[None] | None = None
         # Context menus cannot live in a group cog's class body: made here, added to the tree on load.
         self.try_on_menu = app_commands.ContextMenu(name="Try on with this photo", callback=self._try_on_menu)
         self.try_on_menu.allowed_contexts = app_commands.AppCommandContext(guild=True)
@@ -166,7 +167,7 @@ class TryOn(
         self.bot.tree.add_command(self.try_on_menu)
         if not self.bot.has_runtime:
             return
-        self.bot.run_in_background(self._sweep_photos(), name="tryon-sweep-photos")
+        self._photo_sweeper = self.bot.run_in_background(self._sweep_photos(), name="tryon-sweep-photos")
         taken_back = await self.engine.reattach(self._recovery_presenter)
         if taken_back:
             log.info("took back %d sessions still streaming on workers", taken_back)
@@ -180,6 +181,8 @@ class TryOn(
         """Stop routing presses and the menu to this cog."""
         self.bot.remove_dynamic_items(SessionButton, PostButton)
         self.bot.tree.remove_command(self.try_on_menu.name, type=self.try_on_menu.type)
+        if self._photo_sweeper is not None:  # a reloaded cog starts its own
+            self._photo_sweeper.cancel()
 
     async def _sweep_photos(self) -> None:
         """Remove kept photos past their time: at start-up, then every few minutes."""
